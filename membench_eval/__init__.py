@@ -1,0 +1,6 @@
+"""membench-eval: does a memorization mitigation for text-to-image diffusion really work?"""
+
+from membench_eval.mitigation import BatchContext, ImageRequest, Mitigation
+
+__all__ = ["Mitigation", "BatchContext", "ImageRequest"]
+__version__ = "0.1.0"

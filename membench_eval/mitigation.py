@@ -1,0 +1,139 @@
+"""The Mitigation base class: one small class per method, a few named hooks.
+
+A method overrides only the hooks it needs; the generation engine calls them in this order for
+every batch of images (a batch may mix prompts; every image has its own seed and RNG):
+
+1. ``rewrite_prompt``      - change the prompt text (RNA, RTA).
+2. ``edit_embeddings``     - change prompt embeddings before sampling (Wen et al.).
+3. ``on_step_end``         - diffusers ``callback_on_step_end``: change latents/embeddings during sampling.
+4. ``cross_attention_processor`` - replace the ``attn2`` (cross-attention) processors for this
+   batch only (Ren et al.); the engine installs it and restores the originals afterwards.
+5. ``generate``            - full override of generation, for methods that need it; return None
+   to use the default path above.
+
+Hyperparameters are dataclass fields with types and defaults: every subclass is made a dataclass
+automatically, so ``n: int = 1`` declares a parameter the harness validates, puts in the run-store
+key and the leaderboard label, and can sweep (``--param n=1,2,3``). ``sweep`` declares the paper's
+sweep for the method. Example (see README)::
+
+    class RandomSuffix(Mitigation):
+        '''Appends a random word; a toy.'''
+        name = "random_suffix"
+        words: int = 1
+
+        def rewrite_prompt(self, prompt, rng):
+            return prompt + " " + " ".join(rng.choice(["cat", "dog"]) for _ in range(self.words))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from PIL import Image
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """One image to generate: its prompt, its index among the prompt's images, and its own seed."""
+
+    prompt_id: str
+    prompt: str
+    image_index: int
+    seed: int
+
+
+@dataclass
+class BatchContext:
+    """What the engine knows about the batch being generated; hooks may read it and record into
+    ``records`` (per image, e.g. Wen's iterations and final loss), which the run store keeps."""
+
+    requests: list[ImageRequest]
+    # Text actually fed to the text encoder, after ``rewrite_prompt`` (one per image).
+    prompts: list[str]
+    num_inference_steps: int
+    guidance_scale: float
+    height: int
+    width: int
+    device: "torch.device"
+    # One torch.Generator per image, seeded from ImageRequest.seed.
+    generators: list["torch.Generator"] = field(default_factory=list)
+    # One RNG per image, seeded from the image seed; for methods that draw random choices.
+    rngs: list[random.Random] = field(default_factory=list)
+    # Per-image extra values the method wants stored (same length as requests).
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Mitigation:
+    """Base class of every mitigation. ``name`` identifies it in the store and the leaderboard."""
+
+    name: ClassVar[str] = "base"
+    # The paper the method comes from (shown in the leaderboard and docs).
+    paper: ClassVar[str] = ""
+    # The paper's hyperparameter sweep, e.g. {"n": [1, 2, 3, 4, 5, 6]}.
+    sweep: ClassVar[dict[str, list[Any]]] = {}
+    # The setting the paper calls strongest (used by tests and `--param strongest`).
+    strongest: ClassVar[dict[str, Any]] = {}
+    # True when the method must see all images of one prompt in the same batch (e.g. a loss taken
+    # over a prompt's images together). The engine then never splits a prompt across batches.
+    batch_by_prompt: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__dataclass_fields__" not in cls.__dict__:
+            dataclasses.dataclass(cls)
+
+    # --- hooks -----------------------------------------------------------------------------
+
+    def rewrite_prompt(self, prompt: str, rng: random.Random) -> str:
+        """Return the text to generate from. ``rng`` is seeded per image by the harness."""
+        return prompt
+
+    def edit_embeddings(
+        self,
+        pipe: "StableDiffusionPipeline",
+        prompt_embeds: "torch.Tensor",
+        negative_prompt_embeds: "torch.Tensor",
+        latents: "torch.Tensor",
+        ctx: BatchContext,
+    ) -> tuple["torch.Tensor", "torch.Tensor"]:
+        """Return (prompt_embeds, negative_prompt_embeds), shape (batch, tokens, dim) each.
+        ``latents`` are the initial noise latents (already scaled by the scheduler)."""
+        return prompt_embeds, negative_prompt_embeds
+
+    def on_step_end(
+        self, pipe: "StableDiffusionPipeline", step: int, timestep: int, callback_kwargs: dict, ctx: BatchContext
+    ) -> dict:
+        """diffusers ``callback_on_step_end``; ``callback_kwargs`` holds latents and prompt_embeds."""
+        return callback_kwargs
+
+    def cross_attention_processor(self, pipe: "StableDiffusionPipeline", ctx: BatchContext) -> Any | None:
+        """An attention processor for every ``attn2`` module during this batch, or None."""
+        return None
+
+    def generate(self, pipe: "StableDiffusionPipeline", ctx: BatchContext) -> list["Image.Image"] | None:
+        """Full override: return one PIL image per request, or None for the default path."""
+        return None
+
+    # --- identity ----------------------------------------------------------------------------
+
+    def params(self) -> dict[str, Any]:
+        """The hyperparameters, as declared fields (ordered)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)} if dataclasses.is_dataclass(self) else {}
+
+    def label(self) -> str:
+        """Leaderboard label, e.g. ``rna n=6``."""
+        params = self.params()
+        return self.name + ("" if not params else " " + " ".join(f"{k}={v}" for k, v in params.items()))
+
+    def overrides(self, hook: str) -> bool:
+        """Whether this method overrides ``hook`` (lets the engine skip work for unused hooks)."""
+        return getattr(type(self), hook) is not getattr(Mitigation, hook)
+
+
+dataclasses.dataclass(Mitigation)

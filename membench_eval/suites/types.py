@@ -1,0 +1,81 @@
+"""What a benchmark suite is: prompts, the memorized images they point at, reference targets.
+
+These types are plain data (no torch), shared by every stage: generation reads prompts, scoring
+reads memorized-image ids, reports read reference targets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Role = Literal["trigger", "general"]
+
+
+def memorized_image_id(url: str) -> str:
+    """Stable id of a memorized image, derived from its URL alone (not from row order)."""
+    return "m" + hashlib.sha256(url.encode("utf-8")).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Prompt:
+    prompt_id: str
+    text: str
+    # Ids of the memorized images this prompt is known to reproduce (empty for general prompts).
+    memorized_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MemorizedImage:
+    image_id: str
+    # Where the image comes from: an http(s) URL (MemBench) or a local file (the mini suite).
+    source: str
+
+    @property
+    def is_local(self) -> bool:
+        return not self.source.startswith(("http://", "https://"))
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    """One scenario of a suite: MemBench's trigger prompts, or general (COCO-role) prompts."""
+
+    role: Role
+    prompts: tuple[Prompt, ...]
+    images_per_prompt: int
+    source_file: str = ""
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+
+@dataclass(frozen=True)
+class ReferenceTargets:
+    """Numbers a method is compared against (MemBench's 'reference' row); None = not declared."""
+
+    top1_sscd: float | None = None
+    clip: float | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A benchmark: the model it is defined for, its prompt sets, and its memorized images.
+
+    ``sd1`` holds MemBench's trigger prompts, ``coco`` the COCO general prompts; ``sd1+coco``
+    merges both. ``mini`` holds both roles for the bundled miniature model.
+    """
+
+    name: str
+    model: str
+    trigger: PromptSet | None = None
+    general: PromptSet | None = None
+    memorized: dict[str, MemorizedImage] = field(default_factory=dict)
+    targets: ReferenceTargets = ReferenceTargets()
+    # For local suites: directory holding memorized reference images (mini).
+    reference_dir: Path | None = None
+
+    def prompt_sets(self) -> list[PromptSet]:
+        return [s for s in (self.trigger, self.general) if s is not None]
