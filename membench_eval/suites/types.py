@@ -76,6 +76,11 @@ class Suite:
     targets: ReferenceTargets = ReferenceTargets()
     # For local suites: directory holding memorized reference images (mini).
     reference_dir: Path | None = None
+    # Scenario defaults this suite is defined with, overriding the SD1.4 ones
+    # (e.g. {"height": 64, "width": 64, "num_inference_steps": 20} for mini).
+    generation_defaults: dict[str, object] = field(default_factory=dict)
+    # SSCD backend the suite's numbers are defined with ("disc_large" for sd1, "disc_mixup_onnx" for mini).
+    sscd_backend: str = "disc_large"
 
     def prompt_sets(self) -> list[PromptSet]:
         return [s for s in (self.trigger, self.general) if s is not None]
