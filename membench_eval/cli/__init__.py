@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # One module per command group; each defines register(subparsers) -> None.
-_COMMAND_MODULES = ["data"]
+_COMMAND_MODULES = ["data", "sscd"]
 
 
 class CliError(Exception):
