@@ -32,6 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     files.add_argument("--no-download", action="store_true", help="report missing files instead of downloading")
     files.set_defaults(func=cmd_files)
 
+    validate = sub.add_parser("validate", help="check one prompt file (e.g. your own SD2 trigger CSV) and print its counts")
+    validate.add_argument("kind", choices=sorted(_VALIDATORS), help="file format")
+    validate.add_argument("path", help="the file to check")
+    validate.set_defaults(func=cmd_validate)
+
     fetch = sub.add_parser("fetch-references", help="download a suite's memorized reference images and print coverage")
     fetch.add_argument("--suite", default="sd1", help="suite name (default sd1)")
     _add_data_dir(fetch)
@@ -88,6 +93,41 @@ def cmd_files(args: argparse.Namespace) -> int:
             failed += 1
         print(f"{status:10s} {name:24s} {where}")
     return 1 if failed else 0
+
+
+def _validate_trigger(path: str) -> dict[str, int]:
+    from membench_eval.suites.loaders import load_trigger_prompts
+
+    prompts, images = load_trigger_prompts(path)
+    return {"prompts": len(prompts), "memorized_images": len(images),
+            "url_entries": sum(len(p.memorized_ids) for p in prompts.prompts)}
+
+
+def _validate_coco(path: str) -> dict[str, int]:
+    from membench_eval.suites.loaders import load_coco_prompts
+
+    return {"prompts": len(load_coco_prompts(path))}
+
+
+def _validate_lines(path: str) -> dict[str, int]:
+    from membench_eval.suites.loaders import load_prompt_lines
+
+    return {"prompts": len(load_prompt_lines(path))}
+
+
+def _validate_jsonl(path: str) -> dict[str, int]:
+    from membench_eval.suites.loaders import load_caption_jsonl
+
+    return {"prompts": len(load_caption_jsonl(path))}
+
+
+_VALIDATORS = {"trigger-csv": _validate_trigger, "coco-captions": _validate_coco,
+               "prompt-lines": _validate_lines, "caption-jsonl": _validate_jsonl}
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    print(json.dumps(_VALIDATORS[args.kind](args.path), indent=2))
+    return 0
 
 
 def cmd_fetch_references(args: argparse.Namespace) -> int:

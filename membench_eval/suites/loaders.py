@@ -73,6 +73,7 @@ def load_trigger_prompts(
         if required not in columns:
             raise DataError(path, f"missing column (header is {header!r})", row=1, field=required)
     index_col = 0 if header and header[0].strip() in ("", "index", "Unnamed: 0") else None
+    index_name = (header[0].strip() or "index") if index_col is not None else "index"
 
     prompts: list[Prompt] = []
     images: dict[str, MemorizedImage] = {}
@@ -93,12 +94,12 @@ def load_trigger_prompts(
             raise DataError(path, f"expected {len(header)} cells, found {len(row)}", row=line)
         key = row[index_col].strip() if index_col is not None else str(data_row)
         if not key:
-            raise DataError(path, "empty prompt index", row=line, field=header[index_col] or "index")
+            raise DataError(path, "empty prompt index", row=line, field=index_name)
         prompt_id = f"{prefix}-{key}"
         if prompt_id in seen_ids:
             raise DataError(
                 path, f"duplicated prompt id {prompt_id!r} (first at line {seen_ids[prompt_id]})",
-                row=line, field=header[index_col] if index_col is not None else "index",
+                row=line, field=index_name,
             )
         seen_ids[prompt_id] = line
         text_cell = row[columns["prompt"]]
