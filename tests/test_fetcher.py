@@ -48,7 +48,7 @@ Image.new("L", (2000, 1000)).save(_png, "PNG")
 MANY_PIXELS = _png.getvalue()  # small file, 2 Mpx: over the test's 1 Mpx limit
 BIG = NOISE + b"\0" * 300_000  # over the test's byte limit
 
-SETTINGS = FetchSettings(connect_timeout_s=2.0, read_timeout_s=0.3, total_timeout_s=5.0, retries=1,
+SETTINGS = FetchSettings(connect_timeout_s=2.0, read_timeout_s=1.0, total_timeout_s=5.0, retries=1,
                          backoff_s=0.0, max_bytes=200_000, max_pixels=1_000_000, workers=4)
 
 
@@ -75,7 +75,7 @@ class _Server:
                     if path in ("/good.jpg", "/good-again.jpg"):
                         self.send_body(GOOD if path == "/good.jpg" else OTHER)
                     elif path == "/slow.jpg":
-                        time.sleep(1.0)  # past the 0.3 s read timeout
+                        time.sleep(2.5)  # past the 1 s read timeout (generous: CI machines are loaded)
                         self.send_body(GOOD)
                     elif path == "/truncated.jpg":
                         self.send_body(TRUNCATED)
