@@ -187,7 +187,7 @@ def test_real_manifest_matches_shared_data(shared_data_dir: Path, tmp_path: Path
     assert {"sd1_trigger_csv", "coco_captions_val2017", "aesthetic_head", "webster_sd1_mem345",
             "webster_sd2_mem219", "webster_nonmem500", "wen_sdv1_500", "sscd_disc_large"} <= set(manifest)
     for name, item in manifest.items():
-        assert item.url.startswith(("https://", "http://images.cocodataset.org/")), name
+        assert item.url.startswith("https://"), name  # TLS first; plain-http mirrors only behind a sha256
         if name == "sscd_disc_large":
             assert item.sha256 is None  # documented as unpinned; flip this when it is pinned
             continue
