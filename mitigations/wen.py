@@ -82,12 +82,16 @@ class WenEmbeddingOptimization(Mitigation):
         scheduler.set_timesteps(ctx.num_inference_steps, device=latents.device)
         timestep = scheduler.timesteps[0]
 
+        uncond = negative_prompt_embeds
+        if uncond is None:  # guidance off: the loss still compares with the empty prompt
+            with torch.no_grad():
+                uncond, _ = pipe.encode_prompt([""] * len(ctx.requests), latents.device, 1, False)
         # The engine may run inside inference_mode; autograd needs ordinary tensors.
         with torch.inference_mode(False), torch.enable_grad():
             edited = prompt_embeds.clone()
             for rows in groups.values():
                 embedding, first, final, steps = self._optimise(
-                    pipe, prompt_embeds[rows[0]].clone(), negative_prompt_embeds[rows].clone(),
+                    pipe, prompt_embeds[rows[0]].clone(), uncond[rows].clone(),
                     scheduler.scale_model_input(latents[rows].clone(), timestep), timestep,
                 )
                 edited[rows] = embedding.to(edited.dtype).expand(len(rows), -1, -1)

@@ -103,3 +103,12 @@ def test_works_inside_inference_mode_and_does_not_touch_the_pipeline_scheduler(p
 def test_negative_l_is_rejected():
     with pytest.raises(MitigationError, match="l must be >= 0"):
         wen.WenEmbeddingOptimization(l=-1.0)
+
+
+def test_without_guidance_the_loss_still_compares_with_the_empty_prompt(pipe):
+    ctx, cond, uncond, latents = _inputs(pipe)
+    out_cond, out_uncond = wen.WenEmbeddingOptimization(l=0.0).edit_embeddings(pipe, cond, None, latents, ctx)
+    assert out_uncond is None
+    rows = slice(0, IMAGES)
+    assert ctx.records[0]["wen_initial_loss"] == pytest.approx(_noise_norm(pipe, cond[rows], uncond[rows], latents[rows], ctx), rel=1e-4)
+    assert ctx.records[0]["wen_final_loss"] < ctx.records[0]["wen_initial_loss"]
