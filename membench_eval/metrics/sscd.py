@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -173,7 +174,9 @@ class TorchScriptSSCD(SSCDModel):
         self.dtype = dtype or torch.float32
         try:
             # A TorchScript archive (code + tensors), not a pickle: jit.load runs no arbitrary code.
-            model = torch.jit.load(str(weights), map_location=self.device)
+            with warnings.catch_warnings():  # jit.load is deprecated upstream, but it is Meta's format
+                warnings.simplefilter("ignore", DeprecationWarning)
+                model = torch.jit.load(str(weights), map_location=self.device)
         except RuntimeError as exc:
             raise MissingWeightsError(
                 f"{weights}: not a TorchScript SSCD model ({exc.__class__.__name__}: {str(exc).splitlines()[0]}); "
@@ -225,9 +228,10 @@ def load_sscd(
 
 
 def default_backend() -> str:
-    """``disc_large`` (the paper's setting) when its file can be found locally, else ``disc_mixup_onnx``."""
+    """``disc_large`` (the paper's setting) when its file is already local (no download is tried),
+    else ``disc_mixup_onnx``."""
     try:
-        resolve_weights(SSCD_DISC_LARGE)
+        resolve_weights(SSCD_DISC_LARGE, download=False)
     except MissingWeightsError:
         return "disc_mixup_onnx"
     return "disc_large"

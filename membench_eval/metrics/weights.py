@@ -1,7 +1,9 @@
-"""Where scorer weights come from: an explicit path, the suite manifest, or the user cache.
+"""Where scorer weights come from: an explicit path, else the suite manifest's verified resolver
+(``membench_eval.suites.download.resolve_file``: data dir, then cache, then a sha256-checked
+download).
 
-One resolver for every metric so that the error for a missing file always says the same three
-things: which file, where it is downloaded from, and how to pass a local copy instead.
+One resolver for every metric, so a missing file always gives the same error naming the file,
+where it is downloaded from, and how to pass a local copy instead.
 """
 
 from __future__ import annotations
@@ -10,13 +12,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from membench_eval.errors import MissingWeightsError
-from membench_eval.paths import cache_dir
+from membench_eval.errors import MembenchError, MissingWeightsError
 
 
 @dataclass(frozen=True)
 class WeightsFile:
-    """A named model file: ``key`` is its manifest entry, ``filename`` its name in the cache."""
+    """A named model file: ``key`` is its manifest entry."""
 
     key: str
     filename: str
@@ -32,7 +33,7 @@ SSCD_DISC_LARGE = WeightsFile(
 )
 
 AESTHETIC_HEAD = WeightsFile(
-    key="laion_aesthetic_head",
+    key="aesthetic_head",
     filename="sac+logos+ava1-l14-linearMSE.pth",
     url="https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/"
     "sac+logos+ava1-l14-linearMSE.pth",
@@ -40,36 +41,21 @@ AESTHETIC_HEAD = WeightsFile(
 )
 
 
-def weights_cache_dir() -> Path:
-    """``<cache>/weights``: where downloaded model files are kept."""
-    return cache_dir() / "weights"
-
-
-def resolve_weights(spec: WeightsFile, explicit: str | os.PathLike | None = None) -> Path:
-    """The local path of ``spec``: ``explicit`` if given, else the suite manifest's resolver, else
-    the user cache. Raises MissingWeightsError naming the file, its URL and how to pass a path."""
+def resolve_weights(spec: WeightsFile, explicit: str | os.PathLike | None = None, *, download: bool = True) -> Path:
+    """The local path of ``spec``: ``explicit`` if given, else the manifest resolver (which may
+    download and verify it when ``download``). Raises MissingWeightsError naming the file, its URL
+    and how to pass a path."""
     if explicit is not None:
         path = Path(explicit).expanduser()
         if not path.is_file():
             raise MissingWeightsError(f"{spec.key}: weights file not found at {path} (download {spec.url})")
         return path
-    manifest_error: Exception | None = None
-    try:  # the suite manifest knows URL + sha256 and may download/verify; optional at import time
-        from membench_eval.suites import resolve_file  # type: ignore[attr-defined]
-    except ImportError:
-        resolve_file = None
-    if resolve_file is not None:
-        try:
-            path = Path(resolve_file(spec.key))
-            if path.is_file():
-                return path
-        except Exception as exc:  # noqa: BLE001 - reported below with the fallback locations
-            manifest_error = exc
-    cached = weights_cache_dir() / spec.filename
-    if cached.is_file():
-        return cached
-    detail = f" (manifest: {manifest_error})" if manifest_error is not None else ""
-    raise MissingWeightsError(
-        f"{spec.key}: {spec.filename} not found in {cached.parent}{detail}; download it from {spec.url} "
-        f"into that folder, or pass a local copy with {spec.how_to_pass}"
-    )
+    from membench_eval.suites.download import resolve_file
+
+    try:
+        return Path(resolve_file(spec.key, download=download))
+    except MembenchError as exc:
+        raise MissingWeightsError(
+            f"{spec.key}: {spec.filename} unavailable ({exc}); download it from {spec.url} and pass "
+            f"the local copy with {spec.how_to_pass}, or place it in $MEMBENCH_DATA_DIR"
+        ) from exc
