@@ -188,6 +188,7 @@ def test_real_manifest_matches_shared_data(shared_data_dir: Path, tmp_path: Path
             "webster_sd2_mem219", "webster_nonmem500", "wen_sdv1_500", "sscd_disc_large"} <= set(manifest)
     for name, item in manifest.items():
         assert item.url.startswith("https://"), name  # TLS first; plain-http mirrors only behind a sha256
+        assert item.sha256 or all(u.startswith("https://") for u in item.urls), name
         if name == "sscd_disc_large":
             assert item.sha256 is None  # documented as unpinned; flip this when it is pinned
             continue
