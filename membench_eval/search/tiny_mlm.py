@@ -1,0 +1,69 @@
+"""A tiny word-level BERT masked LM, built offline, for tests and the miniature benchmark.
+
+``bert-base-uncased`` cannot be downloaded everywhere (CI, air-gapped machines). The search only
+needs *some* masked LM that proposes words, so this builds one with random weights and a
+vocabulary made of the words of a suite's prompts: its proposals are near-uniform over that
+restricted vocabulary, and the diffusion model's score does the real work through the Gibbs step.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:
+    from transformers import BertForMaskedLM, BertTokenizer
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def word_vocabulary(texts: Iterable[str]) -> list[str]:
+    """Sorted distinct words of ``texts`` as BERT's basic (lower-casing) tokenizer splits them."""
+    from tokenizers.normalizers import BertNormalizer
+    from tokenizers.pre_tokenizers import BertPreTokenizer
+
+    normalizer, pre = BertNormalizer(lowercase=True), BertPreTokenizer()
+    words = {w for text in texts for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(text))}
+    return sorted(words - set(SPECIAL_TOKENS))
+
+
+def build_tiny_mlm(
+    texts: Iterable[str], *, seed: int = 0, hidden_size: int = 32, num_layers: int = 2, extra_words: Iterable[str] = ("image", "of", "a")
+) -> tuple["BertTokenizer", "BertForMaskedLM"]:
+    """A random-weight ``BertForMaskedLM`` whose vocabulary is the words of ``texts``.
+
+    ``extra_words`` makes sure the search prefix ("Image of a") is in the vocabulary.
+    """
+    import torch
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizer
+
+    vocab = SPECIAL_TOKENS + word_vocabulary([*texts, " ".join(extra_words)])
+    with tempfile.TemporaryDirectory(prefix="membench-tiny-mlm-") as tmp:
+        vocab_file = Path(tmp) / "vocab.txt"
+        vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+        tokenizer = BertTokenizer(str(vocab_file), do_lower_case=True)
+    config = BertConfig(
+        vocab_size=len(vocab), hidden_size=hidden_size, num_hidden_layers=num_layers, num_attention_heads=2,
+        intermediate_size=2 * hidden_size, max_position_embeddings=128, pad_token_id=0,
+    )
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = BertForMaskedLM(config).eval()
+    finally:
+        torch.random.set_rng_state(gen_state)
+    return tokenizer, model
+
+
+def suite_texts(suite_name: str) -> list[str]:
+    """All prompt texts of a suite (trigger and general), the vocabulary source for ``tiny:<suite>``."""
+    from membench_eval.suites import get_suite
+
+    suite = get_suite(suite_name)
+    return [p.text for s in suite.prompt_sets() for p in s.prompts]
+
+
+def tiny_mlm_for_suite(suite_name: str, seed: int = 0) -> tuple["BertTokenizer", "BertForMaskedLM"]:
+    """The ``tiny:<suite>`` masked LM: word vocabulary from that suite's prompts."""
+    return build_tiny_mlm(suite_texts(suite_name), seed=seed)
