@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # One module per command group; each defines register(subparsers) -> None.
-_COMMAND_MODULES = ["data", "sscd"]
+_COMMAND_MODULES = ["data", "generate", "sscd", "run", "detect", "search"]
 
 
 class CliError(Exception):
