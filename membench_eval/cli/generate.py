@@ -1,0 +1,90 @@
+"""``membench generate``: generate (or reuse) a suite's images into a run store."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+ROLES = ("trigger", "general")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "generate",
+        help="generate a suite's images into a run store (resumable; reuses what exists)",
+        description="Generate the trigger and general images of a suite with a mitigation method into the run "
+        "store under --out. Re-running skips every image already stored.",
+    )
+    p.add_argument("--suite", required=True, help="suite name (e.g. mini, sd1, coco, sd1+coco)")
+    p.add_argument("--out", required=True, help="run store directory (created if missing)")
+    p.add_argument("--method", default=None, metavar="FILE", help="mitigation file (e.g. mitigations/rna.py); default: base")
+    p.add_argument("--method-name", default=None, metavar="NAME", help="which class, when FILE defines several")
+    p.add_argument(
+        "--param", action="append", default=[], metavar="K=V",
+        help="method parameter; K=V1,V2 sweeps; 'strongest' or 'sweep' use the paper's settings (repeatable)",
+    )
+    p.add_argument("--model", default=None, help="override the suite's model (hub id or local diffusers directory)")
+    p.add_argument("--revision", default=None, help="hub revision of the model")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N prompts of each role")
+    p.add_argument("--role", choices=("all",) + ROLES, default="all", help="which prompt set(s) to generate")
+    p.add_argument("--batch-size", type=int, default=None, metavar="B", help="images per pipeline call")
+    p.add_argument("--seed", type=int, default=None, metavar="S", help="run seed (default 0)")
+    p.add_argument("--steps", type=int, default=None, help="override the suite's number of inference steps")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def suite_requests(suite, settings, roles=ROLES, limit: int | None = None) -> list:  # noqa: ANN001
+    """ImageRequests of the suite's prompt sets (first ``limit`` prompts of each role)."""
+    from membench_eval.generation.seeding import plan_requests
+
+    requests = []
+    for role in roles:
+        prompt_set = getattr(suite, role)
+        if prompt_set is None:
+            continue
+        prompts = prompt_set.prompts[:limit] if limit is not None else prompt_set.prompts
+        requests += plan_requests(prompts, settings.images_per_prompt(role), settings.seed)
+    return requests
+
+
+def run(args: argparse.Namespace) -> int:
+    from membench_eval.cli import CliError
+    from membench_eval.generation.engine import GenerationInterrupted, generate
+    from membench_eval.generation.pipeline import load_pipeline
+    from membench_eval.generation.settings import GenerationSettings
+    from membench_eval.mitigation_loader import load_mitigations
+    from membench_eval.store.run_store import RunStore
+
+    try:
+        from membench_eval.suites import get_suite
+    except ImportError as exc:
+        raise CliError(f"the suite registry is not available ({exc})") from None
+    if args.limit is not None and args.limit < 0:
+        raise CliError("--limit must be >= 0")
+    methods = load_mitigations(args.method, args.method_name, args.param)
+    suite = get_suite(args.suite)
+    try:
+        settings = GenerationSettings.for_suite(
+            suite, batch_size=args.batch_size, seed=args.seed, num_inference_steps=args.steps
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    roles = ROLES if args.role == "all" else (args.role,)
+    requests = suite_requests(suite, settings, roles, args.limit)
+    if not requests:
+        raise CliError(f"suite {args.suite!r} has no prompts for role(s) {', '.join(roles)}")
+    pipe = load_pipeline(args.model or suite.model, revision=args.revision, device=args.device)
+    store = RunStore(args.out)
+    try:
+        for method in methods:
+            try:
+                report = generate(pipe, requests, method, settings, store, progress=not args.no_progress)
+            except GenerationInterrupted as exc:
+                print(exc.report.summary(), file=sys.stderr)
+                raise
+            print(f"{report.summary()} -> {store.root}")
+    finally:
+        store.close()
+    return 0

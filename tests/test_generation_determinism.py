@@ -1,0 +1,78 @@
+"""Images depend only on (run seed, prompt id, image index): not on batch size, order or worker."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from membench_eval.generation.engine import generate
+from membench_eval.generation.seeding import image_seed, make_rng, plan_requests, rng_seed
+from membench_eval.generation.settings import GenerationSettings
+from membench_eval.store.run_store import RunStore
+from membench_eval.suites.types import Prompt, PromptSet, Suite
+
+PROMPTS = [Prompt("p0", "a photo of an astronaut"), Prompt("p1", "a cup of coffee"), Prompt("p2", "a cat on a sofa")]
+SETTINGS = GenerationSettings(num_inference_steps=3, height=32, width=32, seed=7)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    from membench_eval.models.tiny import build_random_tiny_pipeline
+
+    return build_random_tiny_pipeline(seed=1, sample_size=32)
+
+
+def _images(pipe, tmp_path, name: str, requests, batch_size: int) -> dict[tuple[str, int], np.ndarray]:
+    store = RunStore(tmp_path / name)
+    report = generate(pipe, requests, None, SETTINGS.replace(batch_size=batch_size), store, progress=False)
+    assert report.new == len(requests) and report.reused == 0
+    return {(r.prompt_id, r.image_index): np.asarray(store.get_image(k), dtype=np.int16) for r, k in zip(requests, report.keys)}
+
+
+def test_image_seed_is_a_stable_documented_hash():
+    # Pinned value: a change of the derivation would silently change every stored image.
+    assert image_seed(0, "p0", 0) == 6014689981305161043
+    assert image_seed(0, "p0", 0) != image_seed(0, "p0", 1) != image_seed(0, "p1", 0)
+    assert image_seed(1, "p0", 0) != image_seed(0, "p0", 0)
+    assert 0 <= image_seed(123, "x" * 1000, 10**6) < 2**63
+    # The mitigation RNG is seeded independently of the noise seed.
+    assert rng_seed(5) != 5 and make_rng(5).random() == make_rng(5).random() != random.Random(5).random()
+
+
+def test_plan_requests_one_request_per_image():
+    reqs = plan_requests(PROMPTS[:2], 3, run_seed=7)
+    assert [(r.prompt_id, r.image_index) for r in reqs] == [("p0", 0), ("p0", 1), ("p0", 2), ("p1", 0), ("p1", 1), ("p1", 2)]
+    assert all(r.seed == image_seed(7, r.prompt_id, r.image_index) for r in reqs)
+
+
+def test_batch_size_and_prompt_order_do_not_change_images(pipe, tmp_path):
+    requests = plan_requests(PROMPTS, 4, SETTINGS.seed)  # 12 images: batches of 4 and 10 mix prompts
+    ref = _images(pipe, tmp_path, "b1", requests, 1)
+    for batch_size in (4, 10):
+        got = _images(pipe, tmp_path, f"b{batch_size}", requests, batch_size)
+        assert max(int(np.abs(got[k] - ref[k]).max()) for k in ref) <= 1, batch_size
+    reversed_ = _images(pipe, tmp_path, "rev", list(reversed(requests)), 4)
+    assert max(int(np.abs(reversed_[k] - ref[k]).max()) for k in ref) <= 1
+    # The comparison is not vacuous: different seeds give clearly different images.
+    assert np.abs(ref[("p0", 0)] - ref[("p0", 1)]).max() > 50
+
+
+def test_settings_for_suite_applies_suite_then_overrides():
+    suite = Suite(
+        name="t", model="m",
+        trigger=PromptSet("trigger", tuple(PROMPTS), images_per_prompt=5),
+        general=PromptSet("general", tuple(PROMPTS), images_per_prompt=2),
+        generation_defaults={"height": 64, "width": 64, "num_inference_steps": 20},
+    )
+    s = GenerationSettings.for_suite(suite, num_inference_steps=7, seed=None)
+    assert (s.height, s.width, s.num_inference_steps, s.guidance_scale) == (64, 64, 7, 7.5)
+    assert (s.images_per_prompt("trigger"), s.images_per_prompt("general"), s.seed) == (5, 2, 0)
+    d = GenerationSettings()
+    assert (d.num_inference_steps, d.guidance_scale, d.height, d.width) == (50, 7.5, 512, 512)
+    assert (d.trigger_images_per_prompt, d.general_images_per_prompt) == (10, 1)
+    with pytest.raises(ValueError, match="unknown generation setting"):
+        GenerationSettings().replace(stpes=3)
+    with pytest.raises(ValueError, match="multiples of 8"):
+        GenerationSettings(height=30)
