@@ -1,12 +1,347 @@
 """pytest plugin: ``pytest --membench mitigations/my_method.py`` (registered via the pytest11 entry point).
 
-Heavy imports (torch, diffusers, scorers) happen only when ``--membench`` is given.
+A thin shell over ``membench_eval.evaluation``: it parses options, turns the evaluation plan into
+test items (one per method config x scenario x prompt), collects the per-prompt results (from
+pytest-xdist workers through ``workeroutput``), and, in the controller only, writes the leaderboard
+and runs one gate item per method. Without ``--membench`` it does nothing but add options and
+fixtures; heavy imports (torch, diffusers, scorers) happen only when an item or fixture needs them.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-def pytest_addoption(parser) -> None:
+import pytest
+
+if TYPE_CHECKING:
+    from membench_eval.evaluation import Evaluation, MethodSpec, Plan
+    from membench_eval.gates import GateResult
+    from membench_eval.report.leaderboard import Leaderboard
+    from membench_eval.suites.types import Prompt
+
+_PLUGIN_NAME = "membench-session"
+_WORKER_KEY = "membench_results"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("membench", "memorization-mitigation benchmark (membench-eval)")
     group.addoption("--membench", action="append", default=[], metavar="FILE",
-                    help="mitigation file(s) to benchmark, e.g. mitigations/rna.py")
+                    help="mitigation file(s) to benchmark, e.g. mitigations/rna.py (base always runs too)")
+    group.addoption("--membench-suite", default=None, metavar="NAME",
+                    help="suite: mini | sd1 | coco | sd1+coco (default: mini)")
+    group.addoption("--membench-model", default=None, metavar="ID_OR_DIR",
+                    help="diffusers model (hub id or local directory); default: the suite's model")
+    group.addoption("--membench-param", action="append", default=[], metavar="K=V",
+                    help="method hyperparameter; comma-separated values sweep (n=1,2,3); repeatable")
+    group.addoption("--membench-limit", type=int, default=None, metavar="N",
+                    help="use only the first N prompts of each prompt set")
+    group.addoption("--membench-subset", choices=["stratified"], default=None,
+                    help="stratified: one trigger prompt per memorized image (cheap PR gate)")
+    group.addoption("--membench-out", default=None, metavar="DIR",
+                    help="leaderboard directory (default: <rootdir>/leaderboard)")
+    group.addoption("--membench-store", default=None, metavar="DIR",
+                    help="run store of generated images and scores (default: the user cache)")
+    group.addoption("--membench-gate", action="append", default=[], metavar="EXPR",
+                    help="gate, e.g. 'top1_sscd <= 0.3' or 'clip >= base - 0.01' "
+                         "(default: [tool.membench] gate in pyproject.toml)")
+    group.addoption("--membench-device", default=None, metavar="DEV", help="cpu | cuda | cuda:1 (default: auto)")
+    group.addoption("--membench-sscd-backend", default=None, metavar="NAME",
+                    help="disc_large | disc_mixup_onnx (default: the suite's)")
+    group.addoption("--membench-clip-pretrained", default=None, metavar="TAG_OR_PATH",
+                    help="open_clip pretrained tag or local checkpoint for the CLIP score")
+    group.addoption("--membench-aesthetic-pretrained", default=None, metavar="TAG_OR_PATH",
+                    help="open_clip ViT-L-14 pretrained tag or local checkpoint for the aesthetic score")
+    group.addoption("--membench-seed", type=int, default=None, metavar="N", help="run seed (default 0)")
+    group.addoption("--membench-data-dir", default=None, metavar="DIR",
+                    help="local copy of the upstream data (default: $MEMBENCH_DATA_DIR)")
+    group.addoption("--membench-no-stored-baselines", action="store_true", default=False,
+                    help="do not add the baselines found in the run store to the leaderboard")
+
+
+def _options(config: pytest.Config):
+    """EvalOptions from the command line (cheap: no heavy imports)."""
+    from membench_eval.evaluation import EvalOptions
+
+    get = config.getoption
+    out = get("membench_out")
+    return EvalOptions(
+        suite=get("membench_suite") or "mini",
+        data_dir=get("membench_data_dir"),
+        model=get("membench_model"),
+        store_dir=get("membench_store"),
+        out_dir=out if out is not None else str(Path(config.rootpath) / "leaderboard"),
+        limit=get("membench_limit"),
+        subset=get("membench_subset"),
+        device=get("membench_device"),
+        sscd_backend=get("membench_sscd_backend"),
+        clip_pretrained=get("membench_clip_pretrained"),
+        aesthetic_pretrained=get("membench_aesthetic_pretrained"),
+        seed=get("membench_seed") if get("membench_seed") is not None else 0,
+        stored_baselines=not get("membench_no_stored_baselines"),
+    )
+
+
+def _gate_lines(config: pytest.Config) -> list[str]:
+    from membench_eval.gates import gates_from_pyproject
+
+    lines = list(config.getoption("membench_gate"))
+    if lines:
+        return lines
+    return gates_from_pyproject(Path(config.rootpath) / "pyproject.toml")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("membench"):
+        config.pluginmanager.register(MembenchSession(config), _PLUGIN_NAME)
+
+
+def _session(config: pytest.Config) -> "MembenchSession":
+    plugin = config.pluginmanager.get_plugin(_PLUGIN_NAME)
+    if plugin is None:  # fixtures requested without --membench: a session on the defaults
+        plugin = MembenchSession(config)
+        config.pluginmanager.register(plugin, _PLUGIN_NAME)
+    return plugin
+
+
+class MembenchItem(pytest.Item):
+    """One (method config, scenario, prompt): generate (or reuse) its images, score them."""
+
+    def __init__(self, *, method: "MethodSpec", role: str, prompt: "Prompt", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.method, self.role, self.prompt = method, role, prompt
+
+    def runtest(self) -> None:
+        session = _session(self.config)
+        result = session.evaluation.evaluate_prompts(self.method, self.role, [self.prompt])[0]
+        session.results.append(result.to_dict())
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None):  # type: ignore[override]
+        from membench_eval.errors import MembenchError
+
+        if isinstance(excinfo.value, MembenchError):
+            return f"{type(excinfo.value).__name__}: {excinfo.value}"
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self.path, None, f"membench: {self.method.label} / {self.role} / {self.prompt.prompt_id}"
+
+
+class MembenchCollector(pytest.Collector):
+    """Holds the benchmark's items: (method config x scenario x prompt) from the evaluation plan."""
+
+    def collect(self) -> list[pytest.Item]:
+        plan = _session(self.config).plan()
+        rootdir = Path(self.config.rootpath)
+        items: list[pytest.Item] = []
+        for method, role, prompt in plan.items():
+            path = Path(method.path) if method.path else rootdir
+            where = _relative(path, rootdir) if method.path else "membench"
+            name = f"{method.label}[{role}-{prompt.prompt_id}]"
+            items.append(MembenchItem.from_parent(self, name=name, path=path, nodeid=f"{where}::{name}",
+                                                  method=method, role=role, prompt=prompt))
+        return items
+
+
+class MembenchGateFailure(Exception):
+    """A gate failed; the message lists every gate of the method with numbers and intervals."""
+
+
+class MembenchGateItem(pytest.Item):
+    """The gates of one method, checked on the finished leaderboard (run by the controller)."""
+
+    def __init__(self, *, results: list["GateResult"], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gate_results = results
+
+    def runtest(self) -> None:
+        if not all(r.passed for r in self.gate_results):
+            raise MembenchGateFailure("\n".join(r.message for r in self.gate_results))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None):  # type: ignore[override]
+        if isinstance(excinfo.value, MembenchGateFailure):
+            return "membench gate failed:\n" + str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self.path, None, self.name
+
+
+class MembenchSession:
+    """Per-process state: the evaluation, this process's results, and (controller) the leaderboard."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.results: list[dict[str, Any]] = []
+        self.counts: dict[str, int] = {}
+        self._evaluation: "Evaluation | None" = None
+        self._plan: "Plan | None" = None
+        self.board: "Leaderboard | None" = None
+        self.written: tuple[Path, Path] | None = None
+        self.gate_results: dict[str, list["GateResult"]] = {}
+        self.is_worker = hasattr(config, "workerinput")
+
+    @property
+    def evaluation(self) -> "Evaluation":
+        if self._evaluation is None:
+            from membench_eval.evaluation import Evaluation
+
+            self._evaluation = Evaluation(_options(self.config))
+        return self._evaluation
+
+    def plan(self) -> "Plan":
+        if self._plan is None:
+            from membench_eval.errors import MembenchError
+
+            try:
+                self._plan = self.evaluation.plan(
+                    [str(p) for p in self.config.getoption("membench")], self.config.getoption("membench_param"))
+            except MembenchError as exc:
+                raise pytest.UsageError(f"membench: {exc}") from None
+        return self._plan
+
+    # --- collection ---------------------------------------------------------------------------
+
+    def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config) -> bool | None:
+        # `pytest --membench FILE` with no test paths runs the benchmark, not the project's tests.
+        if config.args_source != pytest.Config.ArgsSource.ARGS:
+            return True
+        return None
+
+    def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config,
+                                      items: list[pytest.Item]) -> None:
+        # Through genitems so the items are reported as collected ("collected N items", -k, xdist).
+        collector = MembenchCollector.from_parent(session, name="membench", path=Path(config.rootpath))
+        items.extend(session.genitems(collector))
+
+    # --- results from xdist workers -----------------------------------------------------------
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.is_worker:
+            self.config.workeroutput[_WORKER_KEY] = json.dumps(  # type: ignore[attr-defined]
+                {"results": self.results, "counts": self._evaluation.counts if self._evaluation else {}})
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        payload = getattr(node, "workeroutput", {}).get(_WORKER_KEY)
+        if payload:
+            data = json.loads(payload)
+            self.results.extend(data["results"])
+            for k, v in data["counts"].items():
+                self.counts[k] = self.counts.get(k, 0) + v
+
+    # --- controller: leaderboard and gates after every item ran -------------------------------
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session):
+        outcome = yield
+        if self.is_worker or self.config.option.collectonly:
+            return outcome
+        if self._evaluation is not None:
+            for k, v in self._evaluation.counts.items():
+                self.counts[k] = self.counts.get(k, 0) + v
+        if not self.results:
+            return outcome
+        from membench_eval.errors import MembenchError
+        from membench_eval.gates import check_gates, parse_gates
+        from membench_eval.report import PromptResult, write_leaderboard
+
+        try:
+            gates = parse_gates(_gate_lines(self.config))
+            results = [PromptResult.from_dict(d) for d in self.results]
+            self.board = self.evaluation.leaderboard(self.plan(), results)
+            self.written = write_leaderboard(self.board, self.evaluation.options.out_dir)
+        except MembenchError as exc:
+            raise pytest.UsageError(f"membench: {exc}") from None
+        if gates:
+            user = [m.label for m in self.plan().methods if m.kind == "method"]
+            present = {r.label for r in self.board.rows}
+            self.gate_results = check_gates(gates, self.board, [lab for lab in user if lab in present])
+            self._run_gate_items(session)
+        return outcome
+
+    def _run_gate_items(self, session: pytest.Session) -> None:
+        from _pytest.runner import runtestprotocol
+
+        rootdir = Path(session.config.rootpath)
+        by_label = {m.label: m for m in self.plan().methods}
+        session.testscollected += len(self.gate_results)  # keep the progress percentage honest
+        for label, results in self.gate_results.items():
+            method = by_label[label]
+            path = Path(method.path) if method.path else rootdir
+            name = f"membench-gate[{label}]"
+            item = MembenchGateItem.from_parent(session, name=name, path=path,
+                                                nodeid=f"{_relative(path, rootdir)}::{name}", results=results)
+            runtestprotocol(item, log=True, nextitem=None)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.is_worker:
+            return
+        from membench_eval.report import to_markdown
+
+        tr = terminalreporter
+        if self.counts:
+            tr.write_line(f"membench: {self.counts.get('generated', 0)} images generated, "
+                          f"{self.counts.get('reused', 0)} reused from the store; "
+                          f"{self.counts.get('scored', 0)} scored, {self.counts.get('scores_reused', 0)} "
+                          "score sets reused")
+        if self.board is None:
+            return
+        tr.section(f"membench leaderboard ({self.board.suite})")
+        for line in to_markdown(self.board).splitlines():
+            tr.write_line(line)
+        if self.written:
+            tr.write_line(f"membench: wrote {self.written[0]} and {self.written[1]}")
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+# --- session fixtures users can request -------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def membench_evaluation(pytestconfig: pytest.Config) -> "Evaluation":
+    """The run's Evaluation (options from the command line; mini suite by default)."""
+    return _session(pytestconfig).evaluation
+
+
+@pytest.fixture(scope="session")
+def membench_pipeline(membench_evaluation: "Evaluation"):
+    """The diffusers pipeline of the suite's model (loaded once per session)."""
+    return membench_evaluation.pipeline
+
+
+@pytest.fixture(scope="session")
+def membench_sscd(membench_evaluation: "Evaluation"):
+    """The SSCD model of the run's backend (``.embed(images) -> (n, d)`` L2-normalised)."""
+    return membench_evaluation.sscd
+
+
+@pytest.fixture(scope="session")
+def membench_clip(membench_evaluation: "Evaluation"):
+    """The CLIP scorer, or None when its weights are not available (reason: ``.unavailable``)."""
+    return membench_evaluation.clip
+
+
+@pytest.fixture(scope="session")
+def membench_aesthetic(membench_evaluation: "Evaluation"):
+    """The aesthetic scorer, or None when its weights are not available."""
+    return membench_evaluation.aesthetic
+
+
+@pytest.fixture(scope="session")
+def membench_reference_embeddings(membench_evaluation: "Evaluation"):
+    """``{memorized image id: SSCD embedding}`` of the suite's available reference images."""
+    return membench_evaluation.reference_embeddings
+
+
+@pytest.fixture(scope="session")
+def membench_targets(membench_evaluation: "Evaluation"):
+    """The suite's reference targets (sd1: Top-1 SSCD 0.088, CLIP 0.310; mini: none)."""
+    return membench_evaluation.suite.targets

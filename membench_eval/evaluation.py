@@ -1,0 +1,549 @@
+"""Evaluating mitigation methods on a suite: the one library both shells call.
+
+``membench run`` and ``pytest --membench`` are thin shells over this module:
+
+1. ``Evaluation.plan(files, params)``: which method configs (base, the baselines already in the
+   store, the user's methods with their parameter sweeps) and which prompts (after
+   ``limit``/``subset``, and only trigger prompts with at least one available reference image).
+   Cheap: no torch.
+2. ``Evaluation.evaluate_prompts(method, role, prompts)``: generate the images missing from the
+   run store (reusing what is there), score each image once (SSCD similarities to every available
+   reference, CLIP score, aesthetic score: stored per image in the run store, so scores are reused
+   too), and aggregate per prompt into ``PromptResult`` rows. Results do not depend on how prompts
+   are grouped into calls (per-image seeds; scorers are batch-independent).
+3. ``Evaluation.leaderboard(plan, results)``: the table with cluster-bootstrap intervals and
+   paired deltas to base (``membench_eval.report``, ``membench_eval.stats``).
+
+Models (pipeline, SSCD, CLIP, aesthetic, reference embeddings) load lazily, once per Evaluation.
+A metric whose weights are missing is reported as unavailable with the reason on suites that allow
+it (mini, where no CLIP weights exist offline); on the paper's suites missing weights are an error.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from membench_eval.errors import DataError, MembenchError, MissingWeightsError
+from membench_eval.report.leaderboard import BASE_LABEL, Leaderboard, RowKind, build_leaderboard
+from membench_eval.report.records import PromptResult
+from membench_eval.stats import DEFAULT_RESAMPLES, DEFAULT_SEED
+
+if TYPE_CHECKING:
+    from membench_eval.generation.settings import GenerationSettings
+    from membench_eval.mitigation import Mitigation
+    from membench_eval.store.run_store import RunStore
+    from membench_eval.suites.references import Coverage
+    from membench_eval.suites.types import Prompt, Suite
+
+SUBSETS = ("stratified",)
+# Suites on which missing CLIP/aesthetic weights are reported as unavailable instead of an error.
+SUITES_ALLOWING_MISSING_QUALITY_WEIGHTS = frozenset({"mini"})
+# Score-row metric names in the run store.
+SSCD_METRIC = "sscd_similarities"  # value: {memorized image id: similarity}
+CLIP_METRIC = "clip_score"
+AESTHETIC_METRIC = "aesthetic_score"
+
+
+@dataclass
+class EvalOptions:
+    """Everything a run is configured with (the CLI flags and the plugin's --membench-* options)."""
+
+    suite: str = "mini"
+    data_dir: str | None = None
+    model: str | None = None
+    store_dir: str | None = None  # default: <user cache>/runs
+    out_dir: str = "leaderboard"
+    limit: int | None = None
+    subset: str | None = None
+    device: str | None = None
+    sscd_backend: str | None = None  # default: the suite's
+    clip_model: str | None = None
+    clip_pretrained: str | None = None  # open_clip tag or local checkpoint path
+    aesthetic_pretrained: str | None = None
+    aesthetic_head: str | None = None
+    seed: int = 0
+    batch_size: int | None = None
+    stored_baselines: bool = True
+    bootstrap_resamples: int = DEFAULT_RESAMPLES
+    bootstrap_seed: int = DEFAULT_SEED
+    cluster_method: str = "components"
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise MembenchError(f"limit must be >= 1, got {self.limit}")
+        if self.subset is not None and self.subset not in SUBSETS:
+            raise MembenchError(f"unknown subset {self.subset!r}; choose one of {', '.join(SUBSETS)}")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One row of the leaderboard: a method (file + class) with one parameter setting."""
+
+    label: str
+    kind: RowKind
+    name: str
+    params: dict[str, Any]
+    path: str | None = None  # the method file (None for base)
+    mitigation: "Mitigation | None" = field(default=None, compare=False, repr=False)
+
+
+@dataclass
+class Plan:
+    """What a run evaluates: method configs x prompt sets."""
+
+    suite: "Suite"
+    methods: list[MethodSpec]
+    prompts: dict[str, list["Prompt"]]  # role -> selected prompts
+    coverage: "Coverage | None" = None
+    excluded_prompts: int = 0  # trigger prompts with no available reference image
+
+    def items(self) -> list[tuple[MethodSpec, str, "Prompt"]]:
+        return [(m, role, p) for m in self.methods for role, ps in self.prompts.items() for p in ps]
+
+
+def select_prompts(prompts: Sequence["Prompt"], *, role: str, limit: int | None, subset: str | None) -> list["Prompt"]:
+    """``stratified``: the first trigger prompt (file order) of every memorized image, so each image
+    is tested once; then ``limit``: the first N. General prompts ignore ``subset``."""
+    chosen = list(prompts)
+    if subset == "stratified" and role == "trigger":
+        seen: set[str] = set()
+        picked: list["Prompt"] = []
+        for p in chosen:
+            new = [m for m in p.memorized_ids if m not in seen]
+            if new:
+                picked.append(p)
+                seen.update(p.memorized_ids)
+        chosen = picked
+    if limit is not None:
+        chosen = chosen[:limit]
+    return chosen
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in ("membench-eval", "torch", "diffusers", "transformers", "open_clip_torch", "onnxruntime", "numpy"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+class Evaluation:
+    """A configured run: the suite, the store, and lazily loaded models."""
+
+    def __init__(self, options: EvalOptions, *, suite: "Suite | None" = None) -> None:
+        """``suite`` overrides ``options.suite`` (a Suite built in code, e.g. a custom benchmark)."""
+        self.options = options
+        if suite is not None:
+            self.__dict__["suite"] = suite  # pre-fills the cached_property
+        # Work done by this process (for the "reused from the store" summary line).
+        self.counts: dict[str, int] = {"generated": 0, "reused": 0, "scored": 0, "scores_reused": 0}
+
+    # --- configuration ------------------------------------------------------------------------
+
+    @cached_property
+    def suite(self) -> "Suite":
+        from membench_eval.suites import get_suite
+
+        return get_suite(self.options.suite, self.options.data_dir)
+
+    @cached_property
+    def settings(self) -> "GenerationSettings":
+        from membench_eval.generation.settings import GenerationSettings
+
+        return GenerationSettings.for_suite(self.suite, seed=self.options.seed, batch_size=self.options.batch_size)
+
+    @property
+    def model_name(self) -> str:
+        return self.options.model or self.suite.model
+
+    @property
+    def sscd_backend(self) -> str:
+        return self.options.sscd_backend or self.suite.sscd_backend
+
+    @cached_property
+    def store(self) -> "RunStore":
+        from membench_eval.paths import cache_dir
+        from membench_eval.store.run_store import RunStore
+
+        root = Path(self.options.store_dir) if self.options.store_dir else cache_dir() / "runs"
+        return RunStore(root)
+
+    @cached_property
+    def references(self) -> tuple[dict[str, Path], "Coverage"]:
+        from membench_eval.suites.references import reference_paths
+
+        return reference_paths(self.suite)
+
+    # --- planning -----------------------------------------------------------------------------
+
+    def plan(self, method_files: Sequence[str], params: Sequence[str] = ()) -> Plan:
+        """Method configs and prompts of the run (no model is loaded)."""
+        from membench_eval.mitigation import Mitigation
+
+        suite = self.suite
+        methods: list[MethodSpec] = [MethodSpec(BASE_LABEL, "base", "base", {}, None, Mitigation())]
+        user: list[MethodSpec] = []
+        for path in method_files:
+            for m in _load_method_configs(path, params):
+                if m.label() == BASE_LABEL:
+                    continue  # base always runs; a base.py file adds nothing
+                if any(u.label == m.label() for u in user):
+                    raise MembenchError(f"{path}: method {m.label()!r} is given twice")
+                user.append(MethodSpec(m.label(), "method", m.name, m.params(), str(path), m))
+        prompts: dict[str, list["Prompt"]] = {}
+        coverage = None
+        excluded = 0
+        if suite.trigger is not None:
+            paths, coverage = self.references
+            if not paths:
+                raise DataError(f"suite {suite.name}", "no memorized reference image is available: "
+                                f"{coverage.summary()}; fetch them with `membench data fetch-references "
+                                f"--suite {suite.name}`")
+            scorable = [p for p in suite.trigger.prompts if any(i in paths for i in p.memorized_ids)]
+            excluded = len(suite.trigger.prompts) - len(scorable)
+            prompts["trigger"] = select_prompts(scorable, role="trigger", limit=self.options.limit,
+                                                subset=self.options.subset)
+        if suite.general is not None:
+            prompts["general"] = select_prompts(suite.general.prompts, role="general", limit=self.options.limit,
+                                                subset=self.options.subset)
+        if self.options.stored_baselines:
+            taken = {BASE_LABEL} | {u.label for u in user}
+            methods += [b for b in self._stored_baselines(prompts) if b.label not in taken]
+        methods += user
+        return Plan(suite, methods, prompts, coverage, excluded)
+
+    def _stored_baselines(self, prompts: dict[str, list["Prompt"]]) -> list[MethodSpec]:
+        """Method configs whose images for every planned prompt are already in the store (the
+        baselines run before, with this model and these generation settings): they join the
+        leaderboard without generating anything.
+
+        The store keeps each method's name and parameters; the object comes back from the method's
+        file in ``mitigations/`` beside the package (methods whose file is gone are skipped).
+        Checked from store rows alone (no model is loaded): model, seed, steps, guidance and size.
+        """
+        from membench_eval.generation.seeding import image_seed
+        from membench_eval.paths import PACKAGE_ROOT
+
+        folder = PACKAGE_ROOT.parent / "mitigations"
+        s = self.settings
+        wanted = {(p.prompt_id, image_seed(s.seed, p.prompt_id, i))
+                  for role, ps in prompts.items() for p in ps for i in range(s.images_per_prompt(role))}  # type: ignore[arg-type]
+        shape = (s.num_inference_steps, float(s.guidance_scale), s.height, s.width)
+        found: dict[str, set[tuple[str, int]]] = {}
+        seen: dict[str, tuple[str, dict[str, Any]]] = {}
+        for row in self.store.records():
+            if row.get("method") in (None, BASE_LABEL) or not _same_model(row, self.model_name):
+                continue
+            if (row.get("num_inference_steps"), float(row.get("guidance_scale", -1)), row.get("height"),
+                    row.get("width")) != shape:
+                continue
+            label = row.get("label") or row["method"]
+            seen.setdefault(label, (row["method"], dict(row.get("params") or {})))
+            found.setdefault(label, set()).add((row.get("prompt_id"), row.get("seed")))
+        out: list[MethodSpec] = []
+        for label, (name, params) in sorted(seen.items()):
+            if not wanted <= found[label]:
+                continue
+            path = folder / f"{name}.py"
+            if not path.is_file():
+                continue
+            try:
+                m = _load_method(path, {k: str(v) for k, v in params.items()})
+            except MembenchError:
+                continue  # a method whose parameters changed since: not comparable, skip it
+            if m.label() == label:
+                out.append(MethodSpec(label, "baseline", name, m.params(), str(path), m))
+        return out
+
+    # --- lazily loaded models -----------------------------------------------------------------
+
+    @cached_property
+    def pipeline(self) -> Any:
+        from membench_eval.generation.pipeline import load_pipeline
+
+        return load_pipeline(self.model_name, device=self.options.device)
+
+    @cached_property
+    def sscd(self) -> Any:
+        from membench_eval.metrics.sscd import load_sscd
+
+        return load_sscd(self.sscd_backend, device=self.options.device)
+
+    @cached_property
+    def reference_embeddings(self) -> dict[str, np.ndarray]:
+        from membench_eval.metrics.sscd import reference_embeddings
+
+        paths, _ = self.references
+        return reference_embeddings(self.sscd, paths)
+
+    @cached_property
+    def _quality(self) -> dict[str, Any]:
+        """CLIP and aesthetic scorers, or the reason each is unavailable.
+
+        On suites that allow it (mini), an open_clip tag whose weights are not in the local cache is
+        not downloaded (an offline attempt takes a minute of retries): the metric is reported as
+        unavailable with the reason. A checkpoint path given explicitly must exist. On the paper's
+        suites missing weights are an error (MissingWeightsError).
+        """
+        from membench_eval.metrics.aesthetic import DEFAULT_AESTHETIC_CLIP, DEFAULT_AESTHETIC_PRETRAINED
+        from membench_eval.metrics.clip_score import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
+
+        o = self.options
+        lenient = self.suite.name in SUITES_ALLOWING_MISSING_QUALITY_WEIGHTS
+        specs = {
+            "clip": (o.clip_model or DEFAULT_CLIP_MODEL, o.clip_pretrained or DEFAULT_CLIP_PRETRAINED,
+                     "--membench-clip-pretrained / --clip-pretrained"),
+            "aesthetic": (DEFAULT_AESTHETIC_CLIP, o.aesthetic_pretrained or DEFAULT_AESTHETIC_PRETRAINED,
+                          "--membench-aesthetic-pretrained / --aesthetic-pretrained"),
+        }
+        out: dict[str, Any] = {}
+        for metric, (model, pretrained, flag) in specs.items():
+            out[metric] = None
+            if lenient and not _looks_like_file(pretrained) and not open_clip_weights_cached(model, pretrained):
+                out[metric + "_reason"] = (f"{metric} score not available: open_clip {model} / {pretrained} weights are "
+                                           f"not in the local cache (none can be downloaded here); pass a local "
+                                           f"checkpoint with {flag} PATH")
+                continue
+            try:
+                if metric == "clip":
+                    from membench_eval.metrics.clip_score import ClipScorer
+
+                    out[metric] = ClipScorer(model, pretrained, o.device)
+                else:
+                    from membench_eval.metrics.aesthetic import AestheticScorer
+
+                    out[metric] = AestheticScorer(model, pretrained, o.aesthetic_head, o.device)
+            except MissingWeightsError as exc:
+                if not lenient or _looks_like_file(pretrained):
+                    raise MissingWeightsError(f"{metric} score needed for suite {self.suite.name}: {exc}") from exc
+                out[metric + "_reason"] = f"{metric} score not available: {_one_line(exc)}"
+        return out
+
+    @property
+    def clip(self) -> Any:
+        return self._quality["clip"]
+
+    @property
+    def aesthetic(self) -> Any:
+        return self._quality["aesthetic"]
+
+    def unavailable(self) -> dict[str, str]:
+        """Leaderboard column -> reason, for metrics this run cannot compute."""
+        out: dict[str, str] = {}
+        for metric, cols in (("clip", ("clip", "coco_clip")), ("aesthetic", ("aesthetic", "coco_aesthetic"))):
+            if self._quality[metric] is None:
+                out.update({c: self._quality[metric + "_reason"] for c in cols})
+        return out
+
+    # --- evaluation ---------------------------------------------------------------------------
+
+    def evaluate_prompts(self, method: MethodSpec, role: str, prompts: Sequence["Prompt"]) -> list[PromptResult]:
+        """Generate (or reuse) and score the images of ``prompts``; one PromptResult per prompt."""
+        from membench_eval.generation.engine import generate
+        from membench_eval.generation.seeding import plan_requests
+
+        n = self.settings.images_per_prompt(role)  # type: ignore[arg-type]
+        requests = plan_requests(prompts, n, self.settings.seed)
+        report = generate(self.pipeline, requests, method.mitigation, self.settings, self.store,
+                          progress=self.options.progress)
+        self.counts["generated"] += report.new
+        self.counts["reused"] += report.reused
+        scores = self._scores(report.keys, [r.prompt for r in requests])
+        results = []
+        for k, prompt in enumerate(prompts):
+            rows = [scores[key] for key in report.keys[k * n:(k + 1) * n]]
+            results.append(self._aggregate(method, role, prompt, rows))
+        return results
+
+    def _scores(self, keys: Sequence[str], texts: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Per-image scores, from the store when present, else computed once and stored."""
+        store = self.store
+        ref_ids = sorted(self.reference_embeddings)
+        sscd_backend = self.sscd.fingerprint
+        scorers = {CLIP_METRIC: self.clip, AESTHETIC_METRIC: self.aesthetic}
+        backends = {m: _scorer_id(s) for m, s in scorers.items() if s is not None}
+        stored_sscd = store.scores(SSCD_METRIC, sscd_backend)
+        todo_sscd = [k for k in dict.fromkeys(keys)
+                     if not set(ref_ids) <= set((stored_sscd.get((k, SSCD_METRIC, sscd_backend)) or {}))]
+        if todo_sscd:
+            refs = np.stack([self.reference_embeddings[i] for i in ref_ids])
+            emb = self.sscd.embed([store.get_image(k) for k in todo_sscd])
+            sims = np.asarray(emb, dtype=np.float32) @ refs.astype(np.float32).T
+            store.put_scores({"key": k, "metric": SSCD_METRIC, "backend": sscd_backend,
+                              "value": {i: float(s) for i, s in zip(ref_ids, row)}} for k, row in zip(todo_sscd, sims))
+        text_of = dict(zip(keys, texts))
+        for metric, backend in backends.items():
+            have = store.scores(metric, backend)
+            todo = [k for k in dict.fromkeys(keys) if (k, metric, backend) not in have]
+            if todo:
+                values = _score_images(scorers[metric], metric, [store.get_image(k) for k in todo],
+                                       [text_of[k] for k in todo])
+                store.put_scores({"key": k, "metric": metric, "backend": backend, "value": float(v)}
+                                 for k, v in zip(todo, values))
+        self.counts["scored"] += len(todo_sscd)
+        self.counts["scores_reused"] += len(set(keys)) - len(todo_sscd)
+        out: dict[str, dict[str, Any]] = {}
+        sscd_all = store.scores(SSCD_METRIC, sscd_backend)
+        quality = {m: store.scores(m, b) for m, b in backends.items()}
+        for k in keys:
+            out[k] = {"sscd": sscd_all[(k, SSCD_METRIC, sscd_backend)],
+                      **{m: quality[m][(k, m, b)] for m, b in backends.items()}}
+        return out
+
+    def _aggregate(self, method: MethodSpec, role: str, prompt: "Prompt", rows: list[dict[str, Any]]) -> PromptResult:
+        from membench_eval.metrics.aggregate import score_prompt
+
+        ref_ids = sorted(self.reference_embeddings)
+        sim_all = np.array([[r["sscd"][i] for i in ref_ids] for r in rows], dtype=np.float64)
+        metrics: dict[str, float | None] = {}
+        if role == "trigger":
+            own = [i for i in prompt.memorized_ids if i in self.reference_embeddings]
+            sim_own = np.array([[r["sscd"][i] for i in own] for r in rows], dtype=np.float64)
+            s = score_prompt(prompt.prompt_id, sim_own, sim_all)
+            metrics.update(top1_sscd=s.top1, top3_sscd=s.top3, sscd_gt_05=s.frac_above, top1_any=s.top1_any)
+        else:
+            metrics["top1_any"] = float(sim_all.max())
+        for metric, key in ((CLIP_METRIC, "clip"), (AESTHETIC_METRIC, "aesthetic")):
+            vals = [r.get(metric) for r in rows]
+            metrics[key] = None if any(v is None for v in vals) else float(np.mean(vals))
+        return PromptResult(label=method.label, method=method.name, role=role, prompt_id=prompt.prompt_id,
+                            n_images=len(rows), metrics=metrics, params=dict(method.params),
+                            memorized_ids=tuple(prompt.memorized_ids))
+
+    def evaluate_plan(self, plan: Plan) -> list[PromptResult]:
+        """Every (method, prompt set) of the plan in large batches (the CLI's path)."""
+        results: list[PromptResult] = []
+        for method in plan.methods:
+            for role, prompts in plan.prompts.items():
+                if prompts:
+                    results += self.evaluate_prompts(method, role, prompts)
+        return results
+
+    # --- reporting ----------------------------------------------------------------------------
+
+    def metadata(self, plan: Plan) -> dict[str, Any]:
+        """What the leaderboard's numbers depend on (the JSON's ``metadata``)."""
+        s = self.settings
+        md: dict[str, Any] = {
+            "suite": self.suite.name,
+            "model": self.model_name,
+            "sscd_backend": self.sscd_backend,
+            "clip_model": _scorer_id(self.clip) if self.clip is not None else None,
+            "aesthetic_model": _scorer_id(self.aesthetic) if self.aesthetic is not None else None,
+            "seed": s.seed,
+            "seed_scheme": "per-image seed = sha256(run seed, prompt id, image index)",
+            "generation": {"num_inference_steps": s.num_inference_steps, "guidance_scale": s.guidance_scale,
+                           "height": s.height, "width": s.width},
+            "images_per_prompt": {"trigger": s.trigger_images_per_prompt, "general": s.general_images_per_prompt},
+            "limit": self.options.limit,
+            "subset": self.options.subset,
+            "prompts": {role: len(ps) for role, ps in plan.prompts.items()},
+            "versions": _versions(),
+        }
+        if plan.coverage is not None:
+            md["coverage"] = plan.coverage.summary()
+            md["coverage_detail"] = plan.coverage.to_dict()
+            md["trigger_prompts_without_reference"] = plan.excluded_prompts
+        return md
+
+    def leaderboard(self, plan: Plan, results: Sequence[PromptResult]) -> Leaderboard:
+        """The table (with intervals and paired deltas) from per-prompt results."""
+        t = self.suite.targets
+        targets = {k: v for k, v in (("top1_sscd", t.top1_sscd), ("clip", t.clip)) if v is not None}
+        kinds = {m.label: m.kind for m in plan.methods}
+        return build_leaderboard(
+            results, suite=self.suite.name, kinds=kinds, targets=targets or None, targets_source=t.source,
+            unavailable=self.unavailable(), metadata=self.metadata(plan), n_resamples=self.options.bootstrap_resamples,
+            seed=self.options.bootstrap_seed, cluster_method=self.options.cluster_method,  # type: ignore[arg-type]
+        )
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _load_method_configs(path: str, params: Sequence[str]) -> list["Mitigation"]:
+    """Every parameter setting of the method in ``path`` (a sweep gives several)."""
+    from membench_eval.mitigation_loader import load_mitigations
+
+    return list(load_mitigations(path, None, list(params)))
+
+
+def _load_method(path: Path, params: dict[str, str]) -> "Mitigation":
+    from membench_eval.mitigation_loader import load_mitigation
+
+    return load_mitigation(path, None, params)
+
+
+def _same_model(row: dict[str, Any], model: str) -> bool:
+    """Store rows name the model as a hub id or ``local`` (+ path); match either way."""
+    if row.get("model") == model:
+        return True
+    path = row.get("model_path")
+    try:
+        return bool(path) and Path(path).resolve() == Path(model).expanduser().resolve()
+    except OSError:
+        return False
+
+
+def _scorer_id(scorer: Any) -> str:
+    """Which model produced a score (part of the store's score key, so models never mix)."""
+    md = scorer.metadata() if hasattr(scorer, "metadata") else {}
+    return "|".join(f"{k}={v}" for k, v in sorted(md.items())) or type(scorer).__name__
+
+
+def _looks_like_file(pretrained: str) -> bool:
+    return os.sep in pretrained or pretrained.endswith((".bin", ".pt", ".pth", ".safetensors"))
+
+
+def open_clip_weights_cached(model: str, tag: str) -> bool:
+    """Whether open_clip's ``model``/``tag`` weights are already on disk (checked without network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        from open_clip.pretrained import get_pretrained_cfg
+    except ImportError:
+        return False
+    cfg = get_pretrained_cfg(model, tag) or {}
+    if cfg.get("file"):
+        return Path(cfg["file"]).is_file()
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        repo, filename = hub.rstrip("/").rsplit("/", 1) if not hub.endswith("/") else (hub.rstrip("/"), "")
+        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        for name in names:
+            found = try_to_load_from_cache(repo, name)
+            if isinstance(found, str):
+                return True
+    url = cfg.get("url", "")
+    if url:
+        cache = Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
+        return cache.is_file()
+    return False
+
+
+def _score_images(scorer: Any, metric: str, images: list[Any], texts: list[str]) -> list[float]:
+    values = scorer.score(images, texts) if metric == CLIP_METRIC else scorer.score(images)
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if values.shape[0] != len(images) or not np.isfinite(values).all():
+        raise MembenchError(f"{metric}: scorer returned {values.shape[0]} values for {len(images)} images or non-finite")
+    return values.tolist()
+
+
+def _drop_none(**kwargs: Any) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
