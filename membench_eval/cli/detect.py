@@ -98,7 +98,7 @@ def score_prompts(args: argparse.Namespace, suite, prompts: list[str]):  # noqa:
     pipe = load_pipeline(args.model or suite.model, device=args.device)
     if args.score == "single":
         return single_step_scores(pipe, prompts, seed=args.seed, batch_size=args.batch_size or 50,
-                                  height=settings.height, width=settings.width)
+                                  height=settings.height, width=settings.width, progress=True)
     return trajectory_scores(
         pipe, prompts, num_images=args.num_images, num_inference_steps=settings.num_inference_steps,
         guidance_scale=settings.guidance_scale, height=settings.height, width=settings.width,

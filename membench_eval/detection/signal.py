@@ -77,6 +77,7 @@ def single_step_scores(
     height: int | None = None,
     width: int | None = None,
     timestep: int | None = None,
+    progress: bool = False,
 ) -> np.ndarray:
     """MemBench's search score: ``||eps(x_T, p) - eps(x_T, "")||_2^2`` at ``t = T-1`` (999).
 
@@ -84,6 +85,7 @@ def single_step_scores(
     across the 200 candidates of a step). Returns float64 scores, one per prompt.
     """
     import torch
+    from tqdm.auto import tqdm
 
     if not prompts:
         return np.zeros(0, dtype=np.float64)
@@ -96,7 +98,7 @@ def single_step_scores(
     out = np.empty(len(prompts), dtype=np.float64)
     with torch.inference_mode():
         uncond = pipe.unet(latent, t, encoder_hidden_states=encode_prompts(pipe, [""])).sample.float()
-        for start in range(0, len(prompts), batch_size):
+        for start in tqdm(range(0, len(prompts), batch_size), desc="single-step score", unit="batch", disable=not progress):
             chunk = list(prompts[start : start + batch_size])
             cond_embeds = encode_prompts(pipe, chunk)
             cond = pipe.unet(latent.expand(len(chunk), -1, -1, -1), t, encoder_hidden_states=cond_embeds).sample.float()
