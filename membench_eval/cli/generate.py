@@ -17,6 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--suite", required=True, help="suite name (e.g. mini, sd1, coco, sd1+coco)")
     p.add_argument("--out", required=True, help="run store directory (created if missing)")
+    p.add_argument("--data-dir", default=None, help="local copy of the upstream suite files (default $MEMBENCH_DATA_DIR)")
     p.add_argument("--method", default=None, metavar="FILE", help="mitigation file (e.g. mitigations/rna.py); default: base")
     p.add_argument("--method-name", default=None, metavar="NAME", help="which class, when FILE defines several")
     p.add_argument(
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 0:
         raise CliError("--limit must be >= 0")
     methods = load_mitigations(args.method, args.method_name, args.param)
-    suite = get_suite(args.suite)
+    suite = get_suite(args.suite, args.data_dir)
     try:
         settings = GenerationSettings.for_suite(
             suite, batch_size=args.batch_size, seed=args.seed, num_inference_steps=args.steps

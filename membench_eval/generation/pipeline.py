@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,9 +60,11 @@ def load_pipeline(
     else:
         folder = _download(model, revision)
         identity = {"model": model, "revision": _snapshot_commit(folder) or revision or "main"}
-    pipe = StableDiffusionPipeline.from_pretrained(
-        str(folder), torch_dtype=dtype, safety_checker=None, feature_extractor=None, requires_safety_checker=False
-    )
+    with warnings.catch_warnings():  # diffusers 0.42 renames torch_dtype to dtype; older ones only know torch_dtype
+        warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+        pipe = StableDiffusionPipeline.from_pretrained(
+            str(folder), torch_dtype=dtype, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+        )
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     use_sdpa(pipe)
     pipe.set_progress_bar_config(disable=True)
