@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 _PLUGIN_NAME = "membench-session"
 _WORKER_KEY = "membench_results"
+_ONLY_KEY = "membench_benchmark_only"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -181,6 +182,12 @@ class MembenchSession:
         self.written: tuple[Path, Path] | None = None
         self.gate_results: dict[str, list["GateResult"]] = {}
         self.is_worker = hasattr(config, "workerinput")
+        # `pytest --membench FILE` with no test paths runs the benchmark only, not the project's
+        # tests. Decided by the controller (xdist workers always get explicit args) and sent along.
+        if self.is_worker:
+            self.benchmark_only = bool(config.workerinput.get(_ONLY_KEY, False))  # type: ignore[attr-defined]
+        else:
+            self.benchmark_only = config.args_source != pytest.Config.ArgsSource.ARGS
 
     @property
     def evaluation(self) -> "Evaluation":
@@ -204,10 +211,11 @@ class MembenchSession:
     # --- collection ---------------------------------------------------------------------------
 
     def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config) -> bool | None:
-        # `pytest --membench FILE` with no test paths runs the benchmark, not the project's tests.
-        if config.args_source != pytest.Config.ArgsSource.ARGS:
-            return True
-        return None
+        return True if self.benchmark_only else None
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput[_ONLY_KEY] = self.benchmark_only
 
     def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config,
                                       items: list[pytest.Item]) -> None:
