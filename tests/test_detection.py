@@ -11,7 +11,7 @@ from membench_eval.detection.prompt_files import read_prompt_file, write_scores
 from membench_eval.detection.roc import detection_metrics
 from membench_eval.errors import DataError
 
-PROMPTS = ["a cat on a mat", "an astronaut riding a horse", "", "a cup of coffee", "the no limits business woman podcast"]
+PROMPTS = ["an astronaut riding a horse", "a cup of coffee", "", "the no limits business woman podcast"]
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +59,22 @@ def test_trajectory_score_independent_of_batching_and_zero_for_empty_prompt(pipe
     assert a[0] > 0 and a[1] > 0
     more = trajectory_scores(pipe, PROMPTS[:1], num_images=3, num_inference_steps=3, seed=0)
     assert more[0] != pytest.approx(a[0], rel=1e-6)  # a third image changes the average
+
+
+def test_trajectory_loop_is_the_pipelines_own_denoising(pipe):
+    """The trajectory score watches the same DDIM + CFG run generation performs: same final latents."""
+    import torch
+
+    from membench_eval.detection.signal import encode_prompts, guided_trajectory, latent_geometry, seeded_latents
+
+    lat = seeded_latents(pipe, [5, 6], latent_geometry(pipe))
+    expected = pipe(prompt=["a cat", "a dog"], latents=lat.clone(), num_inference_steps=3, guidance_scale=7.5,
+                    output_type="latent").images
+    with torch.no_grad():
+        final, norms = guided_trajectory(pipe, encode_prompts(pipe, ["a cat", "a dog"]), encode_prompts(pipe, [""]),
+                                         lat.clone(), 3, 7.5)
+    torch.testing.assert_close(final, expected)
+    assert norms.shape == (2,) and (norms > 0).all()
 
 
 def test_detection_metrics_against_hand_computed_values():

@@ -135,27 +135,44 @@ def trajectory_scores(
         raise ValueError("num_images, num_inference_steps and batch_size must all be >= 1")
     geometry = latent_geometry(pipe, height, width)
     base_latents = seeded_latents(pipe, [seed + i for i in range(num_images)], geometry)
-    scheduler = copy.deepcopy(pipe.scheduler)
     out = np.empty(len(prompts), dtype=np.float64)
     with torch.inference_mode():
         uncond_embed = encode_prompts(pipe, [""])
         bar = tqdm(total=len(prompts), desc="trajectory score", unit="prompt", disable=not progress)
         for start in range(0, len(prompts), batch_size):
             chunk = list(prompts[start : start + batch_size])
-            n = len(chunk) * num_images
             cond = encode_prompts(pipe, chunk).repeat_interleave(num_images, dim=0)
-            embeds = torch.cat([uncond_embed.expand(n, -1, -1), cond])
             latents = base_latents.repeat(len(chunk), 1, 1, 1)
-            scheduler.set_timesteps(num_inference_steps, device=latents.device)
-            norms = torch.zeros(n, dtype=torch.float64, device=latents.device)
-            for t in scheduler.timesteps:
-                model_in = scheduler.scale_model_input(torch.cat([latents, latents]), t)
-                eps_u, eps_c = pipe.unet(model_in, t, encoder_hidden_states=embeds).sample.chunk(2)
-                diff = (eps_c - eps_u).float()
-                norms += diff.flatten(1).norm(dim=1).double()
-                latents = scheduler.step(eps_u + guidance_scale * (eps_c - eps_u), t, latents).prev_sample
-            per_image = norms / len(scheduler.timesteps)
+            _, per_image = guided_trajectory(pipe, cond, uncond_embed, latents, num_inference_steps, guidance_scale)
             out[start : start + len(chunk)] = per_image.view(len(chunk), num_images).mean(dim=1).cpu().numpy()
             bar.update(len(chunk))
         bar.close()
     return out
+
+
+def guided_trajectory(
+    pipe: "StableDiffusionPipeline",
+    cond_embeds: "torch.Tensor",
+    uncond_embed: "torch.Tensor",
+    latents: "torch.Tensor",
+    num_inference_steps: int,
+    guidance_scale: float,
+) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """The pipeline's CFG denoising loop (same scheduler, same update), recording the signal.
+
+    Returns the final latents (identical to the pipeline's for the same initial latents) and, per
+    image, the mean over steps of ``||eps_c - eps_u||_2``.
+    """
+    import torch
+
+    scheduler = copy.deepcopy(pipe.scheduler)  # set_timesteps mutates; leave the pipeline's alone
+    scheduler.set_timesteps(num_inference_steps, device=latents.device)
+    n = latents.shape[0]
+    embeds = torch.cat([uncond_embed.expand(n, -1, -1), cond_embeds])
+    norms = torch.zeros(n, dtype=torch.float64, device=latents.device)
+    for t in scheduler.timesteps:
+        model_in = scheduler.scale_model_input(torch.cat([latents, latents]), t)
+        eps_u, eps_c = pipe.unet(model_in, t, encoder_hidden_states=embeds).sample.chunk(2)
+        norms += (eps_c - eps_u).float().flatten(1).norm(dim=1).double()
+        latents = scheduler.step(eps_u + guidance_scale * (eps_c - eps_u), t, latents).prev_sample
+    return latents, norms / len(scheduler.timesteps)
