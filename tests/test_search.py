@@ -213,3 +213,8 @@ def test_dbscan_clusters_on_one_minus_sscd(tmp_path):
     assert sorted(p.name for p in (tmp_path / "c" / "cluster_1").iterdir()) == ["5.png", "6.png", "7.png", "8.png"]
     assert len(list((tmp_path / "c" / "images").iterdir())) == len(emb)
     assert not list(tmp_path.rglob("*.pkl")) and not list(tmp_path.rglob("*.pickle"))
+
+
+def test_augmentation_rejects_words_outside_the_vocabulary(mlm, tmp_path):
+    with pytest.raises(DataError, match="vocabulary"):
+        augment_prompt(mlm, prefers_zebra, "zebra xylophone", tmp_path, AugmentConfig(steps=1), progress=False)

@@ -89,23 +89,31 @@ def run(args: argparse.Namespace) -> int:
     if args.augment:
         return _augment(args, mlm, scorer, progress)
 
-    from membench_eval.search.gibbs import ChainConfig, run_chains
+    from membench_eval.search.gibbs import ChainConfig, GibbsChain
 
-    config = ChainConfig(length=args.length, top_k=args.top_k, temperature=args.temperature or 0.1,
-                         seed=args.seed, resample_latent=not args.fixed_latent)
+    temperature = 0.1 if args.temperature is None else args.temperature
+    try:
+        config = ChainConfig(length=args.length, top_k=args.top_k, temperature=temperature,
+                             seed=args.seed, resample_latent=not args.fixed_latent)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     steps = 150 if args.steps is None else args.steps
-    results = run_chains(mlm, scorer, config, args.out, chains=args.chains, steps=steps, progress=progress)
     summary = {"suite": suite.name, "mlm": mlm_spec, "config": config.as_dict(), "steps": steps, "chains": []}
     embed = None
-    for res in results:
-        entry = {"chain": res.chain_id, "log": str(res.log_path.relative_to(args.out)), "steps": len(res.steps),
-                 "best_prompt": res.best_prompt, "best_score": res.best_score, "final_prompt": res.final_prompt}
+    for c in range(args.chains):
+        # One chain at a time, clustered as soon as it ends: a long search yields candidates early.
+        chain = GibbsChain(mlm, scorer, config, args.out / "chains" / f"chain_{c:04d}.jsonl", chain_index=c)
+        res = chain.run(steps, progress=progress)
+        entry = {"chain": res.chain_id, "log": f"chains/{res.log_path.name}", "steps": len(res.steps),
+                 "best_prompt": res.best_prompt, "best_score": res.best_score if res.best_prompt else None,
+                 "final_prompt": res.final_prompt}
         if args.images > 0 and res.best_prompt:
             if embed is None:
                 embed = _load_embedder(args.sscd_backend or suite.sscd_backend, args.device)
             manifest = _cluster(args, pipe, embed, settings, res)
             entry.update(clusters=manifest["cluster_sizes"], candidates=f"candidates/{res.chain_id}")
         summary["chains"].append(entry)
+        _write_json(args.out / "search.json", summary)
         print(f"{res.chain_id}: best {res.best_score:.4g} {res.best_prompt!r}"
               + (f" clusters {entry['clusters']}" if "clusters" in entry else ""))
     _write_json(args.out / "search.json", summary)
@@ -136,7 +144,7 @@ def _augment(args: argparse.Namespace, mlm, scorer, progress: bool) -> int:  # n
     from membench_eval.search.augment import AugmentConfig, augment_prompt
 
     config = AugmentConfig(
-        steps=50 if args.steps is None else args.steps, top_k=args.top_k, temperature=args.temperature or 1.5,
+        steps=50 if args.steps is None else args.steps, top_k=args.top_k, temperature=1.5 if args.temperature is None else args.temperature,
         seed=args.seed, early_stop_threshold=None if args.early_stop < 0 else args.early_stop,
         resample_latent=not args.fixed_latent,
     )

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from membench_eval.errors import DataError
 from membench_eval.search.gibbs import ChainConfig, GibbsChain, Scorer
 
 if TYPE_CHECKING:
@@ -66,8 +67,9 @@ def augment_prompt(
     """Run Algorithm 2 from ``prompt``; logs chains under ``out_dir/chains`` and writes ``augment.json``."""
     out = Path(out_dir)
     origin = mlm.encode_words(prompt)
-    if not origin:
-        raise ValueError(f"prompt {prompt!r} has no words the masked LM knows")
+    unknown = mlm.tokenizer.unk_token_id
+    if not origin or (unknown is not None and unknown in origin):
+        raise DataError("augment prompt", f"{prompt!r}: empty or has words outside the masked LM {mlm.spec!r} vocabulary")
     chain_cfg = ChainConfig(
         length=len(origin), top_k=config.top_k, temperature=config.temperature, seed=config.seed,
         resample_latent=config.resample_latent, include_empty=False,
