@@ -368,38 +368,54 @@ class Evaluation:
         return results
 
     def _scores(self, keys: Sequence[str], texts: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Per-image scores, from the store when present, else computed once and stored."""
+        """Per-image scores, from the store when present, else computed once and stored.
+
+        SSCD is stored as the similarity to every available reference image (not only the
+        prompt's own), so Top-1 against own and against any memorized image come from one row;
+        a row missing a reference (coverage grew since) is recomputed. Score rows are keyed by
+        the scorer's identity, so different backends never mix.
+        """
         store = self.store
+        unique = list(dict.fromkeys(keys))
         ref_ids = sorted(self.reference_embeddings)
         sscd_backend = self.sscd.fingerprint
-        scorers = {CLIP_METRIC: self.clip, AESTHETIC_METRIC: self.aesthetic}
-        backends = {m: _scorer_id(s) for m, s in scorers.items() if s is not None}
-        stored_sscd = store.scores(SSCD_METRIC, sscd_backend)
-        todo_sscd = [k for k in dict.fromkeys(keys)
-                     if not set(ref_ids) <= set((stored_sscd.get((k, SSCD_METRIC, sscd_backend)) or {}))]
+        out: dict[str, dict[str, Any]] = {k: {} for k in unique}
+        todo_sscd = []
+        for k in unique:
+            sims = store.get_score(k, SSCD_METRIC, sscd_backend)
+            if isinstance(sims, dict) and all(i in sims for i in ref_ids):
+                out[k]["sscd"] = sims
+            else:
+                todo_sscd.append(k)
         if todo_sscd:
-            refs = np.stack([self.reference_embeddings[i] for i in ref_ids])
-            emb = self.sscd.embed([store.get_image(k) for k in todo_sscd])
-            sims = np.asarray(emb, dtype=np.float32) @ refs.astype(np.float32).T
-            store.put_scores({"key": k, "metric": SSCD_METRIC, "backend": sscd_backend,
-                              "value": {i: float(s) for i, s in zip(ref_ids, row)}} for k, row in zip(todo_sscd, sims))
-        text_of = dict(zip(keys, texts))
-        for metric, backend in backends.items():
-            have = store.scores(metric, backend)
-            todo = [k for k in dict.fromkeys(keys) if (k, metric, backend) not in have]
-            if todo:
-                values = _score_images(scorers[metric], metric, [store.get_image(k) for k in todo],
-                                       [text_of[k] for k in todo])
-                store.put_scores({"key": k, "metric": metric, "backend": backend, "value": float(v)}
-                                 for k, v in zip(todo, values))
+            refs = np.stack([self.reference_embeddings[i] for i in ref_ids]).astype(np.float32)
+            emb = np.asarray(self.sscd.embed([store.get_image(k) for k in todo_sscd]), dtype=np.float32)
+            rows = []
+            for k, row in zip(todo_sscd, emb @ refs.T):
+                out[k]["sscd"] = {i: float(v) for i, v in zip(ref_ids, row)}
+                rows.append({"key": k, "metric": SSCD_METRIC, "backend": sscd_backend, "value": out[k]["sscd"]})
+            store.put_scores(rows)
         self.counts["scored"] += len(todo_sscd)
-        self.counts["scores_reused"] += len(set(keys)) - len(todo_sscd)
-        out: dict[str, dict[str, Any]] = {}
-        sscd_all = store.scores(SSCD_METRIC, sscd_backend)
-        quality = {m: store.scores(m, b) for m, b in backends.items()}
-        for k in keys:
-            out[k] = {"sscd": sscd_all[(k, SSCD_METRIC, sscd_backend)],
-                      **{m: quality[m][(k, m, b)] for m, b in backends.items()}}
+        self.counts["scores_reused"] += len(unique) - len(todo_sscd)
+
+        text_of = dict(zip(keys, texts))
+        for metric, scorer in ((CLIP_METRIC, self.clip), (AESTHETIC_METRIC, self.aesthetic)):
+            if scorer is None:
+                continue
+            backend = _scorer_id(scorer)
+            todo = []
+            for k in unique:
+                value = store.get_score(k, metric, backend)
+                if value is None:
+                    todo.append(k)
+                else:
+                    out[k][metric] = float(value)
+            if todo:
+                values = _score_images(scorer, metric, [store.get_image(k) for k in todo], [text_of[k] for k in todo])
+                for k, v in zip(todo, values):
+                    out[k][metric] = v
+                store.put_scores({"key": k, "metric": metric, "backend": backend, "value": v}
+                                 for k, v in zip(todo, values))
         return out
 
     def _aggregate(self, method: MethodSpec, role: str, prompt: "Prompt", rows: list[dict[str, Any]]) -> PromptResult:

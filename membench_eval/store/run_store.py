@@ -190,6 +190,11 @@ class RunStore:
     def has_score(self, key: str, metric: str, backend: str) -> bool:
         return (key, metric, backend) in self._scores
 
+    def get_score(self, key: str, metric: str, backend: str, default: Any = None) -> Any:
+        """The value of one score (newest row wins), or ``default``; O(1), for per-item lookups."""
+        row = self._scores.get((key, metric, backend))
+        return default if row is None else row["value"]
+
     def scores(self, metric: str | None = None, backend: str | None = None) -> dict[tuple[str, str, str], Any]:
         """``{(key, metric, backend): value}``, optionally for one metric/backend; newest row wins."""
         return {
