@@ -341,10 +341,17 @@ class Evaluation:
 
     def unavailable(self) -> dict[str, str]:
         """Leaderboard column -> reason, for metrics this run cannot compute."""
-        out: dict[str, str] = {}
+        return dict(self.quality_status()["unavailable"])
+
+    def quality_status(self) -> dict[str, Any]:
+        """Which CLIP/aesthetic models scored this run, or why not (plain data: the pytest plugin
+        sends it from xdist workers, so the controller never loads the scorers itself)."""
+        out: dict[str, Any] = {"unavailable": {}, "clip_model": None, "aesthetic_model": None}
         for metric, cols in (("clip", ("clip", "coco_clip")), ("aesthetic", ("aesthetic", "coco_aesthetic"))):
             if self._quality[metric] is None:
-                out.update({c: self._quality[metric + "_reason"] for c in cols})
+                out["unavailable"].update({c: self._quality[metric + "_reason"] for c in cols})
+            else:
+                out[f"{metric}_model"] = _scorer_id(self._quality[metric])
         return out
 
     # --- evaluation ---------------------------------------------------------------------------
@@ -449,15 +456,16 @@ class Evaluation:
 
     # --- reporting ----------------------------------------------------------------------------
 
-    def metadata(self, plan: Plan) -> dict[str, Any]:
+    def metadata(self, plan: Plan, quality: dict[str, Any] | None = None) -> dict[str, Any]:
         """What the leaderboard's numbers depend on (the JSON's ``metadata``)."""
         s = self.settings
+        quality = quality if quality is not None else self.quality_status()
         md: dict[str, Any] = {
             "suite": self.suite.name,
             "model": self.model_name,
             "sscd_backend": self.sscd_backend,
-            "clip_model": _scorer_id(self.clip) if self.clip is not None else None,
-            "aesthetic_model": _scorer_id(self.aesthetic) if self.aesthetic is not None else None,
+            "clip_model": quality["clip_model"],
+            "aesthetic_model": quality["aesthetic_model"],
             "seed": s.seed,
             "seed_scheme": "per-image seed = sha256(run seed, prompt id, image index)",
             "generation": {"num_inference_steps": s.num_inference_steps, "guidance_scale": s.guidance_scale,
@@ -474,14 +482,17 @@ class Evaluation:
             md["trigger_prompts_without_reference"] = plan.excluded_prompts
         return md
 
-    def leaderboard(self, plan: Plan, results: Sequence[PromptResult]) -> Leaderboard:
-        """The table (with intervals and paired deltas) from per-prompt results."""
+    def leaderboard(self, plan: Plan, results: Sequence[PromptResult],
+                    quality: dict[str, Any] | None = None) -> Leaderboard:
+        """The table (with intervals and paired deltas) from per-prompt results. ``quality`` is a
+        ``quality_status()`` from the processes that scored (default: this one's)."""
+        quality = quality if quality is not None else self.quality_status()
         t = self.suite.targets
         targets = {k: v for k, v in (("top1_sscd", t.top1_sscd), ("clip", t.clip)) if v is not None}
         kinds = {m.label: m.kind for m in plan.methods}
         return build_leaderboard(
             results, suite=self.suite.name, kinds=kinds, targets=targets or None, targets_source=t.source,
-            unavailable=self.unavailable(), metadata=self.metadata(plan), n_resamples=self.options.bootstrap_resamples,
+            unavailable=dict(quality["unavailable"]), metadata=self.metadata(plan, quality), n_resamples=self.options.bootstrap_resamples,
             seed=self.options.bootstrap_seed, cluster_method=self.options.cluster_method,  # type: ignore[arg-type]
         )
 

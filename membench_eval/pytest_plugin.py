@@ -50,6 +50,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--membench-device", default=None, metavar="DEV", help="cpu | cuda | cuda:1 (default: auto)")
     group.addoption("--membench-sscd-backend", default=None, metavar="NAME",
                     help="disc_large | disc_mixup_onnx (default: the suite's)")
+    group.addoption("--membench-clip-model", default=None, metavar="NAME",
+                    help="open_clip model for the CLIP score (default ViT-g-14, the paper's)")
     group.addoption("--membench-clip-pretrained", default=None, metavar="TAG_OR_PATH",
                     help="open_clip pretrained tag or local checkpoint for the CLIP score")
     group.addoption("--membench-aesthetic-pretrained", default=None, metavar="TAG_OR_PATH",
@@ -77,6 +79,7 @@ def _options(config: pytest.Config):
         subset=get("membench_subset"),
         device=get("membench_device"),
         sscd_backend=get("membench_sscd_backend"),
+        clip_model=get("membench_clip_model"),
         clip_pretrained=get("membench_clip_pretrained"),
         aesthetic_pretrained=get("membench_aesthetic_pretrained"),
         seed=get("membench_seed") if get("membench_seed") is not None else 0,
@@ -176,6 +179,7 @@ class MembenchSession:
         self.config = config
         self.results: list[dict[str, Any]] = []
         self.counts: dict[str, int] = {}
+        self.quality: dict[str, Any] | None = None  # CLIP/aesthetic status reported by the scorers' process
         self._evaluation: "Evaluation | None" = None
         self._plan: "Plan | None" = None
         self.board: "Leaderboard | None" = None
@@ -227,8 +231,11 @@ class MembenchSession:
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.is_worker:
+            ev = self._evaluation
+            used = ev is not None and "_quality" in ev.__dict__
             self.config.workeroutput[_WORKER_KEY] = json.dumps(  # type: ignore[attr-defined]
-                {"results": self.results, "counts": self._evaluation.counts if self._evaluation else {}})
+                {"results": self.results, "counts": ev.counts if ev is not None else {},
+                 "quality": ev.quality_status() if used else None})
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
@@ -236,6 +243,8 @@ class MembenchSession:
         if payload:
             data = json.loads(payload)
             self.results.extend(data["results"])
+            if data.get("quality") is not None:
+                self.quality = data["quality"]
             for k, v in data["counts"].items():
                 self.counts[k] = self.counts.get(k, 0) + v
 
@@ -258,7 +267,7 @@ class MembenchSession:
         try:
             gates = parse_gates(_gate_lines(self.config))
             results = [PromptResult.from_dict(d) for d in self.results]
-            self.board = self.evaluation.leaderboard(self.plan(), results)
+            self.board = self.evaluation.leaderboard(self.plan(), results, self.quality)
             self.written = write_leaderboard(self.board, self.evaluation.options.out_dir)
         except MembenchError as exc:
             raise pytest.UsageError(f"membench: {exc}") from None

@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "in ./pyproject.toml)")
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:1 (default: auto)")
     p.add_argument("--sscd-backend", default=None, help="disc_large | disc_mixup_onnx (default: the suite's)")
+    p.add_argument("--clip-model", default=None, help="open_clip model for the CLIP score (default ViT-g-14)")
     p.add_argument("--clip-pretrained", default=None, metavar="TAG_OR_PATH", help="open_clip weights for CLIP score")
     p.add_argument("--aesthetic-pretrained", default=None, metavar="TAG_OR_PATH",
                    help="open_clip ViT-L-14 weights for the aesthetic score")
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     options = EvalOptions(
         suite=args.suite, data_dir=args.data_dir, model=args.model, store_dir=args.store, out_dir=args.out,
         limit=args.limit, subset=args.subset, device=args.device, sscd_backend=args.sscd_backend,
-        clip_pretrained=args.clip_pretrained, aesthetic_pretrained=args.aesthetic_pretrained, seed=args.seed,
+        clip_model=args.clip_model, clip_pretrained=args.clip_pretrained, aesthetic_pretrained=args.aesthetic_pretrained, seed=args.seed,
         batch_size=args.batch_size, stored_baselines=not args.no_stored_baselines, progress=not args.no_progress,
     )
     evaluation = Evaluation(options)
