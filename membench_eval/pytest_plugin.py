@@ -98,7 +98,20 @@ def _gate_lines(config: pytest.Config) -> list[str]:
 
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("membench"):
-        config.pluginmanager.register(MembenchSession(config), _PLUGIN_NAME)
+        session = MembenchSession(config)
+        if not session.is_worker:
+            session.gates = _parse_gates_or_usage_error(config)  # fail fast, before any generation
+        config.pluginmanager.register(session, _PLUGIN_NAME)
+
+
+def _parse_gates_or_usage_error(config: pytest.Config) -> list:
+    from membench_eval.errors import MembenchError
+    from membench_eval.gates import parse_gates
+
+    try:
+        return parse_gates(_gate_lines(config))
+    except MembenchError as exc:
+        raise pytest.UsageError(f"membench: {exc}") from None
 
 
 def _session(config: pytest.Config) -> "MembenchSession":
@@ -185,6 +198,7 @@ class MembenchSession:
         self.board: "Leaderboard | None" = None
         self.written: tuple[Path, Path] | None = None
         self.gate_results: dict[str, list["GateResult"]] = {}
+        self.gates: list = []
         self.is_worker = hasattr(config, "workerinput")
         # `pytest --membench FILE` with no test paths runs the benchmark only, not the project's
         # tests. Decided by the controller (xdist workers always get explicit args) and sent along.
@@ -223,6 +237,7 @@ class MembenchSession:
 
     def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config,
                                       items: list[pytest.Item]) -> None:
+        self.plan()  # a bad method file or parameter is a usage error (one line), not a collection error
         # Through genitems so the items are reported as collected ("collected N items", -k, xdist).
         collector = MembenchCollector.from_parent(session, name="membench", path=Path(config.rootpath))
         items.extend(session.genitems(collector))
@@ -261,11 +276,11 @@ class MembenchSession:
         if not self.results:
             return outcome
         from membench_eval.errors import MembenchError
-        from membench_eval.gates import check_gates, parse_gates
+        from membench_eval.gates import check_gates
         from membench_eval.report import PromptResult, write_leaderboard
 
+        gates = self.gates
         try:
-            gates = parse_gates(_gate_lines(self.config))
             results = [PromptResult.from_dict(d) for d in self.results]
             self.board = self.evaluation.leaderboard(self.plan(), results, self.quality)
             self.written = write_leaderboard(self.board, self.evaluation.options.out_dir)
