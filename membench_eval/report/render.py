@@ -62,9 +62,12 @@ def to_markdown(board: Leaderboard) -> str:
     conf = int(round(100 * b["confidence"]))
     meta = board.metadata
     parts = [f"# MemBench leaderboard: suite `{board.suite}`", ""]
+    clusters = {"components": "prompts linked through shared memorized images resample together",
+                "first": "prompts resample with their first memorized image"}.get(b["cluster_method"], b["cluster_method"])
     parts.append(
-        f"Mean over prompts [{conf}% CI: cluster bootstrap over memorized images, {b['n_resamples']} resamples, "
-        f"seed {b['seed']}, clusters = {b['cluster_method']}]. Lower SSCD is better; higher CLIP/Aesthetic is better."
+        f"Each cell: mean over prompts [{conf}% CI]. Intervals: percentile cluster bootstrap over memorized images "
+        f"({clusters}; general prompts resample one by one), {b['n_resamples']} resamples, seed {b['seed']}. "
+        "Lower SSCD is better; higher CLIP and Aesthetic are better."
     )
     parts += ["", _table(board, tuple(cols_present), notes, delta=False), ""]
     delta_table = _table(board, tuple(cols_present), notes, delta=True)
