@@ -9,6 +9,7 @@ directory) is recorded on the pipeline because it is part of every run-store key
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import warnings
@@ -63,7 +64,9 @@ def load_pipeline(
     with warnings.catch_warnings():  # diffusers 0.42 renames torch_dtype to dtype; older ones only know torch_dtype
         warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
         pipe = StableDiffusionPipeline.from_pretrained(
-            str(folder), torch_dtype=dtype, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+            str(folder), torch_dtype=dtype, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+            # Without accelerate, asking for low-memory loading only prints a notice and falls back.
+            low_cpu_mem_usage=importlib.util.find_spec("accelerate") is not None,
         )
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     use_sdpa(pipe)
