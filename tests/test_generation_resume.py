@@ -28,10 +28,11 @@ from membench_eval.suites.types import Prompt, PromptSet, Suite
 model_dir = sys.argv[1]
 trigger = tuple(Prompt(f"t{i}", f"trigger prompt number {i}") for i in range(6))
 general = tuple(Prompt(f"g{i}", f"a general prompt {i}") for i in range(2))
-suites._BUILDERS["tinytest"] = lambda data_dir: Suite(
+suite = Suite(
     name="tinytest", model=model_dir, trigger=PromptSet("trigger", trigger, 3), general=PromptSet("general", general, 1),
     generation_defaults={"height": 32, "width": 32, "num_inference_steps": 6},
 )
+suites.get_suite = lambda name, data_dir=None: suite  # the CLI looks the registry up at call time
 from membench_eval.cli import main
 sys.exit(main(sys.argv[2:]))
 '''
