@@ -79,3 +79,30 @@ def test_settings_for_suite_applies_suite_then_overrides():
         GenerationSettings().replace(stpes=3)
     with pytest.raises(ValueError, match="multiples of 8"):
         GenerationSettings(height=30)
+
+
+def test_mini_model_batch_size_and_order_do_not_change_images(tmp_path):
+    """The same property on the trained miniature model (its suite's size; 5 steps keep it fast)."""
+    import torch
+
+    from membench_eval.errors import MissingWeightsError
+    from membench_eval.generation.pipeline import load_pipeline
+    from membench_eval.suites import get_suite
+
+    try:
+        suite = get_suite("mini")
+    except MissingWeightsError as exc:
+        pytest.skip(f"mini model not built: {exc}")
+    torch.set_num_threads(1)
+    pipe = load_pipeline(suite.model, device="cpu")
+    settings = GenerationSettings.for_suite(suite, num_inference_steps=5)
+    requests = plan_requests(suite.trigger.prompts[:2], 5, settings.seed)
+    runs = {}
+    for name, reqs, batch_size in (("b1", requests, 1), ("b4", requests, 4), ("b10-reversed", requests[::-1], 10)):
+        store = RunStore(tmp_path / name)
+        report = generate(pipe, reqs, None, settings.replace(batch_size=batch_size), store, progress=False)
+        runs[name] = {k: np.asarray(store.get_image(k), dtype=np.int16) for k in report.keys}
+    ref = runs["b1"]
+    for name in ("b4", "b10-reversed"):
+        assert runs[name].keys() == ref.keys()
+        assert max(int(np.abs(runs[name][k] - ref[k]).max()) for k in ref) <= 1, name
