@@ -58,13 +58,16 @@ def run(args: argparse.Namespace) -> int:
     from membench_eval.mitigation_loader import load_mitigations
     from membench_eval.store.run_store import RunStore
 
-    try:
-        from membench_eval.suites import get_suite
-    except ImportError as exc:
-        raise CliError(f"the suite registry is not available ({exc})") from None
+    from membench_eval.suites import get_suite  # looked up at call time (tests substitute suites)
     if args.limit is not None and args.limit < 0:
         raise CliError("--limit must be >= 0")
     methods = load_mitigations(args.method, args.method_name, args.param)
+    try:
+        from membench_eval.runtime import select_device
+
+        select_device(args.device)
+    except RuntimeError as exc:
+        raise CliError(str(exc)) from None
     suite = get_suite(args.suite, args.data_dir)
     try:
         settings = GenerationSettings.for_suite(
