@@ -269,17 +269,31 @@ class Evaluation:
 
     # --- lazily loaded models -----------------------------------------------------------------
 
-    @cached_property
+    @property
     def pipeline(self) -> Any:
         from membench_eval.generation.pipeline import load_pipeline
 
-        return load_pipeline(self.model_name, device=self.options.device)
+        return self._load_once("pipeline", lambda: load_pipeline(self.model_name, device=self.options.device))
 
-    @cached_property
+    @property
     def sscd(self) -> Any:
         from membench_eval.metrics.sscd import load_sscd
 
-        return load_sscd(self.sscd_backend, device=self.options.device)
+        return self._load_once("sscd", lambda: load_sscd(self.sscd_backend, device=self.options.device))
+
+    def _load_once(self, name: str, load: Any) -> Any:
+        """Load a model once; a failure (missing weights) is remembered and raised again at once,
+        so thousands of pytest items do not each retry a download."""
+        cache = self.__dict__.setdefault("_loaded", {})
+        if name not in cache:
+            try:
+                cache[name] = (load(), None)
+            except MembenchError as exc:
+                cache[name] = (None, exc)
+        value, error = cache[name]
+        if error is not None:
+            raise error
+        return value
 
     @cached_property
     def reference_embeddings(self) -> dict[str, np.ndarray]:
