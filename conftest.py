@@ -11,6 +11,12 @@ from pathlib import Path
 
 import pytest
 
+# Under pytest-xdist each worker gets one intra-op thread: two workers x two torch threads on a
+# 2-core runner oversubscribe the CPU and run about 10x slower. Set before torch is imported.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 REPO_ROOT = Path(__file__).resolve().parent
 SHARED_DATA = Path(os.environ.get("MEMBENCH_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
 
