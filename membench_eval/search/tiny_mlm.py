@@ -56,12 +56,30 @@ def build_tiny_mlm(
     return tokenizer, model
 
 
+def _strings(obj: object) -> list[str]:
+    if isinstance(obj, str):
+        return [obj]
+    if isinstance(obj, dict):
+        return [s for v in obj.values() for s in _strings(v)]
+    if isinstance(obj, list):
+        return [s for v in obj for s in _strings(v)]
+    return []
+
+
 def suite_texts(suite_name: str) -> list[str]:
-    """All prompt texts of a suite (trigger and general), the vocabulary source for ``tiny:<suite>``."""
+    """Vocabulary source for ``tiny:<suite>``: the suite's prompts (trigger and general) and, for
+    the mini suite, the captions its model was trained on (``training_captions.json``)."""
+    import json
+
+    from membench_eval.paths import MINI_DIR
     from membench_eval.suites import get_suite
 
     suite = get_suite(suite_name)
-    return [p.text for s in suite.prompt_sets() for p in s.prompts]
+    texts = [p.text for s in suite.prompt_sets() for p in s.prompts]
+    captions = MINI_DIR / "training_captions.json"
+    if suite_name == "mini" and captions.is_file():
+        texts += _strings(json.loads(captions.read_text(encoding="utf-8")))
+    return texts
 
 
 def tiny_mlm_for_suite(suite_name: str, seed: int = 0) -> tuple["BertTokenizer", "BertForMaskedLM"]:
