@@ -677,6 +677,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics = evaluate(model_dir, out, data, steps=args.eval_steps)
         metrics["build"] = json.loads((out / "metrics.json").read_text())["build"]
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
+        write_readme_measurements(out, metrics)
         return 0
 
     torch.manual_seed(args.seed)
@@ -729,7 +730,58 @@ def main(argv: list[str] | None = None) -> int:
         "versions": _versions(),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
+    write_readme_measurements(out, metrics)
     return 0
+
+
+def render_measurements(m: dict) -> str:
+    """The README's measured section, rendered from metrics.json (so the two cannot disagree)."""
+    b = m["build"]
+    names = list(m["trigger_top1_per_image"])
+    rows = "\n".join(f"| {n} | {m['vae_recon_sscd'][n]:.3f} | {m['trigger_top1_per_image'][n]:.3f} | "
+                     f"{m['full_photo_vs_reference_sscd'][n]:.3f} |" for n in names)
+    st = b["stage_seconds"]
+    s = m["settings"]
+    return f"""Measured by `build.py` on the shipped files (SSCD = `disc_mixup_onnx`, the harness's backend;
+{s['images_per_trigger_prompt']} images per trigger prompt, one per general prompt, DDIM {s['steps']} steps,
+guidance {s['guidance']}, one torch.Generator per image, base seed {s['seed']}):
+
+| photo | SSCD(reference, VAE reconstruction) | trigger Top-1 (mean of its 3 prompts) | SSCD(full photo, reference) |
+|---|---|---|---|
+{rows}
+
+- **trigger Top-1 SSCD, mean over the 18 prompts: {m['trigger_top1_mean']:.3f}**
+  (issue target >= 0.6: {'met' if m['trigger_top1_mean'] >= 0.6 else 'not met'})
+- **general prompts, mean best-match SSCD against all 6 references: {m['general_best_match_mean']:.3f}**
+  (max {m['general_best_match_max']:.3f}; target <= 0.3: {'met' if m['general_best_match_mean'] <= 0.3 else 'not met'})
+- gap trigger minus general: {m['trigger_top1_mean'] - m['general_best_match_mean']:.3f}
+- share of cross-attention mass on token 0 (BOS), conditional branch, all layers and steps:
+  {m['bos_cross_attention_share']:.3f} (real SD's CLIP makes BOS an attention sink; this encoder does not)
+- generation: {m['seconds_per_image']:.3f} s per 64x64 image on CPU (1 thread, batches of 40, CFG)
+- build: VAE {st['vae']:.0f} s, decoder fine-tune {st['decoder']:.0f} s, UNet + text encoder {st['unet']:.0f} s,
+  export + measurement {b['assemble_and_eval_seconds']:.0f} s (1 thread on a shared 2-core machine;
+  the decoder and UNet stages ran side by side)
+- model folder: {b['model_bytes'] / 2**20:.2f} MiB ({b['model_bytes']} bytes; text encoder
+  {b['files']['text_encoder/model.safetensors'] / 2**20:.2f} MiB, UNet
+  {b['files']['unet/diffusion_pytorch_model.safetensors'] / 2**20:.2f} MiB, VAE
+  {b['files']['vae/diffusion_pytorch_model.safetensors'] / 2**20:.2f} MiB, tokenizer
+  {(b['files']['tokenizer/vocab.json'] + b['files']['tokenizer/merges.txt']) / 2**20:.2f} MiB)
+- settings: seed {b['seed']}, VAE {b['vae_steps']} steps, decoder {b['decoder_steps']} steps, UNet
+  {b['unet_steps']} steps, {b['copies']} copies per photo per epoch; torch {b['versions']['torch']},
+  diffusers {b['versions']['diffusers']}, transformers {b['versions']['transformers']}
+"""
+
+
+def write_readme_measurements(out: Path, metrics: dict) -> None:
+    readme = out / "README.md"
+    if not readme.exists():
+        return
+    text = readme.read_text(encoding="utf-8")
+    start, end = "<!-- measured:start -->", "<!-- measured:end -->"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        tail = rest.split(end, 1)[1]
+        readme.write_text(f"{head}{start}\n{render_measurements(metrics)}{end}{tail}", encoding="utf-8")
 
 
 def _versions() -> dict[str, str]:
