@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from membench_eval.evaluation import Evaluation, MethodSpec, Plan
     from membench_eval.gates import GateResult
     from membench_eval.report.leaderboard import Leaderboard
+    from membench_eval.report.records import PromptResult
     from membench_eval.suites.types import Prompt
 
 _PLUGIN_NAME = "membench-session"
@@ -131,7 +132,7 @@ class MembenchItem(pytest.Item):
 
     def runtest(self) -> None:
         session = _session(self.config)
-        result = session.evaluation.evaluate_prompts(self.method, self.role, [self.prompt])[0]
+        result = session.result_for(self)
         session.results.append(result.to_dict())
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None):  # type: ignore[override]
@@ -199,6 +200,7 @@ class MembenchSession:
         self.written: tuple[Path, Path] | None = None
         self.gate_results: dict[str, list["GateResult"]] = {}
         self.gates: list = []
+        self._prefetched: dict[tuple[str, str, str], "PromptResult"] = {}
         self.is_worker = hasattr(config, "workerinput")
         # `pytest --membench FILE` with no test paths runs the benchmark only, not the project's
         # tests. Decided by the controller (xdist workers always get explicit args) and sent along.
@@ -214,6 +216,30 @@ class MembenchSession:
 
             self._evaluation = Evaluation(_options(self.config))
         return self._evaluation
+
+    def result_for(self, item: MembenchItem) -> "PromptResult":
+        """This item's result. In a serial run the first item of a (method, scenario) generates the
+        images of all its selected siblings in full batches (one image per pipeline call would be
+        several times slower); results do not depend on batching. xdist workers cannot know which
+        items they will get, so there each item does its own prompt."""
+        key = (item.method.label, item.role, item.prompt.prompt_id)
+        if key not in self._prefetched:
+            siblings = [item]
+            if not self.is_worker:
+                siblings += [i for i in item.session.items if isinstance(i, MembenchItem) and i is not item
+                             and i.method.label == item.method.label and i.role == item.role
+                             and (i.method.label, i.role, i.prompt.prompt_id) not in self._prefetched]
+            try:
+                results = self.evaluation.evaluate_prompts(item.method, item.role, [i.prompt for i in siblings])
+            except Exception:
+                if len(siblings) == 1:
+                    raise
+                # One prompt's failure must fail only its own item: retry this one alone.
+                results = self.evaluation.evaluate_prompts(item.method, item.role, [item.prompt])
+                siblings = [item]
+            for sib, res in zip(siblings, results):
+                self._prefetched[(sib.method.label, sib.role, sib.prompt.prompt_id)] = res
+        return self._prefetched.pop(key)
 
     def plan(self) -> "Plan":
         if self._plan is None:
