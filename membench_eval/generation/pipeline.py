@@ -8,11 +8,13 @@ directory) is recorded on the pipeline because it is part of every run-store key
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +63,7 @@ def load_pipeline(
     else:
         folder = _download(model, revision)
         identity = {"model": model, "revision": _snapshot_commit(folder) or revision or "main"}
-    with warnings.catch_warnings():  # diffusers 0.42 renames torch_dtype to dtype; older ones only know torch_dtype
+    with warnings.catch_warnings(), _quiet_loading():  # diffusers 0.42 renames torch_dtype to dtype
         warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
         pipe = StableDiffusionPipeline.from_pretrained(
             str(folder), torch_dtype=dtype, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
@@ -74,6 +76,22 @@ def load_pipeline(
     pipe = pipe.to(dev)
     setattr(pipe, _IDENTITY_ATTR, identity)
     return pipe
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """No per-component loading bars from diffusers/transformers: our own bar is the one that counts."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    modules = [m for m in (diffusers_logging, transformers_logging) if m.is_progress_bar_enabled()]
+    for m in modules:
+        m.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for m in modules:
+            m.enable_progress_bar()
 
 
 def use_sdpa(pipe: "StableDiffusionPipeline") -> None:
