@@ -18,13 +18,7 @@ import random
 
 from membench_eval.errors import MitigationError
 from membench_eval.mitigation import Mitigation
-
-
-def insert_at_random_word(prompt: str, word: str, rng: random.Random) -> str:
-    """Insert ``word`` between words (or at either end) of ``prompt``, as the reference does."""
-    words = prompt.split(" ")
-    words.insert(rng.randint(0, len(words)), word)
-    return " ".join(words)
+from membench_eval.prompt_edits import insert_at_random_word
 
 
 class RandomNumberAddition(Mitigation):

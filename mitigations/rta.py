@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from membench_eval.errors import MitigationError
 from membench_eval.mitigation import Mitigation
+from membench_eval.prompt_edits import insert_at_random_word
 
 if TYPE_CHECKING:
     from transformers import CLIPTokenizer
@@ -34,13 +35,6 @@ def sd_tokenizer() -> "CLIPTokenizer":
     from membench_eval.models.tokenizer import build_clip_tokenizer
 
     return build_clip_tokenizer()
-
-
-def insert_at_random_word(prompt: str, word: str, rng: random.Random) -> str:
-    """Insert ``word`` between words (or at either end) of ``prompt``, as the reference does."""
-    words = prompt.split(" ")
-    words.insert(rng.randint(0, len(words)), word)
-    return " ".join(words)
 
 
 class RandomTokenAddition(Mitigation):
