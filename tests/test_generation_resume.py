@@ -17,6 +17,9 @@ from membench_eval.store.run_store import RunStore
 REPO = Path(__file__).resolve().parents[1]
 TOTAL = 6 * 3 + 2  # 6 trigger prompts x 3 images + 2 general prompts x 1
 BATCH = 2
+# Enough denoising steps that a run lasts several seconds: the signals below must land mid-run even
+# on a fast idle machine (at 6 steps the whole run took 1 s and could finish before SIGINT arrived).
+STEPS = 40
 # One thread per process: on a busy 2-core machine OpenMP threads of several processes thrash.
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
@@ -30,11 +33,11 @@ trigger = tuple(Prompt(f"t{i}", f"trigger prompt number {i}") for i in range(6))
 general = tuple(Prompt(f"g{i}", f"a general prompt {i}") for i in range(2))
 suite = Suite(
     name="tinytest", model=model_dir, trigger=PromptSet("trigger", trigger, 3), general=PromptSet("general", general, 1),
-    generation_defaults={"height": 32, "width": 32, "num_inference_steps": 6},
+    generation_defaults={"height": 32, "width": 32, "num_inference_steps": int(sys.argv[2])},
 )
 suites.get_suite = lambda name, data_dir=None: suite  # the CLI looks the registry up at call time
 from membench_eval.cli import main
-sys.exit(main(sys.argv[2:]))
+sys.exit(main(sys.argv[3:]))
 '''
 
 
@@ -53,7 +56,7 @@ def model_dir(tmp_path_factory) -> Path:
 def _cmd(tmp_path: Path, model_dir: Path, out: Path) -> list[str]:
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
-    return [sys.executable, str(driver), str(model_dir), "generate", "--suite", "tinytest", "--out", str(out),
+    return [sys.executable, str(driver), str(model_dir), str(STEPS), "generate", "--suite", "tinytest", "--out", str(out),
             "--device", "cpu", "--batch-size", str(BATCH), "--no-progress"]
 
 
@@ -126,7 +129,7 @@ def test_ctrl_c_and_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, mo
         name="tinytest", model=str(model_dir),
         trigger=PromptSet("trigger", tuple(Prompt(f"t{i}", f"trigger prompt number {i}") for i in range(6)), 3),
         general=PromptSet("general", tuple(Prompt(f"g{i}", f"a general prompt {i}") for i in range(2)), 1),
-        generation_defaults={"height": 32, "width": 32, "num_inference_steps": 6},
+        generation_defaults={"height": 32, "width": 32, "num_inference_steps": STEPS},
     )
     settings = GenerationSettings.for_suite(suite, batch_size=5)
     ref_store = RunStore(tmp_path / "uninterrupted")
