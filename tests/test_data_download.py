@@ -6,9 +6,7 @@ Downloads are served by a local HTTP server on 127.0.0.1; nothing here touches t
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
-import threading
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -23,12 +21,13 @@ from membench_eval.suites.download import (
     load_manifest,
     resolve_file,
 )
+from tests.loopback_http import LoopbackServer, QuietHandler
 
 PAYLOAD = b"prompt one\nprompt two\n" * 1000
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 
-class _Server:
+class _Server(LoopbackServer):
     """Serves ``routes`` (path -> bytes); counts requests per path."""
 
     def __init__(self) -> None:
@@ -36,7 +35,7 @@ class _Server:
         self.hits: Counter[str] = Counter()
         server = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server API)
                 server.hits[self.path] += 1
                 body = server.routes.get(self.path)
@@ -48,17 +47,8 @@ class _Server:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *args: object) -> None:
-                pass
+        super().__init__(Handler)
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture

@@ -4,10 +4,8 @@ every way the real MemBench URLs do: dead, slow, truncated, HTML, oversized, fla
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import json
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -24,6 +22,7 @@ from membench_eval.suites.references import (
     reference_paths,
 )
 from membench_eval.suites.types import MemorizedImage, Prompt, PromptSet, Suite, memorized_image_id
+from tests.loopback_http import LoopbackServer, QuietHandler
 
 
 def _jpeg(size: tuple[int, int], color: tuple[int, int, int]) -> bytes:
@@ -52,12 +51,12 @@ SETTINGS = FetchSettings(connect_timeout_s=2.0, read_timeout_s=1.0, total_timeou
                          backoff_s=0.0, max_bytes=200_000, max_pixels=1_000_000, workers=4)
 
 
-class _Server:
+class _Server(LoopbackServer):
     def __init__(self) -> None:
         self.hits: Counter[str] = Counter()
         server = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def send_body(self, body: bytes, ctype: str = "image/jpeg", length: bool = True) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", ctype)
@@ -98,19 +97,8 @@ class _Server:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout): expected
 
-            def log_message(self, *args: object) -> None:
-                pass
+        super().__init__(Handler)
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def url(self, path: str) -> str:
-        return self.base + path
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture
