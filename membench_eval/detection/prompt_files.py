@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from membench_eval.errors import DataError
+from membench_eval.suites.loaders import iter_json_objects
 
 PROMPT_FIELDS = ("prompt", "caption", "text")
 
@@ -31,26 +32,16 @@ def read_prompt_file(path: str | Path) -> list[str]:
     if not path.is_file():
         raise DataError(path, "prompt file not found")
     suffix = path.suffix.lower()
-    prompts: list[str] = []
-    with path.open(encoding="utf-8", newline="") as f:
-        if suffix == ".jsonl":
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(path, f"invalid JSON: {exc.msg}", row=lineno) from None
-                if not isinstance(row, dict):
-                    raise DataError(path, "expected a JSON object per line", row=lineno)
-                prompts.append(_field(row, path, lineno))
-        elif suffix == ".csv":
+    if suffix == ".jsonl":
+        prompts = [_field(row, path, lineno) for lineno, row in iter_json_objects(path)]
+    elif suffix == ".csv":
+        with path.open(encoding="utf-8", newline="") as f:
             reader = csv.DictReader(f)
             if not reader.fieldnames or not any(k in reader.fieldnames for k in PROMPT_FIELDS):
                 raise DataError(path, f"no prompt column (need one of {', '.join(PROMPT_FIELDS)})", row=1)
-            for lineno, row in enumerate(reader, 2):
-                prompts.append(_field(row, path, lineno))
-        else:
+            prompts = [_field(row, path, lineno) for lineno, row in enumerate(reader, 2)]
+    else:
+        with path.open(encoding="utf-8") as f:
             prompts = [line.strip() for line in f if line.strip()]
     if not prompts:
         raise DataError(path, "no prompts in file")

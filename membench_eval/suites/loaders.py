@@ -14,8 +14,10 @@ import ast
 import csv
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from membench_eval.errors import DataError
@@ -202,6 +204,22 @@ def load_prompt_lines(path: str | os.PathLike) -> list[str]:
     return lines
 
 
+def iter_json_objects(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for each non-blank line of a JSON-lines file; a line that is not
+    valid JSON, or not an object, is a DataError naming the file and row."""
+    path = Path(path)
+    for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(path, f"invalid JSON: {exc.msg} (column {exc.colno})", row=lineno) from None
+        if not isinstance(obj, dict):
+            raise DataError(path, "line is not a JSON object", row=lineno)
+        yield lineno, obj
+
+
 @dataclass(frozen=True)
 class CaptionRecord:
     """One line of Wen et al.'s ``sdv1_500_memorized.jsonl``: a LAION caption and its image URL."""
@@ -214,17 +232,8 @@ class CaptionRecord:
 def load_caption_jsonl(path: str | os.PathLike) -> list[CaptionRecord]:
     """Wen et al.'s memorized prompts: one JSON object per line with ``caption``, ``url``, ``index``."""
     path = Path(path)
-    text = _read_text(path)
     records: list[CaptionRecord] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(path, f"invalid JSON: {exc.msg} (column {exc.colno})", row=lineno) from None
-        if not isinstance(obj, dict):
-            raise DataError(path, "line is not a JSON object", row=lineno)
+    for lineno, obj in iter_json_objects(path):
         caption = obj.get("caption")
         if not isinstance(caption, str) or not caption.strip():
             raise DataError(path, f"missing or empty caption: {caption!r}", row=lineno, field="caption")
