@@ -10,6 +10,7 @@ import pytest
 
 from membench_eval.errors import DataError
 from membench_eval.suites.loaders import (
+    DuplicatePromptWarning,
     load_caption_jsonl,
     load_coco_prompts,
     load_prompt_lines,
@@ -37,6 +38,7 @@ def test_sd1_csv_counts_and_ids(shared_data_dir: Path) -> None:
     assert prompts.prompts[0].prompt_id == "sd1-0" and prompts.prompts[-1].prompt_id == "sd1-2999"
     assert prompts.prompts[0].text == "fire us army garden flag single"
     assert len({p.prompt_id for p in prompts.prompts}) == 3000
+    assert len({" ".join(p.text.split()) for p in prompts.prompts}) == 3000  # no duplicated texts: loads by default
     assert all(1 <= len(p.memorized_ids) <= 16 for p in prompts.prompts)
     referenced = {i for p in prompts.prompts for i in p.memorized_ids}
     assert referenced == set(images)
@@ -119,6 +121,31 @@ def test_trigger_bad_input(tmp_path: Path, body: str, row: int, field: str, word
     message = str(info.value)
     assert str(path) in message and words in message and f"row {row}" in message
     assert info.value.row == row and info.value.field == field
+
+
+def test_trigger_duplicated_prompt_text_names_both_rows(tmp_path: Path) -> None:
+    long_text = "a very long prompt text that goes on " * 4
+    body = (f",prompt,urls\n0,{long_text},['{URL_A}']\n1,other,['{URL_B}']\n"
+            f"5,{long_text.replace(' ', '  ')},['{URL_B}']\n")  # extra spaces: still the same prompt
+    path = write(tmp_path, "sd2_final.csv", body)
+    with pytest.raises(DataError) as info:
+        load_trigger_prompts(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}, row 4, field 'prompt': same prompt text as row 2 ")
+    assert "a very long prompt text" in message and long_text not in message  # shortened
+    assert "allow_duplicates=True" in message and (info.value.row, info.value.field) == (4, "prompt")
+
+
+def test_trigger_allow_duplicates_keeps_first_row_with_union_of_ids(tmp_path: Path) -> None:
+    body = (f",prompt,urls\n0,a cat,['{URL_A}']\n1,A cat,['{URL_A}']\n"  # case differs: not a duplicate
+            f"2,a cat ,\"['{URL_B}', '{URL_A}']\"\n")
+    path = write(tmp_path, "sd2_final.csv", body)
+    with pytest.warns(DuplicatePromptWarning, match="1 duplicated prompt text.*row 4 repeats row 2") as record:
+        prompts, images = load_trigger_prompts(path, allow_duplicates=True)
+    assert [w.message.duplicates for w in record] == [((2, 4, "a cat "),)]
+    assert [(p.prompt_id, p.text) for p in prompts.prompts] == [("sd2-0", "a cat"), ("sd2-1", "A cat")]
+    assert prompts.prompts[0].memorized_ids == (memorized_image_id(URL_A), memorized_image_id(URL_B))
+    assert set(images) == {memorized_image_id(URL_A), memorized_image_id(URL_B)}
 
 
 def test_trigger_header_only_and_empty_file(tmp_path: Path) -> None:

@@ -4,6 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from membench_eval.suites.references import FetchSettings
+
+
+# The fetch options, by FetchSettings field; their defaults mirror FetchSettings (kept light here:
+# importing the fetcher at parser build time would slow `membench --help`).
+_FETCH_OPTIONS = {"workers": "--workers", "read_timeout_s": "--timeout", "total_timeout_s": "--total-timeout",
+                  "retries": "--retries"}
+FETCH_DEFAULTS: dict[str, float] = {"workers": 8, "read_timeout_s": 30.0, "total_timeout_s": 120.0, "retries": 3}
 
 
 def _add_data_dir(p: argparse.ArgumentParser) -> None:
@@ -35,15 +47,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     validate = sub.add_parser("validate", help="check one prompt file (e.g. your own SD2 trigger CSV) and print its counts")
     validate.add_argument("kind", choices=sorted(_VALIDATORS), help="file format")
     validate.add_argument("path", help="the file to check")
+    validate.add_argument("--allow-duplicates", action="store_true",
+                          help="trigger-csv: count a repeated prompt text once (first row kept) with a warning, "
+                               "instead of failing")
     validate.set_defaults(func=cmd_validate)
 
-    fetch = sub.add_parser("fetch-references", help="download a suite's memorized reference images and print coverage")
-    fetch.add_argument("--suite", default="sd1", help="suite name (default sd1)")
+    fetch = sub.add_parser("fetch-references", help="download a suite's memorized reference images (or your own "
+                                                    "URL list) and print coverage")
+    source = fetch.add_mutually_exclusive_group()
+    source.add_argument("--suite", default=None, help="suite name (default sd1)")
+    source.add_argument("--urls", default=None, metavar="FILE",
+                        help="your own image URLs: one per line (# comments, blank lines skipped) or a .csv/.tsv "
+                             "with a 'url' column; needs --out")
+    fetch.add_argument("--out", default=None, metavar="DIR",
+                       help="with --urls: folder for the images (objects/ by sha256) and coverage.jsonl")
     _add_data_dir(fetch)
     _add_cache_dir(fetch)
-    fetch.add_argument("--workers", type=int, default=8, help="parallel downloads (default 8)")
-    fetch.add_argument("--timeout", type=float, default=30.0, help="read timeout per request in seconds")
-    fetch.add_argument("--retries", type=int, default=3, help="extra attempts for transient failures")
+    defaults = FETCH_DEFAULTS
+    fetch.add_argument("--workers", type=int, default=defaults["workers"],
+                       help=f"parallel downloads (default {defaults['workers']})")
+    fetch.add_argument("--timeout", type=float, default=defaults["read_timeout_s"],
+                       help=f"read timeout per request in seconds (default {defaults['read_timeout_s']:g})")
+    fetch.add_argument("--total-timeout", type=float, default=defaults["total_timeout_s"],
+                       help=f"total time per URL in seconds, all attempts included "
+                            f"(default {defaults['total_timeout_s']:g})")
+    fetch.add_argument("--retries", type=int, default=defaults["retries"],
+                       help=f"extra attempts for transient failures (default {defaults['retries']})")
     fetch.add_argument("--no-retry-dead", action="store_true", help="skip URLs already recorded as dead")
     fetch.set_defaults(func=cmd_fetch_references)
 
@@ -95,12 +124,27 @@ def cmd_files(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _validate_trigger(path: str) -> dict[str, int]:
-    from membench_eval.suites.loaders import load_trigger_prompts
+def _validate_trigger(path: str, allow_duplicates: bool = False) -> dict[str, int]:
+    """Counts of a trigger CSV; merged duplicates are counted and shown as one warning line."""
+    import sys
 
-    prompts, images = load_trigger_prompts(path)
-    return {"prompts": len(prompts), "memorized_images": len(images),
-            "url_entries": sum(len(p.memorized_ids) for p in prompts.prompts)}
+    from membench_eval.suites.loaders import DuplicatePromptWarning, load_trigger_prompts
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DuplicatePromptWarning)
+        prompts, images = load_trigger_prompts(path, allow_duplicates=allow_duplicates)
+    merged = 0
+    for w in caught:
+        if isinstance(w.message, DuplicatePromptWarning):
+            merged += len(w.message.duplicates)
+            print(f"membench: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    counts = {"prompts": len(prompts), "memorized_images": len(images),
+              "url_entries": sum(len(p.memorized_ids) for p in prompts.prompts)}
+    if allow_duplicates:
+        counts["duplicate_prompts_merged"] = merged
+    return counts
 
 
 def _validate_coco(path: str) -> dict[str, int]:
@@ -126,25 +170,60 @@ _VALIDATORS = {"trigger-csv": _validate_trigger, "coco-captions": _validate_coco
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    print(json.dumps(_VALIDATORS[args.kind](args.path), indent=2))
+    from membench_eval.cli import CliError
+
+    if args.allow_duplicates and args.kind != "trigger-csv":
+        raise CliError("--allow-duplicates applies to trigger-csv files only")
+    extra = {"allow_duplicates": True} if args.allow_duplicates else {}
+    print(json.dumps(_VALIDATORS[args.kind](args.path, **extra), indent=2))
     return 0
 
 
-def cmd_fetch_references(args: argparse.Namespace) -> int:
-    from membench_eval.suites import get_suite
-    from membench_eval.suites.references import FetchSettings, fetch_suite_references
+def fetch_settings_from_args(args: argparse.Namespace) -> FetchSettings:
+    """FetchSettings from the command line; an invalid value is one line naming the option
+    (``invalid --retries -1: must be an integer >= 0``), raised before any data is read."""
+    from membench_eval.suites.references import FetchSettings, FetchSettingsError
 
-    suite = get_suite(args.suite, args.data_dir)
-    settings = FetchSettings(read_timeout_s=args.timeout, retries=args.retries, workers=args.workers)
-    _, coverage = fetch_suite_references(suite, args.cache_dir, settings=settings,
-                                         retry_dead=not args.no_retry_dead)
+    try:
+        return FetchSettings(read_timeout_s=args.timeout, total_timeout_s=args.total_timeout,
+                             retries=args.retries, workers=args.workers)
+    except FetchSettingsError as exc:
+        raise FetchSettingsError(_FETCH_OPTIONS.get(exc.setting, exc.setting), exc.value, exc.requirement) from None
+
+
+def _reasons_by_kind(unavailable: dict[str, str]) -> dict[str, int]:
+    """Count reasons by their kind ("dead link: HTTP 404", "dead link: timeout", ...), without
+    the per-URL details and attempt counts."""
     reasons: dict[str, int] = {}
-    for reason in coverage.unavailable.values():
-        key = reason.split(" (after")[0]  # "dead link: HTTP 404", "dead link: ReadTimeout", ...
-        key = ": ".join(key.split(": ")[:2])
+    for reason in unavailable.values():
+        key = ": ".join(reason.split(" (after")[0].split(": ")[:2])
         reasons[key] = reasons.get(key, 0) + 1
-    report = {"suite": suite.name, **coverage.to_dict(), "unavailable_by_reason": reasons}
+    return reasons
+
+
+def cmd_fetch_references(args: argparse.Namespace) -> int:
+    from membench_eval.cli import CliError
+    from membench_eval.suites import get_suite
+    from membench_eval.suites.references import ReferenceStore, fetch_suite_references, url_list_suite
+
+    settings = fetch_settings_from_args(args)
+    if (args.urls is None) != (args.out is None):
+        raise CliError("--urls FILE and --out DIR go together (suite images always go to the cache, "
+                       "where scoring looks for them)")
+    if args.urls is not None:
+        suite, store = url_list_suite(args.urls), ReferenceStore(args.out)
+    else:
+        suite, store = get_suite(args.suite or "sd1", args.data_dir), ReferenceStore.in_cache(args.cache_dir)
+    _, coverage = fetch_suite_references(suite, settings=settings, store=store,
+                                         retry_dead=not args.no_retry_dead)
+    report = {"suite": suite.name, **coverage.to_dict(),
+              "unavailable_by_reason": _reasons_by_kind(coverage.unavailable)}
     del report["unavailable"]
+    if args.urls is not None:
+        for key in ("suite", "prompts_scorable", "prompts_total"):
+            del report[key]
+        report = {"urls": args.urls, "out": str(store.root), "log": str(store.coverage_file), **report,
+                  "dead": {suite.memorized[i].source: r for i, r in coverage.unavailable.items()}}
     print(json.dumps(report, indent=2))
     print(coverage.summary())
     return 0

@@ -6,6 +6,9 @@ every number the harness prints is tied to exact bytes. A local data dir (``--da
 SSCD weights) and is verified like a download: a wrong file there is an error, not a fallback.
 Downloads keep TLS verification on, stream to a temporary file and are renamed into place only
 after the checksum matches, so an interrupted download never leaves a half file behind.
+
+:func:`iter_body` is the one body reader for every download (manifest files here, reference images
+in :mod:`membench_eval.suites.references`): it can enforce a total deadline while streaming.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
+import time
 import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Iterator, Mapping
 
 from membench_eval.errors import DataError
 from membench_eval.paths import BENCHMARK_DATA, DATA_DIR_ENV, cache_dir, local_data_dir
@@ -28,6 +33,8 @@ MANIFEST_PATH = BENCHMARK_DATA / "manifest.json"
 CONNECT_TIMEOUT_S = 15.0
 READ_TIMEOUT_S = 120.0
 _CHUNK = 1 << 20
+# Extra time allowed for a clipped socket timeout to be seen as "the deadline passed" (timers round up).
+_DEADLINE_SLACK_S = 0.01
 
 
 class UnverifiedFileWarning(UserWarning):
@@ -196,6 +203,95 @@ def _download_entry(entry: ManifestEntry, url: str, dest: Path, *, progress: boo
         tmp.unlink(missing_ok=True)
 
 
+class Deadline:
+    """A total time budget for one URL, so a server trickling bytes cannot hold a download forever.
+
+    A socket timeout bounds one ``recv``; a trickle of a few bytes per ``recv`` never trips it. The
+    deadline bounds the whole request: :meth:`clip` cuts every socket timeout to the time left.
+    ``seconds=None`` means no total limit (large manifest files on a slow line are legitimate).
+    """
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds if seconds is not None else None
+
+    def remaining(self) -> float | None:
+        return None if self.end is None else self.end - time.monotonic()
+
+    def expired(self) -> bool:
+        left = self.remaining()
+        return left is not None and left <= _DEADLINE_SLACK_S
+
+    def clip(self, timeout: float) -> float:
+        """``timeout`` or the time left, whichever is smaller (never <= 0: sockets reject that)."""
+        left = self.remaining()
+        return timeout if left is None else max(min(timeout, left), 0.001)
+
+
+class DownloadTimeout(DataError):
+    """The total deadline for one URL passed; the message names the URL and the limit."""
+
+    def __init__(self, url: str, seconds: float, received: int) -> None:
+        self.url, self.seconds, self.received = url, seconds, received
+        super().__init__(url, f"timed out: {self.detail}")
+
+    @property
+    def detail(self) -> str:
+        return (f"not complete within the total deadline of {self.seconds:g} s "
+                f"({self.received} bytes received)")
+
+
+def _socket_of(raw: object) -> socket.socket | None:
+    """The socket under a urllib3 response (urllib3 2.x and 1.26 layouts), or None if hidden."""
+    sock = getattr(getattr(raw, "connection", None), "sock", None) or \
+        getattr(getattr(raw, "_connection", None), "sock", None)
+    if sock is None:  # http.client response -> BufferedReader -> SocketIO -> socket
+        sock = getattr(getattr(getattr(getattr(raw, "_fp", None), "fp", None), "raw", None), "_sock", None)
+    return sock if hasattr(sock, "settimeout") else None
+
+
+def iter_body(resp, url: str, *, deadline: Deadline, read_timeout: float,
+              chunk_size: int = 64 * 1024) -> Iterator[bytes]:
+    """The body of a streamed ``requests`` response, chunk by chunk, never running past ``deadline``.
+
+    ``read1`` returns what one ``recv`` gives, so the elapsed time is checked between small reads
+    (``iter_content`` blocks until a whole chunk arrives, which a trickling server never sends), and
+    before each read the socket timeout is cut to the time left. urllib3 errors are raised as the
+    ``requests`` exceptions ``iter_content`` would raise, so callers handle one family.
+    """
+    import requests
+    from urllib3 import exceptions as u3
+
+    raw = resp.raw
+    read = getattr(raw, "read1", None) or raw.read  # urllib3 < 2.3 lacks read1: deadline checked per chunk
+    sock = _socket_of(raw)
+    received = 0
+    while True:
+        if deadline.expired():
+            raise DownloadTimeout(url, deadline.seconds or 0.0, received)
+        if sock is not None:
+            try:
+                sock.settimeout(deadline.clip(read_timeout))
+            except OSError:
+                sock = None  # closed under us; the read below reports it
+        try:
+            chunk = read(chunk_size, decode_content=True)
+        except (u3.ReadTimeoutError, socket.timeout) as exc:
+            if deadline.expired():
+                raise DownloadTimeout(url, deadline.seconds or 0.0, received) from None
+            raise requests.exceptions.ReadTimeout(f"read timed out after {read_timeout:g} s: {exc}") from None
+        except u3.SSLError as exc:
+            raise requests.exceptions.SSLError(exc) from None
+        except u3.ProtocolError as exc:
+            raise requests.exceptions.ChunkedEncodingError(exc) from None
+        except u3.DecodeError as exc:
+            raise requests.exceptions.ContentDecodingError(exc) from None
+        if not chunk:
+            return
+        received += len(chunk)
+        yield chunk
+
+
 def download_url(
     url: str,
     directory: Path,
@@ -205,26 +301,33 @@ def download_url(
     progress: bool | None = None,
     label: str = "",
     timeout: tuple[float, float] = (CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
+    deadline_s: float | None = None,
 ) -> Path:
     """Stream ``url`` into a temporary file in ``directory`` (TLS verified) and return its path.
 
-    The caller renames it into place; on any failure the temporary file is removed.
+    The caller renames it into place; on any failure the temporary file is removed. ``deadline_s``
+    bounds the whole download (:class:`DownloadTimeout`); by default only each read is bounded.
     """
     import requests
     from tqdm import tqdm
 
+    connect_timeout, read_timeout = timeout
+    deadline = Deadline(deadline_s)
     fd, tmp_name = tempfile.mkstemp(prefix=".download-", suffix=".part", dir=directory)
     tmp = Path(tmp_name)
     digest = hashlib.sha256()
     written = 0
     try:
-        with os.fdopen(fd, "wb") as out, requests.get(url, stream=True, timeout=timeout, verify=True) as resp:
+        with os.fdopen(fd, "wb") as out, requests.get(
+                url, stream=True, verify=True,
+                timeout=(deadline.clip(connect_timeout), deadline.clip(read_timeout))) as resp:
             if resp.status_code != 200:
                 raise DataError(url, f"HTTP {resp.status_code}")
             total = int(resp.headers.get("Content-Length") or 0) or expected_size
             with tqdm(total=total, unit="B", unit_scale=True, desc=label or Path(url).name,
                       disable=(not progress) if progress is not None else None, leave=False) as bar:
-                for chunk in resp.iter_content(_CHUNK):
+                for chunk in iter_body(resp, url, deadline=deadline, read_timeout=read_timeout,
+                                       chunk_size=_CHUNK):
                     out.write(chunk)
                     digest.update(chunk)
                     written += len(chunk)
@@ -233,6 +336,8 @@ def download_url(
                         raise DataError(url, f"larger than the expected {expected_size} bytes")
     except requests.RequestException as exc:
         tmp.unlink(missing_ok=True)
+        if deadline.expired():
+            raise DownloadTimeout(url, deadline.seconds or 0.0, written) from None
         raise DataError(url, f"download failed: {type(exc).__name__}: {exc}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)

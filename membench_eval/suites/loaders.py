@@ -14,6 +14,7 @@ import ast
 import csv
 import json
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,13 +44,40 @@ def _read_text(path: Path) -> str:
         raise DataError(path, f"not UTF-8 text (byte {exc.start})") from None
 
 
+class DuplicatePromptWarning(UserWarning):
+    """A trigger CSV repeats a prompt text and ``allow_duplicates=True`` merged the repeats.
+
+    ``duplicates`` holds ``(first row, repeated row, text)`` per dropped row (rows are file line
+    numbers, as in every DataError), so a caller (the CLI) can report how many were merged.
+    """
+
+    def __init__(self, path: Path, duplicates: list[tuple[int, int, str]]) -> None:
+        self.path, self.duplicates = path, tuple(duplicates)
+        shown = "; ".join(f"row {dup} repeats row {first}: {_shorten(text)!r}"
+                          for first, dup, text in duplicates[:3])
+        more = f"; and {len(duplicates) - 3} more" if len(duplicates) > 3 else ""
+        super().__init__(f"{path}: {len(duplicates)} duplicated prompt text(s) counted once, first row "
+                         f"kept with the union of the memorized images ({shown}{more})")
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _prompt_key(text: str) -> str:
+    """What makes two prompts "the same": the text with runs of whitespace collapsed. Whitespace
+    differences are invisible in a spreadsheet and do not change how a text encoder tokenizes;
+    case is kept, because case-sensitive encoders (T5) see "Cat" and "cat" differently."""
+    return " ".join(text.split())
+
+
 def default_id_prefix(path: str | os.PathLike) -> str:
     """``SD1_final.csv`` -> ``sd1``: the prompt-id prefix, so an SD2 file gets ``sd2-`` ids."""
     return Path(path).stem.split("_")[0].lower() or "prompt"
 
 
 def load_trigger_prompts(
-    path: str | os.PathLike, *, id_prefix: str | None = None
+    path: str | os.PathLike, *, id_prefix: str | None = None, allow_duplicates: bool = False
 ) -> tuple[PromptSet, dict[str, MemorizedImage]]:
     """MemBench trigger prompts (``SD1_final.csv`` format) and the memorized images they point at.
 
@@ -59,6 +87,13 @@ def load_trigger_prompts(
     reordered; without an index column the 0-based data row number is used. Each distinct URL is
     one memorized image with id :func:`memorized_image_id` (a hash of the URL: stable across runs
     and files). Images are returned in order of first appearance.
+
+    A prompt text appearing on two rows (under any index; compared with whitespace collapsed) would
+    be generated and scored twice, doubling its weight, so it is a DataError naming both rows. With
+    ``allow_duplicates=True`` it is a :class:`DuplicatePromptWarning` instead and the prompt counts
+    once: the first row is kept (its id and position) and its memorized ids become the union of both
+    rows' ids (first row's order, then new ones), because each row lists images known to be
+    reproduced by that same text, so none should be lost.
     """
     path = Path(path)
     prefix = id_prefix if id_prefix is not None else default_id_prefix(path)
@@ -80,6 +115,8 @@ def load_trigger_prompts(
     prompts: list[Prompt] = []
     images: dict[str, MemorizedImage] = {}
     seen_ids: dict[str, int] = {}
+    seen_texts: dict[str, tuple[int, int]] = {}  # prompt key -> (index in prompts, line)
+    duplicates: list[tuple[int, int, str]] = []
     data_row = -1
     while True:
         try:
@@ -119,12 +156,37 @@ def load_trigger_prompts(
                                 row=line, field="urls")
             if image_id not in ids:
                 ids.append(image_id)
+        seen = seen_texts.get(_prompt_key(text_cell))
+        if seen is not None:
+            index, first_line = seen
+            if not allow_duplicates:
+                raise _duplicate_error(path, line, first_line, prompts[index].text)
+            prompts[index] = _with_more_ids(prompts[index], ids)
+            duplicates.append((first_line, line, text_cell))
+            continue
+        seen_texts[_prompt_key(text_cell)] = (len(prompts), line)
         prompts.append(Prompt(prompt_id=prompt_id, text=text_cell, memorized_ids=tuple(ids)))
     if not prompts:
         raise DataError(path, "no prompts (header only)")
+    if duplicates:
+        warnings.warn(DuplicatePromptWarning(path, duplicates), stacklevel=2)
     prompt_set = PromptSet(role="trigger", prompts=tuple(prompts),
                            images_per_prompt=TRIGGER_IMAGES_PER_PROMPT, source_file=str(path))
     return prompt_set, images
+
+
+def _duplicate_error(path: Path, line: int, first_line: int, text: str) -> DataError:
+    return DataError(
+        path, f"same prompt text as row {first_line} ({_shorten(text)!r}): it would count twice; remove "
+        f"one row, or pass allow_duplicates=True (CLI --allow-duplicates) to keep row {first_line} only",
+        row=line, field="prompt",
+    )
+
+
+def _with_more_ids(prompt: Prompt, ids: list[str]) -> Prompt:
+    """``prompt`` with ``ids`` it lacks appended: a repeated row's images are not lost."""
+    extra = tuple(i for i in ids if i not in prompt.memorized_ids)
+    return Prompt(prompt_id=prompt.prompt_id, text=prompt.text, memorized_ids=prompt.memorized_ids + extra)
 
 
 def _parse_urls(path: Path, line: int, cell: str) -> list[str]:
