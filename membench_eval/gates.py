@@ -10,7 +10,9 @@ A gate is one line ``<column> <op> <rhs>``, e.g. ``top1_sscd <= 0.3`` or ``clip 
 Gates compare point estimates (the means shown in the table); the failure message gives the
 numbers with their 95% intervals and, for base-relative gates, the paired difference, so a reader
 can tell a real regression from noise. A gate on a metric the run could not compute fails: a gate
-that cannot be checked must not pass silently. Gates come from ``--membench-gate`` / ``--gate`` or
+that cannot be checked must not pass silently; so does a gate on an incomplete row (results
+missing for some of the plan's prompts: "incomplete: 12/18 trigger prompts"), or a base-relative
+gate when base is incomplete. Gates come from ``--membench-gate`` / ``--gate`` or
 ``[tool.membench] gate = [...]`` in pyproject.toml.
 """
 
@@ -26,6 +28,7 @@ from pathlib import Path
 from membench_eval.errors import MembenchError
 from membench_eval.report.leaderboard import BASE_LABEL, Cell, Leaderboard, Row
 from membench_eval.report.records import COLUMNS_BY_KEY
+from membench_eval.report.render import fmt_number
 
 _OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
 _GATE_RE = re.compile(
@@ -106,13 +109,16 @@ def gates_from_pyproject(path: str | Path) -> list[str]:
 
 def _fmt_cell(cell: Cell) -> str:
     e = cell.estimate
-    return f"{e.mean:.4f} [95% CI {e.low:.4f}, {e.high:.4f}]" if e is not None else "n/a"
+    return (f"{fmt_number(e.mean, 4)} [95% CI {fmt_number(e.low, 4)}, {fmt_number(e.high, 4)}]"
+            if e is not None else "n/a")
 
 
 def check_gate(gate: Gate, row: Row, board: Leaderboard) -> GateResult:
     """Evaluate one gate on one leaderboard row."""
     cell = row.cells.get(gate.column)
     head = f"{row.label}: {gate.text}"
+    if not row.complete:
+        return GateResult(gate, row.label, False, f"{head}: FAILED, incomplete: {row.incomplete_reason()}")
     if cell is None or cell.estimate is None:
         reason = cell.reason if cell is not None else "column not computed"
         return GateResult(gate, row.label, False, f"{head}: FAILED, {gate.column} is not available ({reason})")
@@ -123,14 +129,20 @@ def check_gate(gate: Gate, row: Row, board: Leaderboard) -> GateResult:
             base_cell = board.row(BASE_LABEL).cells.get(gate.column)
         except KeyError:
             base_cell = None
+        else:
+            base_row = board.row(BASE_LABEL)
+            if not base_row.complete:
+                return GateResult(gate, row.label, False,
+                                  f"{head}: FAILED, base is incomplete: {base_row.incomplete_reason()}")
         if base_cell is None or base_cell.estimate is None:
             why = base_cell.reason if base_cell is not None else "no base row"
             return GateResult(gate, row.label, False, f"{head}: FAILED, base's {gate.column} is not available ({why})")
         rhs = base_cell.estimate.mean + gate.threshold
-        detail += f"; threshold {gate.describe_rhs()} = {rhs:.4f} (base {_fmt_cell(base_cell)})"
+        detail += f"; threshold {gate.describe_rhs()} = {fmt_number(rhs, 4)} (base {_fmt_cell(base_cell)})"
         if cell.delta is not None:
             d = cell.delta
-            detail += f"; paired difference to base {d.mean:+.4f} [95% CI {d.low:+.4f}, {d.high:+.4f}]"
+            detail += (f"; paired difference to base {fmt_number(d.mean, 4, True)} "
+                       f"[95% CI {fmt_number(d.low, 4, True)}, {fmt_number(d.high, 4, True)}]")
     else:
         rhs = gate.threshold
     passed = bool(_OPS[gate.op](value, rhs))

@@ -17,7 +17,7 @@ def test_sd1_suite(shared_data_dir: Path) -> None:
     suite = get_suite("sd1", shared_data_dir)
     assert suite.name == "sd1" and suite.model == "CompVis/stable-diffusion-v1-4" == SD1_MODEL
     assert len(suite.trigger) == 3000 and suite.general is None and len(suite.memorized) == 151
-    assert suite.targets == ReferenceTargets(top1_sscd=0.088, clip=0.310,
+    assert suite.targets == ReferenceTargets(top1_sscd=0.088, clip=0.310, sscd_backend="disc_large", clip_model="ViT-g-14", clip_pretrained="laion2b_s12b_b42k",
                                              source="MemBench paper, image-search reference")
     assert suite.sscd_backend == "disc_large"
 

@@ -29,6 +29,8 @@ def _results(label: str, shift: float, clip: float | None = None) -> list[Prompt
 
 
 def _board(**kw):
+    # targets as a plain mapping: the caller vouches they are comparable (shown as given); a
+    # suite's ReferenceTargets are checked against the run (tests/test_report_honesty.py).
     results = _results("base", 0.0) + _results("rna n=1", -0.2)
     return build_leaderboard(
         results, suite="toy", kinds={"base": "base", "rna n=1": "method"},
@@ -102,11 +104,14 @@ def test_markdown_and_json_written(tmp_path) -> None:
     for title in ("Top-1 SSCD", "Top-3 SSCD", "SSCD>0.5", "CLIP", "Aesthetic", "COCO CLIP", "COCO Aesthetic"):
         assert title in header
     assert "| rna n=1" in md and "| base" in md and "0.088" in md
-    assert "Paired difference to base" in md and "-0.200 [-0.200, -0.200]" in md
+    # 3 clusters (< 5): the interval carries the few-clusters mark, explained once.
+    assert "Paired difference to base" in md and "-0.200 [-0.200, -0.200]†" in md
+    assert md.count("† interval from N < 5 memorized-image clusters") == 1
     data = json.loads(json_path.read_text())
     assert data["metadata"]["model"] == "toy-model"
     assert len(data["per_prompt"]) == 16
     rna = next(r for r in data["rows"] if r["label"] == "rna n=1")
     assert rna["metrics"]["clip"] == {"available": False, "reason": "no CLIP weights offline"}
     assert rna["metrics"]["top1_sscd"]["delta_to_base"]["mean"] == pytest.approx(-0.2)
+    assert rna["metrics"]["top1_sscd"]["few_clusters"] is True and rna["complete"] is True
     assert not list(tmp_path.glob(".*tmp"))

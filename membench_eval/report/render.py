@@ -1,61 +1,124 @@
-"""Leaderboard as markdown (for humans and the terminal summary) and JSON (everything, for tools).
+"""Leaderboard as markdown (for humans and the terminal summary).
 
 The markdown has three tables: the paper's columns (mean [95% CI]), the paired difference of each
 method to base on the same prompts, and the extra columns (Top-1 against any memorized image).
-Unavailable metrics read "n/a" with a numbered footnote giving the reason.
+
+- An unavailable metric, or a published target withheld as not comparable, reads "n/a" with a
+  numbered footnote giving the reason.
+- An incomplete row's label says how many prompts it has (``rna n=6 (12/18 trigger prompts)``);
+  its delta to base reads "-" with a footnote (different prompt set, not compared).
+- An interval resampled from fewer than 5 clusters carries a ``†`` and one footnote.
+- Numbers go through :func:`fmt_number`: a value that rounds to zero prints ``0.000`` (never
+  ``-0.000``, and unsigned even in the delta table, where other values carry their sign).
+
+JSON and file writing live in ``report.output``.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
-from membench_eval.report.leaderboard import Cell, Leaderboard
+from membench_eval.report.leaderboard import MIN_CLUSTERS, Cell, Leaderboard, few_clusters
 from membench_eval.report.records import EXTRA_COLUMNS, PAPER_COLUMNS, Column
+from membench_eval.stats import Estimate
 
-JSON_SCHEMA_VERSION = 1
-
-
-def _fmt(x: float, decimals: int, signed: bool = False) -> str:
-    return f"{x:+.{decimals}f}" if signed else f"{x:.{decimals}f}"
+FEW_CLUSTERS_MARK = "†"
 
 
-def _cell_text(cell: Cell, col: Column, notes: dict[str, int], delta: bool = False) -> str:
+def fmt_number(x: float, decimals: int, signed: bool = False) -> str:
+    """``x`` with ``decimals`` places; ``signed`` adds ``+`` to positive values (deltas).
+
+    A value that rounds to zero prints as plain ``0.000`` (no ``-``, and no ``+`` even when
+    ``signed``): ``-0.0004`` -> ``0.000``, never ``-0.000``.
+    """
+    text = f"{x:.{decimals}f}"
+    if float(text) == 0.0:
+        return f"{0.0:.{decimals}f}"
+    return f"{x:+.{decimals}f}" if signed else text
+
+
+@dataclass
+class _Notes:
+    """Footnotes collected while rendering: reasons (numbered) and few-cluster interval sizes."""
+
+    reasons: dict[str, int] = field(default_factory=dict)
+    few: set[int] = field(default_factory=set)
+
+    def ref(self, reason: str) -> str:
+        return f"[^{self.reasons.setdefault(reason, len(self.reasons) + 1)}]"
+
+    def lines(self) -> list[str]:
+        out = []
+        if self.few:
+            ns = ", ".join(str(n) for n in sorted(self.few))
+            out.append(f"{FEW_CLUSTERS_MARK} interval from N < {MIN_CLUSTERS} memorized-image clusters (N = {ns} "
+                       "here; a general prompt is a cluster of its own): resampling so few clusters understates "
+                       "the uncertainty.")
+        out += [f"[^{n}]: {reason}" for reason, n in self.reasons.items()]
+        return out
+
+
+def _interval(est: Estimate, col: Column, notes: _Notes, signed: bool) -> str:
+    d = col.decimals
+    text = f"{fmt_number(est.mean, d, signed)} [{fmt_number(est.low, d, signed)}, {fmt_number(est.high, d, signed)}]"
+    if few_clusters(est):
+        notes.few.add(est.n_clusters)
+        text += FEW_CLUSTERS_MARK
+    return text
+
+
+def _cell_text(cell: Cell, col: Column, notes: _Notes, delta: bool = False) -> str:
     if cell.reference_value is not None:
-        return "-" if delta else _fmt(cell.reference_value, col.decimals)
+        return "-" if delta else fmt_number(cell.reference_value, col.decimals)
     if cell.estimate is None and cell.reason is None:
         return "-"  # not declared (reference row)
     if cell.estimate is None:
-        reason = cell.reason or "not available"
-        n = notes.setdefault(reason, len(notes) + 1)
-        return f"n/a [^{n}]"
-    est = cell.delta if delta else cell.estimate
-    if est is None:
-        return "-"
-    return f"{_fmt(est.mean, col.decimals, delta)} [{_fmt(est.low, col.decimals, delta)}, {_fmt(est.high, col.decimals, delta)}]"
+        if delta and cell.withheld_value is not None:
+            return "-"
+        return f"n/a {notes.ref(cell.reason or 'not available')}"
+    if not delta:
+        return _interval(cell.estimate, col, notes, signed=False)
+    if cell.delta is None:
+        return f"- {notes.ref(cell.delta_reason)}" if cell.delta_reason else "-"
+    return _interval(cell.delta, col, notes, signed=True)
 
 
-def _table(board: Leaderboard, columns: tuple[Column, ...], notes: dict[str, int], delta: bool) -> str:
+def _table(board: Leaderboard, columns: tuple[Column, ...], notes: _Notes, delta: bool) -> str:
     from tabulate import tabulate
 
     rows = []
     for row in board.rows:
         if delta and row.kind in ("reference", "base"):
             continue
-        if row.kind == "reference" and not any(row.cells[c.key].reference_value is not None for c in columns):
+        if row.kind == "reference" and not any(row.cells[c.key].reference_value is not None
+                                               or row.cells[c.key].withheld_value is not None for c in columns):
             continue
-        rows.append([row.label] + [_cell_text(row.cells[c.key], c, notes, delta) for c in columns])
+        rows.append([row.display_label] + [_cell_text(row.cells[c.key], c, notes, delta) for c in columns])
     if not rows:
         return ""
     return tabulate(rows, headers=["method"] + [c.title for c in columns], tablefmt="github", disable_numparse=True)
 
 
+def _prompts_run(row: Any) -> str:
+    parts = []
+    for role in ("trigger", "general"):
+        cov = row.prompt_coverage.get(role)
+        if cov is None:
+            parts.append(f"{row.n_prompts.get(role, 0)} {role} prompts")
+            continue
+        text = f"{cov['present']} of {cov['expected']} {role} prompts"
+        if cov["missing"]:
+            text += f" (missing {len(cov['missing'])}, e.g. {', '.join(cov['missing'][:3])})"
+        if cov["extra"]:
+            text += f" (+{cov['extra']} outside the plan)"
+        parts.append(text)
+    return ", ".join(parts)
+
+
 def to_markdown(board: Leaderboard) -> str:
     """The leaderboard page; ``terminal_summary`` prints the same text."""
-    notes: dict[str, int] = {}
+    notes = _Notes()
     cols_present = [c for c in PAPER_COLUMNS if c.key in board.rows[0].cells] if board.rows else list(PAPER_COLUMNS)
     extra = [c for c in EXTRA_COLUMNS if board.rows and c.key in board.rows[0].cells]
     b = board.bootstrap
@@ -70,6 +133,8 @@ def to_markdown(board: Leaderboard) -> str:
         "Lower SSCD is better; higher CLIP and Aesthetic are better."
     )
     parts += ["", _table(board, tuple(cols_present), notes, delta=False), ""]
+    if board.reference.get("note"):
+        parts += [board.reference["note"], ""]
     delta_table = _table(board, tuple(cols_present), notes, delta=True)
     if delta_table:
         parts += ["## Paired difference to base (same prompts, same resamples)", "", delta_table, ""]
@@ -80,17 +145,19 @@ def to_markdown(board: Leaderboard) -> str:
             parts += ["Difference to base:", "", extra_delta, ""]
     parts += ["## Run", ""]
     for key in ("model", "sscd_backend", "clip_model", "aesthetic_model", "seed", "coverage", "limit", "subset",
-                "images_per_prompt", "versions"):
+                "images_per_prompt", "batch_size", "engine", "versions"):
         if key in meta and meta[key] not in (None, "", {}):
             parts.append(f"- {key}: {_plain(meta[key])}")
     for row in board.rows:
         if row.kind != "reference":
-            parts.append(f"- {row.label} ({row.kind}): {row.n_prompts.get('trigger', 0)} trigger prompts, "
-                         f"{row.n_prompts.get('general', 0)} general prompts")
-    if notes:
+            flag = "" if row.complete else " (incomplete)"
+            source = meta.get("methods", {}).get(row.label, {})
+            code = f"; code {source['path']} sha256 {source['sha256'][:12]}" if source.get("path") else ""
+            parts.append(f"- {row.label} ({row.kind}){flag}: {_prompts_run(row)}{code}")
+    footnotes = notes.lines()
+    if footnotes:
         parts.append("")
-        for reason, n in notes.items():
-            parts.append(f"[^{n}]: {reason}")
+        parts += footnotes
     return "\n".join(parts).rstrip() + "\n"
 
 
@@ -100,43 +167,10 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
-def to_json(board: Leaderboard) -> dict[str, Any]:
-    """Every number of the table plus every per-prompt value and the run's metadata."""
-    return {
-        "schema_version": JSON_SCHEMA_VERSION,
-        "suite": board.suite,
-        "metadata": board.metadata,
-        "bootstrap": board.bootstrap,
-        "columns": [{"key": c.key, "title": c.title, "prompt_set": c.role, "metric": c.metric} for c in board.columns],
-        "unavailable": board.unavailable,
-        "rows": [
-            {"label": r.label, "kind": r.kind, "method": r.method, "params": r.params, "n_prompts": r.n_prompts,
-             "metrics": {k: c.to_dict() for k, c in r.cells.items()}}
-            for r in board.rows
-        ],
-        "per_prompt": [r.to_dict() for r in board.results],
-    }
+def __getattr__(name: str) -> Any:
+    # to_json / write_leaderboard moved to report.output; keep ``report.render.<name>`` working.
+    if name in ("to_json", "write_leaderboard", "leaderboard_stem", "JSON_SCHEMA_VERSION"):
+        from membench_eval.report import output
 
-
-def write_leaderboard(board: Leaderboard, out_dir: str | os.PathLike) -> tuple[Path, Path]:
-    """Write ``<out_dir>/<suite>.md`` and ``.json`` atomically; returns both paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    md_path, json_path = out / f"{board.suite}.md", out / f"{board.suite}.json"
-    _atomic_write(json_path, json.dumps(to_json(board), indent=1, sort_keys=False, default=str) + "\n")
-    _atomic_write(md_path, to_markdown(board))
-    return md_path, json_path
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is as readable as any file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return getattr(output, name)
+    raise AttributeError(name)

@@ -27,7 +27,10 @@ __all__ = [
 
 SD1_MODEL = "CompVis/stable-diffusion-v1-4"
 # MemBench's "Reference (image search)" row: the numbers a perfect mitigation would approach.
-SD1_TARGETS = ReferenceTargets(top1_sscd=0.088, clip=0.310, source="MemBench paper, image-search reference")
+# Measured with Meta's sscd_disc_large and open_clip ViT-g-14 / laion2b_s12b_b42k (the paper's
+# Table 3 setup; the same names as metrics.sscd's backends and metrics.clip_score's defaults).
+SD1_TARGETS = ReferenceTargets(top1_sscd=0.088, clip=0.310, source="MemBench paper, image-search reference",
+                               sscd_backend="disc_large", clip_model="ViT-g-14", clip_pretrained="laion2b_s12b_b42k")
 
 DataDir = str | os.PathLike | None
 

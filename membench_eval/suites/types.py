@@ -53,11 +53,21 @@ class PromptSet:
 
 @dataclass(frozen=True)
 class ReferenceTargets:
-    """Numbers a method is compared against (MemBench's 'reference' row); None = not declared."""
+    """Numbers a method is compared against (MemBench's 'reference' row); None = not declared.
+
+    A published number is only comparable with a run that measures it the same way, so the targets
+    say what they were measured with: ``sscd_backend`` (a ``membench_eval.metrics.sscd`` backend
+    name, e.g. ``"disc_large"``) for ``top1_sscd``, and the open_clip ``clip_model`` /
+    ``clip_pretrained`` (e.g. ``"ViT-g-14"`` / ``"laion2b_s12b_b42k"``) for ``clip``. The
+    leaderboard withholds a target whose measurement differs from the run's (or is not declared).
+    """
 
     top1_sscd: float | None = None
     clip: float | None = None
     source: str = ""
+    sscd_backend: str | None = None  # SSCD backend top1_sscd was published with
+    clip_model: str | None = None  # open_clip model name clip was published with
+    clip_pretrained: str | None = None  # open_clip pretrained tag clip was published with
 
 
 @dataclass(frozen=True)

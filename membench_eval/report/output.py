@@ -1,0 +1,87 @@
+"""Leaderboard as JSON (everything, for tools) and the files a run writes.
+
+File names say what the run was, so a partial or failed run never overwrites a full one:
+``<suite>.md`` / ``.json`` for a full run, ``<suite>.limit-2``, ``<suite>.subset-stratified`` or
+``<suite>.limit-2.subset-stratified`` for a ``--limit`` / ``--subset`` run, and ``<stem>.failed``
+when the run had failing items.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from membench_eval.report.leaderboard import Leaderboard
+from membench_eval.report.render import to_markdown
+
+# 2: reference comparability, row completeness, few_clusters, delta_reason.
+JSON_SCHEMA_VERSION = 2
+
+
+def to_json(board: Leaderboard) -> dict[str, Any]:
+    """Every number of the table plus every per-prompt value and the run's metadata."""
+    return {
+        "schema_version": JSON_SCHEMA_VERSION,
+        "suite": board.suite,
+        "metadata": board.metadata,
+        "bootstrap": board.bootstrap,
+        "columns": [{"key": c.key, "title": c.title, "prompt_set": c.role, "metric": c.metric} for c in board.columns],
+        "unavailable": board.unavailable,
+        "reference": board.reference,
+        "expected_prompts": board.expected,
+        "rows": [
+            {"label": r.label, "kind": r.kind, "method": r.method, "params": r.params, "n_prompts": r.n_prompts,
+             "complete": r.complete, "prompt_coverage": r.prompt_coverage,
+             "method_path": board.metadata.get("methods", {}).get(r.label, {}).get("path"),
+             "method_sha256": board.metadata.get("methods", {}).get(r.label, {}).get("sha256"),
+             "metrics": {k: c.to_dict() for k, c in r.cells.items()}}
+            for r in board.rows
+        ],
+        "per_prompt": [r.to_dict() for r in board.results],
+    }
+
+
+def leaderboard_stem(suite: str, limit: int | None = None, subset: str | None = None) -> str:
+    """File stem of a leaderboard: ``sd1``, ``sd1.limit-2``, ``sd1.subset-stratified``,
+    ``sd1.limit-2.subset-stratified``."""
+    stem = suite
+    if limit is not None:
+        stem += f".limit-{int(limit)}"
+    if subset:
+        stem += f".subset-{subset}"
+    return stem
+
+
+def write_leaderboard(board: Leaderboard, out_dir: str | os.PathLike, *, failed: bool = False) -> tuple[Path, Path]:
+    """Write ``<out_dir>/<stem>.md`` and ``.json`` atomically; returns both paths.
+
+    The stem is :func:`leaderboard_stem` of the suite and the metadata's ``limit`` / ``subset``;
+    ``failed`` (the run had failing items) appends ``.failed`` so a good leaderboard is never
+    overwritten by a broken one.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = leaderboard_stem(board.suite, board.metadata.get("limit"), board.metadata.get("subset"))
+    if failed:
+        stem += ".failed"
+    md_path, json_path = out / f"{stem}.md", out / f"{stem}.json"
+    _atomic_write(json_path, json.dumps(to_json(board), indent=1, sort_keys=False, default=str) + "\n")
+    _atomic_write(md_path, to_markdown(board))
+    return md_path, json_path
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is as readable as any file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
