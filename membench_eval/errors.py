@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class MembenchError(Exception):
-    """Base class: the CLI prints these as one line and exits with status 2."""
+    """Base class: the CLI prints these as one line and exits with ``exit_code`` (2: usage or bad
+    input; ``StoreError`` 3: a store or environment fault)."""
+
+    exit_code = 2
 
 
 class DataError(MembenchError, ValueError):
@@ -20,9 +25,38 @@ class DataError(MembenchError, ValueError):
         self.path, self.row, self.field = path, row, field
 
 
+class StoreError(MembenchError):
+    """The run store or an output folder is damaged, unwritable or of an unknown format: an
+    environment fault (exit status 3), not bad input."""
+
+    exit_code = 3
+
+
 class MissingWeightsError(MembenchError, FileNotFoundError):
     """A model file is absent; the message names the file and how to get it."""
 
 
 class MitigationError(MembenchError):
-    """A mitigation failed; the message names the method, the prompt and the image index."""
+    """A mitigation failed; the message names the method, the hook, the prompt and the image index.
+
+    ``details`` holds the traceback of the user's code (the frames in the method's own files),
+    shown under the one-line message by the CLI and the pytest plugin."""
+
+    def __init__(self, message: str, *, details: str = ""):
+        super().__init__(message)
+        self.details = details
+
+
+def user_traceback(exc: BaseException, files: "Iterable[str]") -> str:
+    """The traceback of ``exc`` cut to the frames in ``files`` (the user's method files), then the
+    exception line: what a user needs to find the failing line of their own code."""
+    import traceback
+    from pathlib import Path
+
+    wanted = {str(Path(f).resolve()) for f in files}
+    te = traceback.TracebackException.from_exception(exc)
+    frames = [f for f in te.stack if str(Path(f.filename).resolve()) in wanted]
+    lines = ["Traceback (frames in the method's files; `membench --debug` or pytest --tb=long shows all):\n"]
+    lines += traceback.StackSummary.from_list(frames).format()
+    lines += list(te.format_exception_only())
+    return "".join(lines).rstrip()

@@ -61,7 +61,7 @@ class EvalOptions:
     data_dir: str | None = None
     model: str | None = None
     store_dir: str | None = None  # default: <user cache>/runs
-    out_dir: str = "leaderboard"
+    out_dir: str = "leaderboard"  # of the working directory, for the CLI and the plugin alike
     limit: int | None = None
     subset: str | None = None
     device: str | None = None
@@ -186,6 +186,16 @@ class Evaluation:
 
         return reference_paths(self.suite)
 
+    def preflight(self) -> None:
+        """Before any generation: the store opens (known format) and it and the leaderboard folder
+        are writable (``membench_eval.preflight``); raises StoreError (exit status 3)."""
+        from membench_eval.preflight import check_writable
+
+        store = self.store
+        for sub in ("records", "scores", "images"):
+            check_writable(store.root / sub, "run store")
+        check_writable(self.options.out_dir, "leaderboard folder (--out)")
+
     # --- planning -----------------------------------------------------------------------------
 
     def plan(self, method_files: Sequence[str], params: Sequence[str] = ()) -> Plan:
@@ -219,53 +229,27 @@ class Evaluation:
             prompts["general"] = select_prompts(suite.general.prompts, role="general", limit=self.options.limit,
                                                 subset=self.options.subset)
         if self.options.stored_baselines:
-            taken = {BASE_LABEL} | {u.label for u in user}
-            methods += [b for b in self._stored_baselines(prompts) if b.label not in taken]
+            methods += self._stored_configs(prompts, {BASE_LABEL} | {u.label for u in user})
         methods += user
         return Plan(suite, methods, prompts, coverage, excluded)
 
-    def _stored_baselines(self, prompts: dict[str, list["Prompt"]]) -> list[MethodSpec]:
-        """Method configs whose images for every planned prompt are already in the store (the
-        baselines run before, with this model and these generation settings): they join the
-        leaderboard without generating anything.
-
-        The store keeps each method's name and parameters; the object comes back from the method's
-        file in ``mitigations/`` beside the package (methods whose file is gone are skipped).
-        Checked from store rows alone (no model is loaded): model, seed, steps, guidance and size.
-        """
-        from membench_eval.generation.seeding import image_seed
+    def _stored_configs(self, prompts: dict[str, list["Prompt"]], taken: set[str]) -> list[MethodSpec]:
+        """Configs complete in the store for these prompts and settings, from current code only
+        (``membench_eval.stored_configs``): bundled baselines, then earlier configs of other files."""
         from membench_eval.paths import PACKAGE_ROOT
+        from membench_eval.stored_configs import find_stored_configs
 
-        folder = PACKAGE_ROOT.parent / "mitigations"
-        s = self.settings
-        wanted = {(p.prompt_id, image_seed(s.seed, p.prompt_id, i))
-                  for role, ps in prompts.items() for p in ps for i in range(s.images_per_prompt(role))}  # type: ignore[arg-type]
-        shape = (s.num_inference_steps, float(s.guidance_scale), s.height, s.width)
-        found: dict[str, set[tuple[str, int]]] = {}
-        seen: dict[str, tuple[str, dict[str, Any]]] = {}
-        for row in self.store.records():
-            if row.get("method") in (None, BASE_LABEL) or not _same_model(row, self.model_name):
-                continue
-            if (row.get("num_inference_steps"), float(row.get("guidance_scale", -1)), row.get("height"),
-                    row.get("width")) != shape:
-                continue
-            label = row.get("label") or row["method"]
-            seen.setdefault(label, (row["method"], dict(row.get("params") or {})))
-            found.setdefault(label, set()).add((row.get("prompt_id"), row.get("seed")))
+        found = find_stored_configs(self.store.records(), prompts, self.settings,
+                                    model_matches=lambda row: _same_model(row, self.model_name),
+                                    device=self.options.device, bundled_folder=PACKAGE_ROOT.parent / "mitigations")
         out: list[MethodSpec] = []
-        for label, (name, params) in sorted(seen.items()):
-            if not wanted <= found[label]:
+        for c in found:
+            if c.label in taken:
                 continue
-            path = folder / f"{name}.py"
-            if not path.is_file():
-                continue
-            try:
-                m = _load_method(path, {k: str(v) for k, v in params.items()})
-            except MembenchError:
-                continue  # a method whose parameters changed since: not comparable, skip it
-            if m.label() == label:
-                out.append(MethodSpec(label, "baseline", name, m.params(), str(path), m))
-        return out
+            taken.add(c.label)
+            out.append(MethodSpec(c.label, "baseline" if c.bundled else "stored", c.name, c.mitigation.params(),
+                                  c.path, c.mitigation))
+        return sorted(out, key=lambda m: (m.kind != "baseline", m.label))
 
     # --- lazily loaded models -----------------------------------------------------------------
 
@@ -482,6 +466,9 @@ class Evaluation:
             "aesthetic_model": quality["aesthetic_model"],
             "seed": s.seed,
             "seed_scheme": "per-image seed = sha256(run seed, prompt id, image index)",
+            "methods": _method_sources(plan),
+            "batch_size": s.batch_size,
+            "engine": _engine_version(),
             "generation": {"num_inference_steps": s.num_inference_steps, "guidance_scale": s.guidance_scale,
                            "height": s.height, "width": s.width},
             "images_per_prompt": {"trigger": s.trigger_images_per_prompt, "general": s.general_images_per_prompt},
@@ -490,24 +477,46 @@ class Evaluation:
             "prompts": {role: len(ps) for role, ps in plan.prompts.items()},
             "versions": _versions(),
         }
-        if plan.coverage is not None:
-            md["coverage"] = plan.coverage.summary()
-            md["coverage_detail"] = plan.coverage.to_dict()
+        from membench_eval.report.coverage import run_coverage
+
+        suite = plan.suite
+        trigger_total = len(suite.trigger.prompts) if suite.trigger is not None else None
+        cov = plan.coverage
+        line, detail = run_coverage(
+            plan.prompts,
+            trigger_total=trigger_total,
+            trigger_scorable=None if trigger_total is None else trigger_total - plan.excluded_prompts,
+            images_total=len(suite.memorized) if cov is not None else None,
+            images_available=None if cov is None else set(suite.memorized) - set(cov.unavailable),
+            general_total=len(suite.general.prompts) if suite.general is not None else None,
+            limit=self.options.limit, subset=self.options.subset,
+            suite_summary=cov.summary() if cov is not None else None,
+        )
+        md["coverage"] = line  # what this run ran, then the suite's own coverage
+        md["run_coverage"] = detail
+        if cov is not None:
+            md["coverage_detail"] = cov.to_dict()
             md["trigger_prompts_without_reference"] = plan.excluded_prompts
         return md
 
     def leaderboard(self, plan: Plan, results: Sequence[PromptResult],
                     quality: dict[str, Any] | None = None) -> Leaderboard:
         """The table (with intervals and paired deltas) from per-prompt results. ``quality`` is a
-        ``quality_status()`` from the processes that scored (default: this one's)."""
+        ``quality_status()`` from the processes that scored (default: this one's).
+
+        The suite's reference targets are shown only where this run's SSCD backend / CLIP model
+        (from the metadata) match what they were published with; every row is checked against the
+        plan's prompt sets (``expected``), so a row missing results is marked incomplete."""
         quality = quality if quality is not None else self.quality_status()
         t = self.suite.targets
-        targets = {k: v for k, v in (("top1_sscd", t.top1_sscd), ("clip", t.clip)) if v is not None}
         kinds = {m.label: m.kind for m in plan.methods}
+        expected = {role: [p.prompt_id for p in ps] for role, ps in plan.prompts.items()}
         return build_leaderboard(
-            results, suite=self.suite.name, kinds=kinds, targets=targets or None, targets_source=t.source,
-            unavailable=dict(quality["unavailable"]), metadata=self.metadata(plan, quality), n_resamples=self.options.bootstrap_resamples,
-            seed=self.options.bootstrap_seed, cluster_method=self.options.cluster_method,  # type: ignore[arg-type]
+            results, suite=self.suite.name, kinds=kinds,
+            targets=t if (t.top1_sscd is not None or t.clip is not None) else None, targets_source=t.source,
+            expected=expected, unavailable=dict(quality["unavailable"]), metadata=self.metadata(plan, quality),
+            n_resamples=self.options.bootstrap_resamples, seed=self.options.bootstrap_seed,
+            cluster_method=self.options.cluster_method,  # type: ignore[arg-type]
         )
 
 
@@ -579,6 +588,24 @@ def _score_images(scorer: Any, metric: str, images: list[Any], texts: list[str])
     if values.shape[0] != len(images) or not np.isfinite(values).all():
         raise MembenchError(f"{metric}: scorer returned {values.shape[0]} values for {len(images)} images or non-finite")
     return values.tolist()
+
+
+def _method_sources(plan: Plan) -> dict[str, dict[str, Any]]:
+    """Leaderboard label -> the method file and the fingerprint of the code its images come from."""
+    from membench_eval.method_source import fingerprint_method
+
+    out = {}
+    for m in plan.methods:
+        if m.mitigation is not None:
+            src = fingerprint_method(m.mitigation)
+            out[m.label] = {"path": src.path, "sha256": src.sha256}
+    return out
+
+
+def _engine_version() -> str:
+    from membench_eval.generation.engine import GENERATION_CODE_VERSION
+
+    return GENERATION_CODE_VERSION
 
 
 def _drop_none(**kwargs: Any) -> dict[str, Any]:

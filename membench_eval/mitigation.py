@@ -40,12 +40,16 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ImageRequest:
-    """One image to generate: its prompt, its index among the prompt's images, and its own seed."""
+    """One image to generate: its prompt, its index among the prompt's images, and its own seed.
+
+    ``padding`` marks a throw-away request the engine adds so every pipeline call has the same
+    shape (its image is dropped); a hook may skip expensive work for it."""
 
     prompt_id: str
     prompt: str
     image_index: int
     seed: int
+    padding: bool = False
 
 
 @dataclass

@@ -42,7 +42,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--membench-subset", choices=["stratified"], default=None,
                     help="stratified: one trigger prompt per memorized image (cheap PR gate)")
     group.addoption("--membench-out", default=None, metavar="DIR",
-                    help="leaderboard directory (default: <rootdir>/leaderboard)")
+                    help="leaderboard directory (default: ./leaderboard of the working directory)")
     group.addoption("--membench-store", default=None, metavar="DIR",
                     help="run store of generated images and scores (default: the user cache)")
     group.addoption("--membench-gate", action="append", default=[], metavar="EXPR",
@@ -75,7 +75,7 @@ def _options(config: pytest.Config):
         data_dir=get("membench_data_dir"),
         model=get("membench_model"),
         store_dir=get("membench_store"),
-        out_dir=out if out is not None else str(Path(config.rootpath) / "leaderboard"),
+        out_dir=out if out is not None else str(Path.cwd() / "leaderboard"),
         limit=get("membench_limit"),
         subset=get("membench_subset"),
         device=get("membench_device"),
@@ -98,11 +98,30 @@ def _gate_lines(config: pytest.Config) -> list[str]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "membench_item: a benchmark item of pytest --membench (added by the plugin)")
     if config.getoption("membench"):
         session = MembenchSession(config)
-        if not session.is_worker:
-            session.gates = _parse_gates_or_usage_error(config)  # fail fast, before any generation
         config.pluginmanager.register(session, _PLUGIN_NAME)
+        if not session.is_worker:
+            # Fail fast, before any generation, and in the controller: under xdist a bad method
+            # file, parameter, gate or suite is reported exactly as in a serial run (exit 4).
+            session.gates = _parse_gates_or_usage_error(config)
+            session.plan()
+            _preflight_or_exit(session)
+            if getattr(config.option, "dist", "no") == "load":
+                # -n N: whole batches go to one worker (xdist_group per chunk of prompts), so
+                # workers run full pipeline calls, as the serial path does.
+                config.option.dist = "loadgroup"
+
+
+def _preflight_or_exit(session: "MembenchSession") -> None:
+    """Store and leaderboard folders writable before any item runs; else exit status 3."""
+    from membench_eval.errors import StoreError
+
+    try:
+        session.evaluation.preflight()
+    except StoreError as exc:
+        pytest.exit(f"membench: {exc}", returncode=3)
 
 
 def _parse_gates_or_usage_error(config: pytest.Config) -> list:
@@ -124,11 +143,16 @@ def _session(config: pytest.Config) -> "MembenchSession":
 
 
 class MembenchItem(pytest.Item):
-    """One (method config, scenario, prompt): generate (or reuse) its images, score them."""
+    """One (method config, scenario, prompt): generate (or reuse) its images, score them.
 
-    def __init__(self, *, method: "MethodSpec", role: str, prompt: "Prompt", **kwargs: Any) -> None:
+    ``chunk`` names the prompts generated together in one call (whole batches); under xdist every
+    item of a chunk goes to one worker (``xdist_group``)."""
+
+    def __init__(self, *, method: "MethodSpec", role: str, prompt: "Prompt", chunk: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.method, self.role, self.prompt = method, role, prompt
+        self.method, self.role, self.prompt, self.chunk = method, role, prompt, chunk
+        self.add_marker(pytest.mark.xdist_group(chunk))
+        self.add_marker(pytest.mark.membench_item)
 
     def runtest(self) -> None:
         session = _session(self.config)
@@ -136,10 +160,18 @@ class MembenchItem(pytest.Item):
         session.results.append(result.to_dict())
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None):  # type: ignore[override]
+        """A harness error as its one-line message, plus the user's own frames for a failing hook;
+        ``--tb=long`` adds the full traceback (harness and library frames)."""
         from membench_eval.errors import MembenchError
 
         if isinstance(excinfo.value, MembenchError):
-            return f"{type(excinfo.value).__name__}: {excinfo.value}"
+            text = f"{type(excinfo.value).__name__}: {excinfo.value}"
+            details = getattr(excinfo.value, "details", "")
+            if details:
+                text += "\n\n" + details
+            if self.config.getoption("tbstyle", "auto") == "long":
+                text += "\n\n" + str(super().repr_failure(excinfo, style="long"))
+            return text
         return super().repr_failure(excinfo)
 
     def reportinfo(self):
@@ -150,16 +182,29 @@ class MembenchCollector(pytest.Collector):
     """Holds the benchmark's items: (method config x scenario x prompt) from the evaluation plan."""
 
     def collect(self) -> list[pytest.Item]:
-        plan = _session(self.config).plan()
+        session = _session(self.config)
+        plan = session.plan()
         rootdir = Path(self.config.rootpath)
         items: list[pytest.Item] = []
-        for method, role, prompt in plan.items():
+        for method, role, prompt, chunk in chunked_items(plan, session.evaluation.settings):
             path = Path(method.path) if method.path else rootdir
             where = _relative(path, rootdir) if method.path else "membench"
             name = f"{method.label}[{role}-{prompt.prompt_id}]"
             items.append(MembenchItem.from_parent(self, name=name, path=path, nodeid=f"{where}::{name}",
-                                                  method=method, role=role, prompt=prompt))
+                                                  method=method, role=role, prompt=prompt, chunk=chunk))
         return items
+
+
+def chunked_items(plan: "Plan", settings: Any) -> list[tuple["MethodSpec", str, "Prompt", str]]:
+    """Plan items with the name of their chunk: consecutive prompts of one (method, scenario) whose
+    images fill one pipeline call (``batch_size // images per prompt`` prompts, at least one)."""
+    out = []
+    for method in plan.methods:
+        for role, prompts in plan.prompts.items():
+            per_chunk = max(1, settings.batch_size // max(1, settings.images_per_prompt(role)))
+            for k, prompt in enumerate(prompts):
+                out.append((method, role, prompt, f"{method.label}|{role}|{k // per_chunk}"))
+    return out
 
 
 class MembenchGateFailure(Exception):
@@ -200,6 +245,8 @@ class MembenchSession:
         self.written: tuple[Path, Path] | None = None
         self.gate_results: dict[str, list["GateResult"]] = {}
         self.gates: list = []
+        self.worker_problems: list[str] = []
+        self.failed_items = 0
         self._prefetched: dict[tuple[str, str, str], "PromptResult"] = {}
         self.is_worker = hasattr(config, "workerinput")
         # `pytest --membench FILE` with no test paths runs the benchmark only, not the project's
@@ -218,17 +265,18 @@ class MembenchSession:
         return self._evaluation
 
     def result_for(self, item: MembenchItem) -> "PromptResult":
-        """This item's result. In a serial run the first item of a (method, scenario) generates the
-        images of all its selected siblings in full batches (one image per pipeline call would be
-        several times slower); results do not depend on batching. xdist workers cannot know which
-        items they will get, so there each item does its own prompt."""
+        """This item's result. The first item of a group generates the images of its whole group in
+        full batches (one image per pipeline call would be several times slower): in a serial run
+        the group is every selected prompt of the (method, scenario); under xdist it is the item's
+        chunk, which the scheduler keeps on this worker. Pixels do not depend on the grouping (the
+        engine pads every call to one shape)."""
         key = (item.method.label, item.role, item.prompt.prompt_id)
         if key not in self._prefetched:
             siblings = [item]
-            if not self.is_worker:
-                siblings += [i for i in item.session.items if isinstance(i, MembenchItem) and i is not item
-                             and i.method.label == item.method.label and i.role == item.role
-                             and (i.method.label, i.role, i.prompt.prompt_id) not in self._prefetched]
+            siblings += [i for i in item.session.items if isinstance(i, MembenchItem) and i is not item
+                         and i.method.label == item.method.label and i.role == item.role
+                         and (not self.is_worker or i.chunk == item.chunk)
+                         and (i.method.label, i.role, i.prompt.prompt_id) not in self._prefetched]
             try:
                 results = self.evaluation.evaluate_prompts(item.method, item.role, [i.prompt for i in siblings])
             except Exception:
@@ -243,14 +291,21 @@ class MembenchSession:
 
     def plan(self) -> "Plan":
         if self._plan is None:
-            from membench_eval.errors import MembenchError
+            from membench_eval.errors import MembenchError, StoreError
 
             try:
                 self._plan = self.evaluation.plan(
                     [str(p) for p in self.config.getoption("membench")], self.config.getoption("membench_param"))
+            except StoreError as exc:
+                pytest.exit(f"membench: {exc}", returncode=3)
             except MembenchError as exc:
                 raise pytest.UsageError(f"membench: {exc}") from None
         return self._plan
+
+    def problems(self) -> list[str]:
+        """Damaged store entries this process found (quarantined and regenerated)."""
+        ev = self._evaluation
+        return list(ev.store.problems) if ev is not None and "store" in ev.__dict__ else []
 
     # --- collection ---------------------------------------------------------------------------
 
@@ -276,7 +331,7 @@ class MembenchSession:
             used = ev is not None and "_quality" in ev.__dict__
             self.config.workeroutput[_WORKER_KEY] = json.dumps(  # type: ignore[attr-defined]
                 {"results": self.results, "counts": ev.counts if ev is not None else {},
-                 "quality": ev.quality_status() if used else None})
+                 "quality": ev.quality_status() if used else None, "problems": self.problems()})
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
@@ -286,6 +341,7 @@ class MembenchSession:
             self.results.extend(data["results"])
             if data.get("quality") is not None:
                 self.quality = data["quality"]
+            self.worker_problems.extend(data.get("problems") or [])
             for k, v in data["counts"].items():
                 self.counts[k] = self.counts.get(k, 0) + v
 
@@ -309,15 +365,21 @@ class MembenchSession:
         try:
             results = [PromptResult.from_dict(d) for d in self.results]
             self.board = self.evaluation.leaderboard(self.plan(), results, self.quality)
-            self.written = write_leaderboard(self.board, self.evaluation.options.out_dir)
+            # A run with failing items never overwrites a good leaderboard: <stem>.failed.md.
+            self.written = write_leaderboard(self.board, self.evaluation.options.out_dir,
+                                             failed=self.failed_items > 0)
         except MembenchError as exc:
             raise pytest.UsageError(f"membench: {exc}") from None
         if gates:
             user = [m.label for m in self.plan().methods if m.kind == "method"]
-            present = {r.label for r in self.board.rows}
-            self.gate_results = check_gates(gates, self.board, [lab for lab in user if lab in present])
+            self.gate_results = check_gates(gates, self.board, user)
             self._run_gate_items(session)
         return outcome
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Count failing benchmark items (also those reported by xdist workers)."""
+        if not self.is_worker and report.failed and "membench_item" in report.keywords:
+            self.failed_items += 1
 
     def _run_gate_items(self, session: pytest.Session) -> None:
         from _pytest.runner import runtestprotocol
@@ -339,6 +401,8 @@ class MembenchSession:
         from membench_eval.report import to_markdown
 
         tr = terminalreporter
+        for line in self.worker_problems + self.problems():
+            tr.write_line(f"membench: {line}", yellow=True)
         if self.counts:
             tr.write_line(f"membench: {self.counts.get('generated', 0)} images generated, "
                           f"{self.counts.get('reused', 0)} reused from the store; "
@@ -351,6 +415,9 @@ class MembenchSession:
             tr.write_line(line)
         if self.written:
             tr.write_line(f"membench: wrote {self.written[0]} and {self.written[1]}")
+            if self.failed_items:
+                tr.write_line(f"membench: {self.failed_items} benchmark item(s) failed, so this run's leaderboard is "
+                              "the .failed one; the last complete leaderboard was left as it was", red=True)
 
 
 def _relative(path: Path, root: Path) -> str:

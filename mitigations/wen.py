@@ -9,12 +9,15 @@ iterations) until ``||eps_cond - eps_uncond||_2 <= l`` (the paper sweeps l = 7..
 stronger); the image is then generated from the optimised embedding at every step. Token 0 (BOS)
 is kept fixed.
 
-How ``l`` is measured, and why: the reference optimises ONE embedding per prompt and takes ONE L2
-norm over all of that prompt's images together (10 in MemBench, 4 in Wen's code). This class does
-the same (``batch_by_prompt``: the engine keeps a prompt's images in one batch) so the paper's l
-values mean what they meant there. When a batch holds k != 10 images of a prompt, the joint norm
-is rescaled by sqrt(10 / k), i.e. ``sqrt(10 * mean_i ||d_i||^2)``, so l keeps the scale of
-MemBench's 10-image runs.
+How ``l`` is measured, and why: the reference optimises ONE embedding per prompt and takes ONE
+plain L2 norm over all of that prompt's images together (10 in MemBench, 4 in Wen's code). This
+class does the same (``batch_by_prompt``: the engine keeps a prompt's images in one batch), with no
+rescaling: ``l`` bounds ``||eps_cond - eps_uncond||_2`` over the k images of the prompt, so for a
+general (COCO) prompt with 1 image the bound is on that image's norm alone, while for a trigger
+prompt with 10 images the same l is a bound on a joint norm about sqrt(10) times larger per
+image: a given l is stricter on trigger prompts, as in the reference. (An earlier version rescaled
+by sqrt(10/k); on COCO prompts that thresholded every prompt at 3.16x the paper's l.) Padding
+requests the engine adds to fill a batch are skipped.
 
 The norm also grows with the latent size (sqrt of its element count). ``l`` is used as given on
 every model; on the 64x64 miniature model (16x16 latents) the measured norms are reported in
@@ -53,8 +56,6 @@ class WenEmbeddingOptimization(Mitigation):
     # The paper's optimiser settings (fixed by the method, so not in the store key).
     LR: ClassVar[float] = 0.05
     MAX_ITERATIONS: ClassVar[int] = 10
-    # MemBench's images per prompt: the joint norm is expressed at this count.
-    REFERENCE_IMAGES: ClassVar[int] = 10
 
     l: float = 7.0
 
@@ -76,7 +77,8 @@ class WenEmbeddingOptimization(Mitigation):
             ctx.records.append({})
         groups: dict[str, list[int]] = {}
         for i, request in enumerate(ctx.requests):
-            groups.setdefault(request.prompt_id, []).append(i)
+            if not request.padding:
+                groups.setdefault(request.prompt_id, []).append(i)
 
         scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
         scheduler.set_timesteps(ctx.num_inference_steps, device=latents.device)
@@ -112,7 +114,6 @@ class WenEmbeddingOptimization(Mitigation):
 
         unet = pipe.unet
         k = latents.shape[0]
-        rescale = math.sqrt(self.REFERENCE_IMAGES / k)
         with torch.no_grad():
             eps_uncond = unet(latents, timestep, encoder_hidden_states=uncond.to(unet.dtype)).sample.float()
         bos = cond[:1].detach().float()
@@ -124,7 +125,7 @@ class WenEmbeddingOptimization(Mitigation):
         for steps in range(self.MAX_ITERATIONS + 1):
             embedding = torch.cat([bos, words])[None]
             eps_cond = unet(latents, timestep, encoder_hidden_states=embedding.to(unet.dtype).expand(k, -1, -1)).sample
-            loss = torch.linalg.vector_norm(eps_cond.float() - eps_uncond) * rescale
+            loss = torch.linalg.vector_norm(eps_cond.float() - eps_uncond)
             final = loss.item()
             if steps == 0:
                 first = final

@@ -60,11 +60,15 @@ def test_generate_twice_reuses_everything(cli, tmp_path, capsys):
     assert "base: 3 new, 0 reused" in capsys.readouterr().out  # first prompt of each role: 2 + 1 images
     assert cli("--out", str(out)) == 0
     assert "base: 3 new, 3 reused" in capsys.readouterr().out
-    assert cli("--out", str(out), "--batch-size", "1") == 0
-    assert "base: 0 new, 6 reused" in capsys.readouterr().out
     rows = RunStore(out).records()
     assert sorted((r["prompt_id"], r["image_index"]) for r in rows) == [
         ("g0", 0), ("g1", 0), ("t0", 0), ("t0", 1), ("t1", 0), ("t1", 1)]
+    assert {r["batch_shape"] for r in rows} == {10}
+    # Another batch size is another compute shape (pixels may differ in the last bit): its own keys.
+    assert cli("--out", str(out), "--batch-size", "1") == 0
+    assert "base: 6 new, 0 reused" in capsys.readouterr().out
+    assert cli("--out", str(out), "--batch-size", "1") == 0
+    assert "base: 0 new, 6 reused" in capsys.readouterr().out
 
 
 def test_method_file_and_param_sweep_store_under_their_own_keys(cli, tmp_path, capsys):

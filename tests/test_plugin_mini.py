@@ -24,6 +24,8 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 RNA = REPO / "mitigations" / "rna.py"
+# A --limit/--subset run writes to a name that says so (never over the full leaderboard).
+STEM = "mini.limit-2.subset-stratified"
 
 
 def plugin_args() -> list[str]:
@@ -110,7 +112,7 @@ def test_plugin_on_mini_base_and_rna(pytester: pytest.Pytester, tmp_path_factory
     assert r1.ret == 0, r1.stdout.str()
     r1.assert_outcomes(passed=2 * 4 + 2)
     r1.stdout.fnmatch_lines(["*membench: * images generated, 0 reused from the store*", "*membench leaderboard (mini)*"])
-    md = (out1 / "mini.md").read_text()
+    md = (out1 / (STEM + ".md")).read_text()
     rows: dict[str, str] = {}
     for line in md.splitlines():  # first table: the paper's columns
         if line.startswith("| "):
@@ -118,7 +120,7 @@ def test_plugin_on_mini_base_and_rna(pytester: pytest.Pytester, tmp_path_factory
     assert "base" in rows and "rna n=6" in rows
     assert rows["rna n=6"].count("[") >= 3  # SSCD columns carry intervals
     assert "n/a [^" in rows["base"]  # CLIP/aesthetic: no weights offline, reported as such
-    board = json.loads((out1 / "mini.json").read_text())
+    board = json.loads((out1 / (STEM + ".json")).read_text())
     assert board["metadata"]["sscd_backend"] == "disc_mixup_onnx" and "coverage" in board["metadata"]
     assert board["unavailable"]["clip"].startswith("clip score not available")
     base_top1 = next(r for r in board["rows"] if r["label"] == "base")["metrics"]["top1_sscd"]
@@ -136,12 +138,24 @@ def test_plugin_on_mini_base_and_rna(pytester: pytest.Pytester, tmp_path_factory
                              "*rna n=6: top1_sscd <= 1.0: passed*",
                              "*membench: 0 images generated, * reused from the store*",
                              "*1 failed, 8 passed*"])
-    assert (out2 / "mini.md").read_text() == md
-    assert json.loads((out2 / "mini.json").read_text()) == board
+    assert (out2 / (STEM + ".md")).read_text() == md
+    assert json.loads((out2 / (STEM + ".json")).read_text()) == board
 
     # 3. `membench run` (no pytest) gives the same leaderboard from the same library.
     from membench_eval.cli import main
 
     assert main(["run", str(RNA), "--suite", "mini", "--limit", "2", "--subset", "stratified", "--param", "n=6",
                  "--store", str(store), "--out", str(out3), "--no-progress"]) == 0
-    assert (out3 / "mini.md").read_text() == md
+    assert (out3 / (STEM + ".md")).read_text() == md
+
+    # 4. pytest-xdist on a FRESH store generates the same PNG bytes under the same keys, and the
+    #    same leaderboard bytes, as the serial run (fixed-shape batches; chunks kept on one worker).
+    fresh, out4 = tmp_path_factory.mktemp("fresh-store"), tmp_path_factory.mktemp("lb4")
+    fresh_args = [a if a != str(store) else str(fresh) for a in common]
+    r4 = pytester.runpytest_subprocess(*fresh_args, "--membench-out", str(out4), "-n", "2")
+    assert r4.ret == 0, r4.stdout.str()
+    assert (out4 / (STEM + ".md")).read_text() == md
+    serial, parallel = RunStore(store, shard="reader"), RunStore(fresh, shard="reader")
+    assert {r["key"] for r in parallel.records()} == {r["key"] for r in serial.records()}
+    for row in serial.records():
+        assert parallel.image_path(row["key"]).read_bytes() == serial.image_path(row["key"]).read_bytes()

@@ -82,38 +82,67 @@ def test_no_reference_at_all_is_a_clear_error(tmp_path: Path) -> None:
         Evaluation(EvalOptions(store_dir=str(tmp_path / "store")), suite=suite).plan([], [])
 
 
-def _store_method(store: RunStore, ev: Evaluation, prompts: dict, *, method: str, params: dict, label: str,
+def _store_method(store: RunStore, ev: Evaluation, prompts: dict, *, path: Path, params: dict, label: str,
                   skip: int = 0) -> None:
+    """Rows as the engine writes them (current key scheme, engine version, method fingerprint)."""
+    from membench_eval.generation.engine import GENERATION_CODE_VERSION
+    from membench_eval.method_source import fingerprint_file
+    from membench_eval.stored_configs import current_compute
+
     s = ev.settings
+    source = fingerprint_file(path)
+    device_type, dtype = current_compute(None)
     img = Image.new("RGB", (64, 64))
-    rows = []
-    for role, ps in prompts.items():
-        for p in ps:
-            for i in range(s.images_per_prompt(role)):
-                rows.append((p, i))
+    rows = [(p, i) for role, ps in prompts.items() for p in ps for i in range(s.images_per_prompt(role))]
     for p, i in rows[skip:]:
-        fields = key_fields(model="local", revision="sha256:x", scheduler={}, method=method, params=params,
-                            prompt_id=p.prompt_id, prompt=p.text, seed=image_seed(s.seed, p.prompt_id, i),
+        fields = key_fields(model="local", revision="sha256:x", scheduler={}, method=path.stem, params=params,
+                            method_source=source.sha256, engine=GENERATION_CODE_VERSION, prompt_id=p.prompt_id,
+                            prompt=p.text, seed=image_seed(s.seed, p.prompt_id, i),
                             num_inference_steps=s.num_inference_steps, guidance_scale=s.guidance_scale,
-                            height=s.height, width=s.width)
-        store.put_image(image_key(fields), img, {**fields, "label": label, "model_path": ev.model_name})
+                            height=s.height, width=s.width, batch_shape=s.batch_size, device_type=device_type,
+                            dtype=dtype)
+        store.put_image(image_key(fields), img, {**fields, "label": label, "model_path": ev.model_name,
+                                                 "method_path": source.path, "method_sha256": source.sha256})
 
 
-def test_baselines_complete_in_the_store_join_the_plan(tmp_path: Path) -> None:
+def test_configs_complete_in_the_store_join_the_plan(tmp_path: Path) -> None:
     suite = _suite(tmp_path)
     (tmp_path / "model").mkdir()
+    user_file = tmp_path / "methods" / "drop.py"
+    user_file.parent.mkdir()
+    user_file.write_text(USER_METHOD)
     ev = Evaluation(EvalOptions(store_dir=str(tmp_path / "store"), limit=2), suite=suite)
     prompts = ev.plan([], []).prompts
     with RunStore(tmp_path / "store") as store:
-        _store_method(store, ev, prompts, method="rna", params={"n": 3}, label="rna n=3")
-        _store_method(store, ev, prompts, method="rta", params={"n": 2}, label="rta n=2", skip=1)  # incomplete
+        _store_method(store, ev, prompts, path=RNA, params={"n": 3}, label="rna n=3")
+        _store_method(store, ev, prompts, path=REPO / "mitigations" / "rta.py", params={"n": 2}, label="rta n=2",
+                      skip=1)  # incomplete
+        _store_method(store, ev, prompts, path=user_file, params={"p": 0.1}, label="drop p=0.1")
     ev = Evaluation(EvalOptions(store_dir=str(tmp_path / "store"), limit=2), suite=suite)
-    assert [(m.label, m.kind) for m in ev.plan([], []).methods] == [("base", "base"), ("rna n=3", "baseline")]
-    # The user's own method wins over a stored baseline of the same label.
-    assert [(m.label, m.kind) for m in ev.plan([str(RNA)], ["n=3"]).methods] == [("base", "base"),
-                                                                               ("rna n=3", "method")]
+    assert [(m.label, m.kind) for m in ev.plan([], []).methods] == [
+        ("base", "base"), ("rna n=3", "baseline"), ("drop p=0.1", "stored")]
+    # The user's own method wins over a stored config of the same label.
+    assert [(m.label, m.kind) for m in ev.plan([str(RNA)], ["n=3"]).methods] == [
+        ("base", "base"), ("drop p=0.1", "stored"), ("rna n=3", "method")]
     ev = Evaluation(EvalOptions(store_dir=str(tmp_path / "store"), limit=3), suite=suite)
     assert [m.label for m in ev.plan([], []).methods] == ["base"]  # more prompts than stored
+    # An edited method file is stale: its stored images are never shown as its results.
+    user_file.write_text(USER_METHOD.replace("return prompt", "return prompt + ' edited'"))
+    ev = Evaluation(EvalOptions(store_dir=str(tmp_path / "store"), limit=2), suite=suite)
+    assert [m.label for m in ev.plan([], []).methods] == ["base", "rna n=3"]
+
+
+USER_METHOD = """
+from membench_eval.mitigation import Mitigation
+
+
+class Drop(Mitigation):
+    name = "drop"
+    p: float = 0.1
+
+    def rewrite_prompt(self, prompt, rng):
+        return prompt
+"""
 
 
 def test_plugin_and_cli_import_no_heavy_library() -> None:

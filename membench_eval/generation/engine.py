@@ -35,6 +35,12 @@ from membench_eval.mitigation import BatchContext, ImageRequest, Mitigation
 from membench_eval.store.jsonl import dumps_line
 from membench_eval.store.keys import image_key, key_fields
 
+# Version of the generation code path (engine + Mitigation API): part of every image key. Bump it
+# when a change of this code changes pixels; v2: every pipeline call padded to a fixed shape.
+GENERATION_CODE_VERSION = "membench-generation/v2"
+# prompt_id of the throw-away requests that pad a short batch to the run's fixed shape.
+PADDING_PROMPT_ID = "__membench_padding__"
+
 if TYPE_CHECKING:
     import numpy as np
     import torch
@@ -84,25 +90,60 @@ def request_keys(
     return [image_key(f) for f in _request_fields(pipe, requests, mitigation, settings)]
 
 
+def batch_shape(requests: Sequence[ImageRequest], settings: GenerationSettings, by_prompt: bool) -> int:
+    """Images per pipeline call: ``settings.batch_size``, or a prompt's image count when a
+    by-prompt method needs a larger call. Every call of a ``generate`` is padded to this shape."""
+    if not by_prompt:
+        return settings.batch_size
+    counts: dict[str, int] = {}
+    for r in requests:
+        counts[r.prompt_id] = counts.get(r.prompt_id, 0) + 1
+    return max([settings.batch_size, *counts.values()])
+
+
 def _request_fields(
     pipe: "StableDiffusionPipeline", requests: Sequence[ImageRequest], mitigation: Mitigation, settings: GenerationSettings
 ) -> list[dict[str, Any]]:
     from membench_eval.generation.pipeline import model_identity, scheduler_identity
+    from membench_eval.method_source import fingerprint_method
 
     ident = model_identity(pipe)
     sched = scheduler_identity(pipe)
     params = mitigation.params()
+    try:
+        source = fingerprint_method(mitigation).sha256
+    except ValueError as exc:
+        raise MitigationError(str(exc)) from None
+    shape = batch_shape(requests, settings, mitigation.batch_by_prompt)
+    device_type = _execution_device(pipe).type
+    dtype = str(pipe.unet.dtype).replace("torch.", "")
     return [
         key_fields(
             model=ident["model"], revision=ident["revision"], scheduler=sched, method=mitigation.name, params=params,
-            prompt_id=r.prompt_id, prompt=r.prompt, seed=r.seed, num_inference_steps=settings.num_inference_steps,
-            guidance_scale=settings.guidance_scale, height=settings.height, width=settings.width,
+            method_source=source, engine=GENERATION_CODE_VERSION, prompt_id=r.prompt_id, prompt=r.prompt, seed=r.seed,
+            num_inference_steps=settings.num_inference_steps, guidance_scale=settings.guidance_scale,
+            height=settings.height, width=settings.width, batch_shape=shape, device_type=device_type, dtype=dtype,
         )
         for r in requests
     ]
 
 
 # --- batching -----------------------------------------------------------------------------------
+
+
+def pad_batch(reqs: Sequence[ImageRequest], shape: int) -> list[ImageRequest]:
+    """``reqs`` plus throw-away requests (``padding=True``) up to ``shape`` images.
+
+    Why: float rounding in the UNet/VAE kernels depends on the batch shape (not on which other
+    images share it, nor on their order: measured byte for byte), so a fixed shape makes an image's
+    pixels independent of how requests were grouped (``--limit``, xdist workers, resumes). A pad
+    repeats the first request's prompt with its own seed; its image is dropped."""
+    if len(reqs) > shape:
+        raise ValueError(f"a batch of {len(reqs)} images exceeds the fixed shape {shape}")
+    first = reqs[0]
+    pads = [ImageRequest(prompt_id=PADDING_PROMPT_ID, prompt=first.prompt, image_index=j, seed=j, padding=True)
+            for j in range(shape - len(reqs))]
+    return [*reqs, *pads]
 
 
 def make_batches(requests: Sequence[ImageRequest], pending: set[int], batch_size: int, by_prompt: bool) -> list[list[int]]:
@@ -134,8 +175,9 @@ def make_batches(requests: Sequence[ImageRequest], pending: set[int], batch_size
 def _where(reqs: Sequence[ImageRequest], i: int | None = None) -> str:
     if i is not None:
         return f"prompt {reqs[i].prompt_id!r}, image {reqs[i].image_index}"
-    first = reqs[0]
-    more = f" and {len(reqs) - 1} more image(s) in the batch" if len(reqs) > 1 else ""
+    real = [r for r in reqs if not r.padding] or list(reqs)
+    first = real[0]
+    more = f" and {len(real) - 1} more image(s) in the batch" if len(real) > 1 else ""
     return f"prompt {first.prompt_id!r}, image {first.image_index}{more}"
 
 
@@ -144,12 +186,23 @@ def _method_error(m: Mitigation, hook: str, reqs: Sequence[ImageRequest], i: int
 
 
 def _call(m: Mitigation, hook: str, reqs: Sequence[ImageRequest], i: int | None, fn: Callable[[], Any]) -> Any:
+    """Run a user hook; an exception becomes a MitigationError naming the hook, prompt and image,
+    carrying the traceback of the user's own frames (``details``)."""
+    from membench_eval.errors import user_traceback
+    from membench_eval.method_source import fingerprint_method
+
     try:
         return fn()
     except MitigationError:
         raise
     except Exception as exc:
-        raise _method_error(m, hook, reqs, i, f"raised {type(exc).__name__}: {exc}") from exc
+        try:
+            files: tuple[str, ...] = fingerprint_method(m).files
+        except ValueError:
+            files = ()
+        error = _method_error(m, hook, reqs, i, f"raised {type(exc).__name__}: {exc}")
+        error.details = user_traceback(exc, files)
+        raise error from exc
 
 
 def _execution_device(pipe: "StableDiffusionPipeline") -> "torch.device":
@@ -354,6 +407,8 @@ def generate(
     """Generate every request not already in ``store``; return keys aligned with ``requests``."""
     from tqdm.auto import tqdm
 
+    from membench_eval.method_source import fingerprint_method
+
     m = mitigation if mitigation is not None else Mitigation()
     start = time.perf_counter()
     requests = list(requests)
@@ -365,10 +420,13 @@ def generate(
         raise ValueError(f"duplicate image request: prompt {dup.prompt_id!r} image {dup.image_index} (seed {dup.seed})")
     pending = {i for i, k in enumerate(keys) if not store.has(k)}
     report = GenerationReport(method=m.label(), keys=keys, reused=len(requests) - len(pending))
-    batches = make_batches(requests, pending, settings.batch_size, m.batch_by_prompt)
+    shape = batch_shape(requests, settings, m.batch_by_prompt)
+    batches = make_batches(requests, pending, shape, m.batch_by_prompt)
     device = _execution_device(pipe)
+    source = fingerprint_method(m)
     common = {
         "label": m.label(), "run_seed": settings.seed, "device": str(device), "dtype": str(pipe.unet.dtype).replace("torch.", ""),
+        "method_path": source.path, "method_sha256": source.sha256,
     }
     ident_path = getattr(pipe, "_membench_identity", {}).get("path")
     if ident_path:
@@ -376,39 +434,28 @@ def generate(
 
     bar = tqdm(total=len(pending), unit="img", desc=m.label(), disable=not progress, dynamic_ncols=True, smoothing=0.05)
     bar.set_postfix_str(f"reused {report.reused}")
+    run = _BatchRunner(pipe, requests, keys, fields, pending, m, settings, store, shape, common, report, bar)
     try:
         with _StopFlag(bar.write) as stop:
+            deferred = []
             for batch in batches:
-                reqs = [requests[i] for i in batch]
-                t0 = time.perf_counter()
-                try:
-                    images, ctx = run_batch(pipe, reqs, m, settings)
-                except KeyboardInterrupt:
-                    report.interrupted = True
-                    raise
-                per_image = (time.perf_counter() - t0) / len(reqs)
-                rows = []
-                for j, i in enumerate(batch):
-                    if i not in pending or store.has(keys[i]):
-                        continue  # a by-prompt batch regenerates stored siblings; keep the stored ones
-                    row = {**fields[i], "image_index": requests[i].image_index, "prompt_used": ctx.prompts[j],
-                           "records": ctx.records[j] if j < len(ctx.records) else {}, **common,
-                           "batch_size": len(reqs), "seconds": per_image}
-                    try:
-                        dumps_line(row)
-                    except (TypeError, ValueError) as exc:
-                        raise _method_error(m, "records", reqs, j, f"record is not JSON-serialisable ({exc})") from exc
-                    rows.append((i, j, row))
-                from PIL import Image
-
-                for i, j, row in rows:
-                    store.put_image(keys[i], Image.fromarray(images[j]), row)
-                    report.generated.append(keys[i])
-                    report.new += 1
-                bar.update(len(rows))
+                if not run.claimed_batch(batch):
+                    deferred.append(batch)
                 if stop.requested:
-                    report.interrupted = True
                     break
+            while deferred and not stop.requested:
+                # Batches another process is generating: wait for them (reused) or for their
+                # claim to go stale (taken over), checking the store as it grows.
+                bar.set_postfix_str(f"reused {report.reused}; waiting for {len(deferred)} batch(es) of another run")
+                time.sleep(CLAIM_POLL_S)
+                store.refresh()
+                still = []
+                for batch in deferred:
+                    if stop.requested or not run.claimed_batch(batch):
+                        still.append(batch)
+                deferred = still
+            if stop.requested:
+                report.interrupted = True
     except KeyboardInterrupt as exc:
         report.interrupted = True
         report.seconds = time.perf_counter() - start
@@ -420,3 +467,69 @@ def generate(
     if report.interrupted:
         raise GenerationInterrupted(report)
     return report
+
+
+# Seconds between looks at the store while waiting for batches claimed by another process.
+CLAIM_POLL_S = 0.5
+
+
+class _BatchRunner:
+    """Generates one batch at a time under a claim (``store.claims``), storing only what no other
+    writer stored first."""
+
+    def __init__(self, pipe, requests, keys, fields, pending, m, settings, store, shape, common, report, bar):  # noqa: ANN001
+        self.pipe, self.requests, self.keys, self.fields = pipe, requests, keys, fields
+        self.pending, self.m, self.settings, self.store = pending, m, settings, store
+        self.shape, self.common, self.report, self.bar = shape, common, report, bar
+
+    def _todo(self, batch: list[int]) -> list[int]:
+        todo = [i for i in batch if i in self.pending and not self.store.has(self.keys[i])]
+        done = [i for i in batch if i in self.pending and i not in todo]
+        for i in done:  # stored meanwhile by another process: reused
+            self.pending.discard(i)
+            self.report.reused += 1
+        if done:
+            self.bar.update(len(done))
+        return todo
+
+    def claimed_batch(self, batch: list[int]) -> bool:
+        """Generate ``batch`` unless another process holds its claim; True when it is done."""
+        if not self._todo(batch):
+            return True
+        claim = self.store.claims.try_claim([self.keys[i] for i in batch])
+        if claim is None:
+            return False
+        try:
+            self.store.refresh()
+            if self._todo(batch):
+                self._generate(batch)
+        finally:
+            self.store.claims.release(claim)
+        return True
+
+    def _generate(self, batch: list[int]) -> None:
+        from PIL import Image
+
+        m, requests, keys = self.m, self.requests, self.keys
+        reqs = [requests[i] for i in batch]
+        t0 = time.perf_counter()
+        images, ctx = run_batch(self.pipe, pad_batch(reqs, self.shape), m, self.settings)
+        per_image = (time.perf_counter() - t0) / len(reqs)
+        rows = []
+        for j, i in enumerate(batch):
+            if i not in self.pending or self.store.has(keys[i]):
+                continue  # a by-prompt batch regenerates stored siblings; keep the stored ones
+            row = {**self.fields[i], "image_index": requests[i].image_index, "prompt_used": ctx.prompts[j],
+                   "records": ctx.records[j] if j < len(ctx.records) else {}, **self.common,
+                   "batch_images": len(reqs), "seconds": per_image}
+            try:
+                dumps_line(row)
+            except (TypeError, ValueError) as exc:
+                raise _method_error(m, "records", reqs, j, f"record is not JSON-serialisable ({exc})") from exc
+            rows.append((i, j, row))
+        for i, j, row in rows:
+            self.store.put_image(keys[i], Image.fromarray(images[j]), row)
+            self.pending.discard(i)
+            self.report.generated.append(keys[i])
+            self.report.new += 1
+        self.bar.update(len(rows))

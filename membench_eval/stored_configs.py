@@ -1,0 +1,119 @@
+"""Method configs already complete in the run store: they join the leaderboard without generating.
+
+Why: a leaderboard should show every config that was measured on this suite, model and settings
+(the bundled baselines run earlier, the user's earlier parameter settings), not only the latest
+run's. A stored config is reused only when its images are provably from the current code:
+
+- the row's key scheme and engine version are the current ones;
+- the method file recorded in the row still exists and its source fingerprint
+  (``membench_eval.method_source``) equals the one recorded: an edited method is stale, never shown;
+- model, seed, steps, guidance, size, compute shape (batch, device type, dtype) match this run;
+- every planned (prompt, image) is present.
+
+Checked from store rows and file hashes alone; torch is imported only to resolve the device when
+there is a candidate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from membench_eval.errors import MembenchError
+
+if TYPE_CHECKING:
+    from membench_eval.generation.settings import GenerationSettings
+    from membench_eval.mitigation import Mitigation
+    from membench_eval.suites.types import Prompt
+
+
+@dataclass(frozen=True)
+class StoredConfig:
+    """A method config whose images for every planned prompt are in the store."""
+
+    label: str
+    name: str
+    path: str
+    mitigation: "Mitigation"
+    bundled: bool  # the method file is one of the harness's bundled baselines
+
+
+def current_compute(device: str | None) -> tuple[str, str]:
+    """(device type, dtype) the pipeline would be loaded with (``load_pipeline``'s choice)."""
+    from membench_eval.runtime import select_device, select_dtype
+
+    dev = select_device(device)
+    return dev.type, str(select_dtype(dev, "generation")).replace("torch.", "")
+
+
+def find_stored_configs(
+    records: Iterable[dict[str, Any]],
+    prompts: dict[str, list["Prompt"]],
+    settings: "GenerationSettings",
+    *,
+    model_matches: Any,
+    device: str | None,
+    bundled_folder: Path,
+) -> list[StoredConfig]:
+    """Configs complete in ``records`` for ``prompts`` (see module docstring), sorted by label."""
+    from membench_eval.generation.engine import GENERATION_CODE_VERSION
+    from membench_eval.generation.seeding import image_seed
+    from membench_eval.store.keys import KEY_SCHEME
+
+    s = settings
+    wanted = {(p.prompt_id, image_seed(s.seed, p.prompt_id, i))
+              for role, ps in prompts.items() for p in ps for i in range(s.images_per_prompt(role))}  # type: ignore[arg-type]
+    shape = (s.num_inference_steps, float(s.guidance_scale), s.height, s.width)
+    found: dict[tuple[str, str], set[tuple[str, int]]] = {}
+    meta: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in records:
+        path = row.get("method_path")
+        if not path or row.get("scheme") != KEY_SCHEME or row.get("engine") != GENERATION_CODE_VERSION:
+            continue
+        if (row.get("num_inference_steps"), float(row.get("guidance_scale", -1)), row.get("height"),
+                row.get("width")) != shape or not model_matches(row):
+            continue
+        ident = (str(path), str(row.get("label") or row.get("method")))
+        meta.setdefault(ident, row)
+        found.setdefault(ident, set()).add((row.get("prompt_id"), row.get("seed")))
+    candidates = [ident for ident in sorted(meta, key=lambda i: (i[1], i[0])) if wanted <= found[ident]]
+    if not candidates:
+        return []
+    device_type, dtype = current_compute(device)
+    out: list[StoredConfig] = []
+    for path, label in candidates:
+        row = meta[(path, label)]
+        config = _reload(row, path, label, device_type, dtype, s)
+        if config is not None:
+            out.append(StoredConfig(label, row["method"], path, config, _is_under(Path(path), bundled_folder)))
+    return out
+
+
+def _reload(row: dict[str, Any], path: str, label: str, device_type: str, dtype: str,
+            settings: "GenerationSettings") -> "Mitigation | None":
+    """The method object of a stored config, or None when it is stale or not comparable."""
+    from membench_eval.method_source import fingerprint_file
+    from membench_eval.mitigation_loader import load_mitigation
+
+    if (row.get("device_type"), row.get("dtype")) != (device_type, dtype):
+        return None
+    if not Path(path).is_file() or fingerprint_file(path).sha256 != row.get("method_sha256"):
+        return None  # the method was edited or removed since: stale (``membench store prune``)
+    try:
+        m = load_mitigation(path, None, {k: str(v) for k, v in (row.get("params") or {}).items()})
+    except MembenchError:
+        return None  # its parameters changed since: not comparable
+    b = settings.batch_size
+    shapes = {b} if not m.batch_by_prompt else {max(b, settings.images_per_prompt(r)) for r in ("trigger", "general")}
+    if m.label() != label or m.name != row.get("method") or row.get("batch_shape") not in shapes:
+        return None
+    return m
+
+
+def _is_under(path: Path, folder: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except OSError:
+        return False
