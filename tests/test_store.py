@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from membench_eval.errors import DataError
+from membench_eval.errors import DataError, StoreError
 from membench_eval.store import RunStore, canonical_json, image_key, key_fields
 
 FIELDS = dict(
     model="CompVis/stable-diffusion-v1-4", revision="abc", scheduler={"class": "DDIMScheduler", "config": {"a": 1}},
-    method="base", params={}, prompt_id="p0", prompt="a cat", seed=1, num_inference_steps=50,
-    guidance_scale=7.5, height=512, width=512,
+    method="base", params={}, method_source="s" * 64, engine="membench-generation/v2", prompt_id="p0",
+    prompt="a cat", seed=1, num_inference_steps=50, guidance_scale=7.5, height=512, width=512, batch_shape=10,
+    device_type="cpu", dtype="float32",
 )
 
 
@@ -31,7 +32,8 @@ def test_key_covers_every_field_and_is_canonical():
     changes = dict(
         model="other", revision="def", scheduler={"class": "DDIMScheduler", "config": {"a": 2}}, method="rna",
         params={"n": 6}, prompt_id="p1", prompt="a dog", seed=2, num_inference_steps=49, guidance_scale=7.0,
-        height=256, width=256,
+        height=256, width=256, method_source="t" * 64, engine="membench-generation/v3", batch_shape=4,
+        device_type="cuda", dtype="float16",
     )
     for name, value in changes.items():
         assert image_key(key_fields(**{**FIELDS, name: value})) != base, name
@@ -120,7 +122,7 @@ def test_scores_by_metric_and_backend(tmp_path):
 
 def test_refuses_foreign_store_format(tmp_path):
     (tmp_path / "STORE.json").write_text(json.dumps({"format": "something-else", "version": 9}))
-    with pytest.raises(DataError, match="STORE.json"):
+    with pytest.raises(StoreError, match="STORE.json"):
         RunStore(tmp_path)
     os.remove(tmp_path / "STORE.json")
     RunStore(tmp_path)

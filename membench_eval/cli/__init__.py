@@ -3,6 +3,18 @@
 Each sub-command lives in its own module under ``membench_eval.cli`` and exposes
 ``register(subparsers)``; heavy imports happen inside the command functions, so ``membench --help``
 stays fast.
+
+Exit status, the same for every command (and documented in the README):
+
+- 0: done (every gate passed);
+- 1: a gate failed (the numbers are right; the method misses its target);
+- 2: usage or bad input (a bad flag, method file, parameter, data file);
+- 3: a store or environment fault (damaged or unwritable store or output folder, missing weights);
+- 70: an internal error (a bug: please report it with ``--debug``'s traceback);
+- 130: interrupted (Ctrl-C; everything finished so far is stored).
+
+Errors print one line naming the file; ``--debug`` (anywhere on the command line) adds the
+traceback, and a failing method hook always shows the frames of the user's own file.
 """
 
 from __future__ import annotations
@@ -12,7 +24,9 @@ import importlib
 import sys
 
 # One module per command group; each defines register(subparsers) -> None.
-_COMMAND_MODULES = ["data", "generate", "sscd", "run", "detect", "search"]
+_COMMAND_MODULES = ["data", "generate", "sscd", "run", "detect", "search", "store"]
+
+EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 70, 130
 
 
 class CliError(Exception):
@@ -20,7 +34,10 @@ class CliError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="membench", description="Evaluate memorization mitigations (MemBench).")
+    parser = argparse.ArgumentParser(prog="membench", description="Evaluate memorization mitigations (MemBench).",
+                                     epilog="exit status: 0 ok, 1 a gate failed, 2 usage or bad input, 3 store or "
+                                     "environment fault, 70 internal error, 130 interrupted")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks (also accepted after the command)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _COMMAND_MODULES:
         importlib.import_module(f"membench_eval.cli.{name}").register(sub)
@@ -28,18 +45,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import traceback
+
     from membench_eval.errors import MembenchError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except (MembenchError, CliError) as exc:
+        if debug:
+            traceback.print_exc()
         print(f"membench: error: {exc}", file=sys.stderr)
-        return 2
+        details = getattr(exc, "details", "")
+        if details and not debug:
+            print(details, file=sys.stderr)
+        return getattr(exc, "exit_code", EXIT_USAGE)
     except KeyboardInterrupt:
         print("membench: interrupted; everything finished so far is stored", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except OSError as exc:  # a file system fault the preflight could not foresee (disk full, ...)
+        if debug:
+            traceback.print_exc()
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"membench: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+    except Exception as exc:  # noqa: BLE001 - a bug: distinct status, one line unless --debug
+        if debug:
+            traceback.print_exc()
+        print(f"membench: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback "
+              "and please report it)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

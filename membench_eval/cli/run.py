@@ -2,7 +2,8 @@
 
 Evaluates base, the baselines already in the run store, and the given method(s) with their
 parameter sweeps; writes ``<out>/<suite>.md`` and ``.json``; prints the table; checks the gates.
-Exit status: 0 all gates passed, 1 a gate failed, 2 a usage or data error.
+Exit status (``membench_eval.cli``): 0 all gates passed, 1 a gate failed, 2 a usage or data error,
+3 a store or environment fault, 70 an internal error.
 """
 
 from __future__ import annotations
@@ -59,7 +60,10 @@ def run(args: argparse.Namespace) -> int:
     )
     evaluation = Evaluation(options)
     plan = evaluation.plan(args.files, args.param)
+    evaluation.preflight()
     results = evaluation.evaluate_plan(plan)
+    for line in evaluation.store.problems:
+        print(f"membench: {line}", file=sys.stderr)
     board = evaluation.leaderboard(plan, results)
     md_path, json_path = write_leaderboard(board, args.out)
     c = evaluation.counts

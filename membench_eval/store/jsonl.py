@@ -16,7 +16,8 @@ from typing import Any
 from membench_eval.errors import DataError
 
 
-def _default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """JSON for numpy/torch values and sets (the store's one serialiser)."""
     if hasattr(value, "tolist"):  # numpy / torch scalars and arrays
         return value.tolist()
     if isinstance(value, (set, frozenset)):
@@ -25,7 +26,7 @@ def _default(value: Any) -> Any:
 
 
 def dumps_line(row: dict[str, Any]) -> bytes:
-    return (json.dumps(row, ensure_ascii=False, allow_nan=False, default=_default, separators=(",", ":")) + "\n").encode()
+    return (json.dumps(row, ensure_ascii=False, allow_nan=False, default=json_default, separators=(",", ":")) + "\n").encode()
 
 
 class AppendOnlyJsonl:

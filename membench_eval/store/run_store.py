@@ -2,17 +2,28 @@
 
 Layout under ``root``::
 
-    STORE.json                    format marker
+    STORE.json                    format marker (version checked on open)
     images/<k[:2]>/<key>.png      one PNG per image key
     records/<shard>.jsonl         one metadata row per image (append-only, one file per writer)
     scores/<shard>.jsonl          per-image score rows keyed by (key, metric, backend)
+    quarantine/<shard>.jsonl      damaged entries moved aside (key, reason, time)
+    quarantine/files/             the damaged PNGs themselves, for inspection
+    claims/<batch>.claim          batches being generated right now (``store.claims``)
 
 Crash safety: a PNG is written to a temporary name and renamed into place, and only then is its
 row appended, so a row always points at a complete PNG; a killed writer leaves at most a stray
 temporary file (ignored) or a PNG without a row (regenerated, identical). Several processes (or
 machines sharing a file system) may write one store at once: each appends to its own shard file,
-there is no shared lock, and readers merge shards (first row of a key wins; duplicates from
-concurrent writers of the same key are identical images and are dropped).
+batches are claimed (``store.claims``) so no two writers generate the same batch, and readers merge
+shards (the first row of a key wins; a later write of a known key is dropped).
+
+Integrity: every row carries ``row_sha256``, the hash of its own content; image rows carry the
+PNG's ``png_sha256`` and ``png_bytes``, score rows the ``png_sha256`` of the image they scored.
+``has`` (what generation asks before reusing an image) and ``get_image`` check the PNG's size and
+sha256 (memoised per file state). A damaged or swapped PNG is moved to ``quarantine/``, logged
+with its key and path, and reported as missing, so it is regenerated and rescored: rows of a key
+older than its quarantine are ignored. An edited row fails its checksum and is ignored (reported
+in ``problems``).
 """
 
 from __future__ import annotations
@@ -28,15 +39,18 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from membench_eval.errors import DataError
-from membench_eval.store.jsonl import AppendOnlyJsonl, read_jsonl
-from membench_eval.store.keys import image_key
+from membench_eval.errors import DataError, StoreError
+from membench_eval.store.claims import Claims
+from membench_eval.store.jsonl import AppendOnlyJsonl, json_default
+from membench_eval.store.keys import canonical_json, image_key
 
 if TYPE_CHECKING:
     from PIL import Image
 
 STORE_FORMAT = "membench-run-store"
-STORE_VERSION = 1
+STORE_VERSION = 2
+# Store versions this code reads; older ones hold images keyed without the method's source.
+KNOWN_VERSIONS = (2,)
 # PNG zlib level: 1 is ~5x faster to write than the default 6 for photos, ~10% larger.
 PNG_COMPRESS_LEVEL = 1
 
@@ -47,18 +61,34 @@ def default_shard_id() -> str:
     return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
+def row_checksum(row: dict[str, Any]) -> str:
+    """sha256 of a row's canonical JSON without its own ``row_sha256`` (and without ``time``'s
+    float formatting mattering: canonical JSON is stable)."""
+    return hashlib.sha256(canonical_json({k: v for k, v in row.items() if k != "row_sha256"}).encode()).hexdigest()
+
+
 class RunStore:
-    """Images and rows of one store directory. Re-open (or ``refresh``) to see other writers' rows."""
+    """Images and rows of one store directory. ``refresh`` reads what other writers appended."""
 
     def __init__(self, root: str | os.PathLike, *, shard: str | None = None):
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{self.root}: cannot create the run store ({exc.strerror or exc})") from None
         self._check_format()
         self.shard = shard or default_shard_id()
         self._records_file = AppendOnlyJsonl(self.root / "records" / f"{self.shard}.jsonl")
         self._scores_file = AppendOnlyJsonl(self.root / "scores" / f"{self.shard}.jsonl")
+        self._quarantine_file = AppendOnlyJsonl(self.root / "quarantine" / f"{self.shard}.jsonl")
+        self.claims = Claims(self.root, self.shard)
         self._records: dict[str, dict[str, Any]] = {}
         self._scores: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._quarantined: dict[str, float] = {}  # key -> time of its latest quarantine
+        self._offsets: dict[Path, tuple[int, int]] = {}  # shard -> (bytes read, lines read)
+        self._verified: dict[str, tuple[int, int, int]] = {}  # key -> (size, mtime_ns, inode) checked
+        # Damaged entries found by this process: one line each, for the run's summary.
+        self.problems: list[str] = []
         self.refresh()
 
     # --- format -------------------------------------------------------------------------------
@@ -69,34 +99,83 @@ class RunStore:
             try:
                 meta = json.loads(marker.read_text())
             except ValueError as exc:
-                raise DataError(marker, f"not valid JSON ({exc})") from None
-            if meta.get("format") != STORE_FORMAT or meta.get("version") != STORE_VERSION:
-                raise DataError(marker, f"not a {STORE_FORMAT} v{STORE_VERSION} store: {meta}")
+                raise StoreError(f"{marker}: not valid JSON ({exc})") from None
+            if meta.get("format") != STORE_FORMAT:
+                raise StoreError(f"{marker}: not a {STORE_FORMAT} store: {meta}")
+            if meta.get("version") not in KNOWN_VERSIONS:
+                raise StoreError(
+                    f"{marker}: run store format v{meta.get('version')} is not one this membench reads "
+                    f"(v{', v'.join(map(str, KNOWN_VERSIONS))}); its images were keyed without the method's source "
+                    "code, so none can be reused safely: use a new --store folder (or delete this one)")
             return
-        _atomic_write(marker, json.dumps({"format": STORE_FORMAT, "version": STORE_VERSION}).encode())
+        try:
+            _atomic_write(marker, json.dumps({"format": STORE_FORMAT, "version": STORE_VERSION}).encode())
+        except OSError as exc:
+            raise StoreError(f"{marker}: cannot write the store marker ({exc.strerror or exc})") from None
 
     # --- reading ------------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Re-read every shard (rows written by other processes since opening)."""
-        records: dict[str, dict[str, Any]] = {}
-        for path in sorted((self.root / "records").glob("*.jsonl")):
-            for row in read_jsonl(path):
+        """Read the rows other writers appended since the last refresh (incremental per shard)."""
+        for path in sorted((self.root / "quarantine").glob("*.jsonl")):
+            for _, row in self._new_rows(path):
                 key = row.get("key")
                 if not isinstance(key, str):
-                    raise DataError(path, "row without a 'key'", field="key")
-                records.setdefault(key, row)
-        scores: dict[tuple[str, str, str], dict[str, Any]] = {}
+                    continue
+                self._quarantined[key] = max(float(row.get("time", 0)), self._quarantined.get(key, 0.0))
+                self._verified.pop(key, None)
+                if self._stale(self._records.get(key)):
+                    del self._records[key]
+        for path in sorted((self.root / "records").glob("*.jsonl")):
+            for number, row in self._new_rows(path):
+                key = row.get("key")
+                if not isinstance(key, str):
+                    raise DataError(path, "row without a 'key'", row=number, field="key")
+                if not self._checksum_ok(row, path, number) or self._stale(row):
+                    continue
+                self._records.setdefault(key, row)
         for path in sorted((self.root / "scores").glob("*.jsonl")):
-            for row in read_jsonl(path):
+            for number, row in self._new_rows(path):
                 try:
                     ident = (row["key"], row["metric"], row["backend"])
                 except KeyError as exc:
-                    raise DataError(path, "score row without a required field", field=str(exc.args[0])) from None
-                old = scores.get(ident)
+                    raise DataError(path, "score row without a required field", row=number,
+                                    field=str(exc.args[0])) from None
+                if not self._checksum_ok(row, path, number):
+                    continue
+                old = self._scores.get(ident)
                 if old is None or row.get("time", 0) >= old.get("time", 0):
-                    scores[ident] = row
-        self._records, self._scores = records, scores
+                    self._scores[ident] = row
+
+    def _new_rows(self, path: Path) -> list[tuple[int, dict[str, Any]]]:
+        """(line number, row) of the complete lines appended to ``path`` since the last read. A
+        last line without its newline is left for later: its writer is appending it, or was killed
+        mid-line (a torn line, never completed: each writer has its own shard)."""
+        start, first_line = self._offsets.get(path, (0, 0))
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(start)
+                data = fh.read()
+        except FileNotFoundError:
+            return []
+        chunk = data[: data.rfind(b"\n") + 1]
+        self._offsets[path] = (start + len(chunk), first_line + chunk.count(b"\n"))
+        return _parse_lines(path, chunk, first_line)
+
+    def _checksum_ok(self, row: dict[str, Any], path: Path, number: int) -> bool:
+        expected = row.get("row_sha256")
+        if expected is not None and expected == row_checksum(row):
+            return True
+        self.problems.append(f"{path}, row {number}: checksum mismatch (edited or damaged row); ignored, "
+                             f"key {row.get('key')}")
+        return False
+
+    def _stale(self, row: dict[str, Any] | None) -> bool:
+        """A row written before its key was quarantined describes the damaged entry."""
+        if row is None:
+            return False
+        q = self._quarantined.get(row.get("key", ""))
+        return q is not None and float(row.get("time", 0)) <= q
 
     @staticmethod
     def key(fields: dict[str, Any]) -> str:
@@ -107,8 +186,54 @@ class RunStore:
         return self.root / "images" / key[:2] / f"{key}.png"
 
     def has(self, key: str) -> bool:
-        """True when the image's row exists and its PNG is in place."""
-        return key in self._records and self.image_path(key).is_file()
+        """True when the image's row exists and its PNG is in place with the recorded size and
+        sha256. A damaged PNG is quarantined here (so it is regenerated) and False returned."""
+        if key not in self._records:
+            return False
+        return self._check_image(key) is None
+
+    def _check_image(self, key: str, data: bytes | None = None) -> str | None:
+        """None when the PNG of ``key`` matches its row; else the reason (after quarantining it)."""
+        row = self._records[key]
+        path = self.image_path(key)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return "missing"
+        state = (st.st_size, st.st_mtime_ns, st.st_ino)
+        if data is None and self._verified.get(key) == state:
+            return None
+        reason = None
+        if row.get("png_bytes") is not None and st.st_size != row["png_bytes"]:
+            reason = f"size {st.st_size} bytes, recorded {row['png_bytes']}"
+        else:
+            digest = hashlib.sha256(path.read_bytes() if data is None else data).hexdigest()
+            if digest != row.get("png_sha256"):
+                reason = f"sha256 {digest[:12]}..., recorded {str(row.get('png_sha256'))[:12]}..."
+        if reason is None:
+            self._verified[key] = state
+            return None
+        self.quarantine(key, reason)
+        return reason
+
+    def quarantine(self, key: str, reason: str) -> Path | None:
+        """Move the PNG of ``key`` aside and log it; its rows so far are ignored from now on."""
+        path = self.image_path(key)
+        aside = self.root / "quarantine" / "files" / f"{key}.{int(time.time() * 1000)}.png"
+        try:
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                os.replace(path, aside)
+            self._quarantine_file.append({"key": key, "reason": reason, "path": str(path), "moved_to": str(aside),
+                                          "shard": self.shard, "time": time.time()})
+        except OSError as exc:
+            raise StoreError(f"{path}: stored image of key {key} is damaged ({reason}) and cannot be moved aside "
+                             f"({exc.strerror or exc}); make the store writable or regenerate into a new --store") from None
+        self._quarantined[key] = time.time()
+        self._records.pop(key, None)
+        self._verified.pop(key, None)
+        self.problems.append(f"{path}: damaged ({reason}); moved to {aside}, key {key} will be regenerated")
+        return aside
 
     def __contains__(self, key: str) -> bool:
         return self.has(key)
@@ -127,35 +252,54 @@ class RunStore:
         return list(self._records.values())
 
     def get_image(self, key: str) -> "Image.Image":
-        """The stored image as an RGB PIL image (fully loaded, file closed)."""
+        """The stored image as an RGB PIL image, after checking its size and sha256."""
         from PIL import Image
 
         path = self.image_path(key)
+        if key not in self._records:
+            raise StoreError(f"{path}: image of key {key} is not in the store (or was quarantined as damaged)")
         try:
-            with Image.open(path) as im:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise StoreError(f"{path}: image of key {key} is missing from the store") from None
+        reason = self._check_image(key, data)
+        if reason is not None:
+            raise StoreError(f"{path}: stored image of key {key} is damaged ({reason}); moved to quarantine, "
+                             "rerun to regenerate it")
+        try:
+            with Image.open(io.BytesIO(data)) as im:
                 im.load()
                 return im.convert("RGB")
-        except FileNotFoundError:
-            raise DataError(path, f"image of key {key} is missing from the store") from None
+        except (OSError, ValueError) as exc:
+            self.quarantine(key, f"undecodable PNG ({exc})")
+            raise StoreError(f"{path}: stored image of key {key} cannot be decoded ({exc}); moved to quarantine, "
+                             "rerun to regenerate it") from None
 
-    def verify(self) -> list[str]:
-        """Keys whose PNG is missing or does not match the sha256 in its row (should be empty)."""
+    def verify(self, *, repair: bool = False) -> list[str]:
+        """Keys whose PNG is missing or does not match its row (re-hashes every file). With
+        ``repair`` the damaged ones are quarantined (the next run regenerates them)."""
         bad = []
-        for key, row in self._records.items():
+        for key, row in list(self._records.items()):
             path = self.image_path(key)
             try:
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                data = path.read_bytes()
             except FileNotFoundError:
                 bad.append(key)
                 continue
-            if digest != row.get("png_sha256"):
+            if hashlib.sha256(data).hexdigest() != row.get("png_sha256") or (
+                    row.get("png_bytes") is not None and len(data) != row["png_bytes"]):
                 bad.append(key)
+                if repair:
+                    self.quarantine(key, "checksum mismatch found by verify")
         return bad
 
     # --- writing ------------------------------------------------------------------------------
 
     def put_image(self, key: str, image: "Image.Image", row: dict[str, Any]) -> dict[str, Any]:
-        """Store ``image`` under ``key`` (PNG first, atomically), then append its metadata row."""
+        """Store ``image`` under ``key`` (PNG first, atomically), then append its metadata row.
+        A key already stored (by this or another writer) is not written again: the first wins."""
+        if key in self._records and self.has(key):
+            return self._records[key]
         buf = io.BytesIO()
         image.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
         data = buf.getvalue()
@@ -166,9 +310,12 @@ class RunStore:
             **row,
             "png": path.relative_to(self.root).as_posix(),
             "png_sha256": hashlib.sha256(data).hexdigest(),
+            "png_bytes": len(data),
             "shard": self.shard,
             "time": time.time(),
         }
+        full = json.loads(json.dumps(full, default=json_default))  # the row exactly as it will read back
+        full["row_sha256"] = row_checksum(full)
         self._records_file.append(full)
         self._records.setdefault(key, full)
         return full
@@ -178,43 +325,77 @@ class RunStore:
         self.put_scores([{"key": key, "metric": metric, "backend": backend, "value": value, **extra}])
 
     def put_scores(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Append score rows, each with ``key``, ``metric``, ``backend`` and ``value``."""
+        """Append score rows, each with ``key``, ``metric``, ``backend`` and ``value``; each row
+        records the sha256 of the image it scored and its own checksum."""
         for row in rows:
             missing = [f for f in ("key", "metric", "backend", "value") if f not in row]
             if missing:
                 raise ValueError(f"score row lacks {missing}: {row}")
-            full = {**row, "shard": self.shard, "time": time.time()}
+            image = self._records.get(row["key"], {})
+            full = {**row, "png_sha256": image.get("png_sha256"), "shard": self.shard, "time": time.time()}
+            full = json.loads(json.dumps(full, default=json_default))
+            full["row_sha256"] = row_checksum(full)
             self._scores_file.append(full)
             self._scores[(row["key"], row["metric"], row["backend"])] = full
 
+    def _score_row(self, key: str, metric: str, backend: str) -> dict[str, Any] | None:
+        """The newest valid score row: of the current image of ``key`` and not older than its
+        quarantine (a damaged image's scores are recomputed)."""
+        row = self._scores.get((key, metric, backend))
+        if row is None or self._stale(row):
+            return None
+        image = self._records.get(key)
+        if image is not None and row.get("png_sha256") not in (None, image.get("png_sha256")):
+            return None
+        return row
+
     def has_score(self, key: str, metric: str, backend: str) -> bool:
-        return (key, metric, backend) in self._scores
+        return self._score_row(key, metric, backend) is not None
 
     def get_score(self, key: str, metric: str, backend: str, default: Any = None) -> Any:
-        """The value of one score (newest row wins), or ``default``; O(1), for per-item lookups."""
-        row = self._scores.get((key, metric, backend))
+        """The value of one score (newest valid row wins), or ``default``; O(1), for per-item lookups."""
+        row = self._score_row(key, metric, backend)
         return default if row is None else row["value"]
 
     def scores(self, metric: str | None = None, backend: str | None = None) -> dict[tuple[str, str, str], Any]:
         """``{(key, metric, backend): value}``, optionally for one metric/backend; newest row wins."""
         return {
             ident: row["value"]
-            for ident, row in self._scores.items()
+            for ident in self._scores
             if (metric is None or ident[1] == metric) and (backend is None or ident[2] == backend)
+            and (row := self._score_row(*ident)) is not None
         }
 
     def score_rows(self) -> list[dict[str, Any]]:
-        return list(self._scores.values())
+        return [row for ident in self._scores if (row := self._score_row(*ident)) is not None]
 
     def close(self) -> None:
         self._records_file.close()
         self._scores_file.close()
+        self._quarantine_file.close()
+        self.claims.close()
 
     def __enter__(self) -> "RunStore":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _parse_lines(path: Path, chunk: bytes, first_line: int) -> list[tuple[int, dict[str, Any]]]:
+    """Complete lines of a shard; a bad one is corruption, named by file and line."""
+    out = []
+    for number, raw in enumerate(chunk.split(b"\n")[:-1], start=first_line + 1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except ValueError:
+            raise DataError(path, "corrupt JSON line (not a torn final line)", row=number) from None
+        if not isinstance(row, dict):
+            raise DataError(path, "expected a JSON object per line", row=number)
+        out.append((number, row))
+    return out
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
