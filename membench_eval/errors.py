@@ -33,7 +33,10 @@ class StoreError(MembenchError):
 
 
 class MissingWeightsError(MembenchError, FileNotFoundError):
-    """A model file is absent; the message names the file and how to get it."""
+    """A model file is absent; the message names the file and how to get it (an environment
+    fault: exit status 3)."""
+
+    exit_code = 3
 
 
 class MitigationError(MembenchError):
