@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import math
 import random
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
+if str(HERE) not in sys.path:  # clip_stage.py beside this file
+    sys.path.insert(0, str(HERE))
 
 RES = 64  # pixel resolution of the model
 URL_SCHEME = "mini://"  # trigger_prompts.csv urls: mini://<file> -> references/<file>
@@ -172,9 +175,16 @@ class Dataset:
     memorized: list[tuple[PhotoSource, np.ndarray]]
     general: list[tuple[np.ndarray, str]]
     general_prompts: list[str]  # unseen prompts describing general images (COCO's role)
+    # The build's own rendering of each general prompt (never trained on): ground truth for the
+    # mini CLIP's validity check (does the instrument rank the right prompt first?).
+    general_prompt_images: list[np.ndarray] = field(default_factory=list)
+    # More renders of the same vocabulary in combinations used nowhere else (not a training caption,
+    # not a general prompt): caption-space augmentation for the mini CLIP only, never for the model.
+    compositional_pool: list[tuple[np.ndarray, str]] = field(default_factory=list)
 
 
-def build_dataset(seed: int, n_photo_crops: int = 66, n_shapes: int = 66, n_general_prompts: int = 30) -> Dataset:
+def build_dataset(seed: int, n_photo_crops: int = 66, n_shapes: int = 66, n_general_prompts: int = 30,
+                  n_pool: int = 600) -> Dataset:
     """Deterministic data: memorized photos, unique-caption general images, unseen general prompts."""
     rng = random.Random(seed)
     memorized = [(src, center_square(load_photo(src.loader))) for src in MEMORIZED]
@@ -217,21 +227,33 @@ def build_dataset(seed: int, n_photo_crops: int = 66, n_shapes: int = 66, n_gene
 
     # Unseen prompts: held-out combinations of the same vocabulary (half photos, half shapes).
     prompts: list[str] = []
+    renders: list[np.ndarray] = []
     for item in photo_space[n_photo_crops:]:
         if len(prompts) >= n_general_prompts // 2:
             break
-        cap = photo_item(*item)[1]
+        img, cap = photo_item(*item)
         if cap not in seen:
             seen.add(cap)
             prompts.append(cap)
+            renders.append(img)
     for item in reversed(shape_space):
         if len(prompts) >= n_general_prompts:
             break
-        cap = shape_item(*item)[1]
+        img, cap = shape_item(*item)
         if cap not in seen:
             seen.add(cap)
             prompts.append(cap)
-    return Dataset(memorized, general, prompts)
+            renders.append(img)
+    pool: list[tuple[np.ndarray, str]] = []
+    for items, render in ((photo_space[n_photo_crops:], photo_item), (shape_space, shape_item)):
+        taken = 0
+        for item in items:
+            img, cap = render(*item)
+            if cap not in seen and taken < n_pool // 2:
+                seen.add(cap)
+                pool.append((img, cap))
+                taken += 1
+    return Dataset(memorized, general, prompts, renders, pool)
 
 
 # ----------------------------------------------------------------------------------------- metrics
@@ -643,8 +665,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--copies", type=int, default=22, help="duplicates of each memorized photo per epoch")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads; 1 is fastest on a shared 2-core machine (oversubscription stalls)")
-    ap.add_argument("--stage", choices=("vae", "decoder", "unet", "all"), default="all",
-                    help="run one training stage into .cache/ (decoder and unet may run side by side)")
+    ap.add_argument("--stage", choices=("vae", "decoder", "unet", "clip", "clip-eval", "gallery", "all"), default="all",
+                    help="run one training stage into .cache/ (decoder and unet may run side by side); clip "
+                         "(re)trains the mini CLIP on the current image set with the shipped VAE")
+    ap.add_argument("--clip-steps", type=int, default=1200)
     ap.add_argument("--eval-only", action="store_true", help="only re-measure the saved model")
     ap.add_argument("--eval-steps", type=int, default=20)
     args = ap.parse_args(argv)
@@ -673,6 +697,12 @@ def main(argv: list[str] | None = None) -> int:
     def want(stage: str) -> bool:
         return args.stage in (stage, "all") and not names[stage].exists()
 
+    if args.stage == "gallery":
+        write_gallery(data, out)
+        return 0
+    if args.stage in ("clip", "clip-eval"):
+        run_clip_stage(data, model_dir, out, args, train=args.stage == "clip")
+        return 0
     if args.eval_only:
         metrics = evaluate(model_dir, out, data, steps=args.eval_steps)
         metrics["build"] = json.loads((out / "metrics.json").read_text())["build"]
@@ -731,7 +761,51 @@ def main(argv: list[str] | None = None) -> int:
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
     write_readme_measurements(out, metrics)
+    write_gallery(data, out)
+    run_clip_stage(data, model_dir, out, args)
     return 0
+
+
+# Bundled photos the model never saw (neither memorized nor general crops): gallery-only images.
+UNSEEN_PHOTOS = ("moon", "colorwheel", "logo", "checkerboard", "shepp_logan_phantom", "binary_blobs")
+
+
+def write_gallery(data: Dataset, out: Path) -> None:
+    """The local image-search gallery of the mini suite (``gallery/``): the general training
+    images plus center crops of bundled photos the model never saw, and NO memorized photo.
+    The harness retrieves from it by text (mini CLIP) to compute mini's reference row, in the role
+    of MemBench's Google image search. ``manifest.json`` lists every file with its sha256."""
+    import hashlib
+
+    folder = out / "gallery"
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.png"):
+        old.unlink()
+    items = [(f"general-{i:03d}.png", img) for i, (img, _) in enumerate(data.general)]
+    items += [(f"unseen-{name}.png", center_square(load_photo(name))) for name in UNSEEN_PHOTOS]
+    manifest = {}
+    for name, img in items:
+        Image.fromarray(img).save(folder / name, format="PNG", optimize=True)
+        manifest[name] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps({"files": manifest, "excludes": "memorized photos"},
+                                                     indent=1) + "\n")
+
+
+def run_clip_stage(data: Dataset, model_dir: Path, out: Path, args, *, train: bool = True) -> None:
+    """Train the mini CLIP (``clip_stage.py``) on this image set (unless ``train`` is False),
+    measure its validity through the harness's scorer, and record both in metrics.json."""
+    from diffusers import AutoencoderKL
+
+    from clip_stage import measure_validity, train_mini_clip
+
+    metrics_file = out / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    if train:
+        vae = AutoencoderKL.from_pretrained(model_dir / "vae").eval()
+        metrics["mini_clip"] = train_mini_clip(data, vae, out, seed=args.seed + 7, steps=args.clip_steps,
+                                               log=functools.partial(print, flush=True))
+    metrics.setdefault("mini_clip", {})["validity"] = measure_validity(data, out)
+    metrics_file.write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
 
 
 def render_measurements(m: dict) -> str:

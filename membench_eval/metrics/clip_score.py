@@ -10,8 +10,10 @@ reports which prompts were cut, so a report can say how many were.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -103,11 +105,26 @@ class ClipScorer:
         img = self.embed_images(images)
         return np.einsum("nd,nd->n", img, text[[index[p] for p in prompts]]).astype(np.float32)
 
+    def _pretrained_id(self) -> str:
+        """The open_clip tag, or for a local checkpoint its file name and content hash (so scores
+        do not depend on where the file lies, and a changed file is a different backend)."""
+        pretrained = str(self.bundle.pretrained)
+        path = Path(pretrained).expanduser()
+        if not (os.sep in pretrained and path.is_file()):
+            return pretrained
+        if getattr(self, "_file_id", None) is None:
+            h = hashlib.sha256()
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+            self._file_id = f"{path.name}@sha256:{h.hexdigest()[:16]}"
+        return self._file_id
+
     def metadata(self) -> dict[str, Any]:
         """Recorded with every CLIP score."""
         return {
             "clip_model": self.bundle.name,
-            "clip_pretrained": self.bundle.pretrained,
+            "clip_pretrained": self._pretrained_id(),
             "clip_dtype": str(self.bundle.dtype).removeprefix("torch."),
             "clip_preprocessing": describe_transform(self.bundle.preprocess),
             "clip_context_length": self.context_length,

@@ -68,6 +68,10 @@ def load_open_clip(
         f"pass a local checkpoint as pretrained=/path/to/open_clip_model.safetensors (or .bin), "
         f"or put the download in the Hugging Face cache ($HF_HOME)"
     )
+    if model_name == "mini-clip":  # the mini suite's own model: config registered, checksum checked
+        from membench_eval.metrics.mini_clip import prepare_mini_clip
+
+        prepare_mini_clip(pretrained)
     if _looks_like_path(pretrained) and not Path(pretrained).expanduser().is_file():
         raise MissingWeightsError(f"open_clip {model_name}: checkpoint file {pretrained} not found; {how}")
     try:
