@@ -1,5 +1,6 @@
-"""Leaderboard: per-prompt records -> table with intervals -> markdown and JSON."""
+"""Leaderboard: per-prompt records -> table with intervals -> markdown and JSON (+ HTML, figures, exports)."""
 
+from membench_eval.report.artefacts import ReportFiles, write_report
 from membench_eval.report.leaderboard import (
     BASE_LABEL,
     MIN_CLUSTERS,
@@ -15,6 +16,6 @@ from membench_eval.report.render import fmt_number, to_markdown
 
 __all__ = [
     "ALL_COLUMNS", "BASE_LABEL", "Cell", "Column", "EXTRA_COLUMNS", "Leaderboard", "MIN_CLUSTERS", "NOT_COMPARED",
-    "PAPER_COLUMNS", "PromptResult", "Row", "build_leaderboard", "fmt_number", "leaderboard_stem", "to_json",
-    "to_markdown", "write_leaderboard",
+    "PAPER_COLUMNS", "PromptResult", "ReportFiles", "Row", "build_leaderboard", "fmt_number", "leaderboard_stem",
+    "to_json", "to_markdown", "write_leaderboard", "write_report",
 ]

@@ -33,7 +33,8 @@ from membench_eval.stats.clusters import ClusterMethod, cluster_labels
 from membench_eval.suites.types import ReferenceTargets
 
 # "stored": an earlier config found complete in the run store (not a bundled baseline, not gated).
-RowKind = Literal["reference", "base", "baseline", "stored", "method"]
+# "computed_reference": a reference measured in this run (an image-search reference scored like a method).
+RowKind = Literal["reference", "computed_reference", "base", "baseline", "stored", "method"]
 BASE_LABEL = "base"
 ROLES = ("trigger", "general")
 # Fewer resampling clusters than this: the bootstrap interval is flagged as understating uncertainty.
@@ -207,7 +208,7 @@ def build_leaderboard(
     if ref_row is not None:
         rows.append(ref_row)
 
-    order = {"base": 0, "baseline": 1, "stored": 2, "method": 3}
+    order = {"computed_reference": -1, "base": 0, "baseline": 1, "stored": 2, "method": 3}
     present = [lab for lab in kinds if kinds[lab] != "reference" and (lab in by_row or exp)]
     labels = sorted((lab for lab in present if kinds[lab] != "method"), key=lambda lab: (order[kinds[lab]], lab))
     labels += [lab for lab in present if kinds[lab] == "method"]  # the user's methods in the order given
@@ -216,6 +217,8 @@ def build_leaderboard(
     for label in labels:
         rs = by_row.get(label, [])
         cov = coverage(label)
+        if kinds[label] == "computed_reference":  # a reference covers the scenarios it measures
+            cov = {role: c for role, c in cov.items() if c["present"] or c["extra"]}
         cells: dict[str, Cell] = {}
         for col in columns:
             base_vals = values(BASE_LABEL, col) if label != BASE_LABEL and BASE_LABEL in by_row else None

@@ -17,12 +17,17 @@ from typing import Any
 from membench_eval.report.leaderboard import Leaderboard
 from membench_eval.report.render import to_markdown
 
-# 2: reference comparability, row completeness, few_clusters, delta_reason.
+# 2: reference comparability, row completeness, few_clusters, delta_reason. Added since, without a
+# version bump (additive, older readers ignore them): "memorization" (AMS/UMS bands), "paper" (the
+# paper beside ours, null on suites without published numbers), per_prompt[].per_image.
 JSON_SCHEMA_VERSION = 2
 
 
 def to_json(board: Leaderboard) -> dict[str, Any]:
     """Every number of the table plus every per-prompt value and the run's metadata."""
+    from membench_eval.report.bands import band_section
+    from membench_eval.report.paper import paper_comparison
+
     return {
         "schema_version": JSON_SCHEMA_VERSION,
         "suite": board.suite,
@@ -40,6 +45,8 @@ def to_json(board: Leaderboard) -> dict[str, Any]:
              "metrics": {k: c.to_dict() for k, c in r.cells.items()}}
             for r in board.rows
         ],
+        "memorization": band_section(board).to_dict(),
+        "paper": paper_comparison(board),
         "per_prompt": [r.to_dict() for r in board.results],
     }
 

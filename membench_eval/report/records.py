@@ -55,6 +55,11 @@ class PromptResult:
     metrics: dict[str, float | None]
     params: dict[str, Any] = field(default_factory=dict)
     memorized_ids: tuple[str, ...] = ()
+    # Per generated image, in image-index order (plain lists; empty in results from older versions):
+    # "best_sscd" / "best_ref": best SSCD over ALL available references and that reference's id (the
+    # gamma of AMS/UMS); "own_sscd" / "own_ref" (trigger prompts): the same over the prompt's own
+    # references (Top-1 = max own_sscd; the worst-copy gallery); "seed": each image's seed.
+    per_image: dict[str, list[Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -68,4 +73,5 @@ class PromptResult:
             prompt_id=str(d["prompt_id"]), n_images=int(d["n_images"]),
             metrics={k: (None if v is None else float(v)) for k, v in d["metrics"].items()},
             params=dict(d.get("params", {})), memorized_ids=tuple(d.get("memorized_ids", ())),
+            per_image={str(k): list(v) for k, v in (d.get("per_image") or {}).items()},
         )

@@ -84,17 +84,23 @@ def _cell_text(cell: Cell, col: Column, notes: _Notes, delta: bool = False) -> s
     return _interval(cell.delta, col, notes, signed=True)
 
 
-def _table(board: Leaderboard, columns: tuple[Column, ...], notes: _Notes, delta: bool) -> str:
-    from tabulate import tabulate
-
+def table_rows(board: Leaderboard, columns: tuple[Column, ...], notes: _Notes, delta: bool) -> list[list[str]]:
+    """The cells of one table as text (label first): what the markdown, HTML and LaTeX show."""
     rows = []
     for row in board.rows:
-        if delta and row.kind in ("reference", "base"):
+        if delta and row.kind in ("reference", "computed_reference", "base"):
             continue
         if row.kind == "reference" and not any(row.cells[c.key].reference_value is not None
                                                or row.cells[c.key].withheld_value is not None for c in columns):
             continue
         rows.append([row.display_label] + [_cell_text(row.cells[c.key], c, notes, delta) for c in columns])
+    return rows
+
+
+def _table(board: Leaderboard, columns: tuple[Column, ...], notes: _Notes, delta: bool) -> str:
+    from tabulate import tabulate
+
+    rows = table_rows(board, columns, notes, delta)
     if not rows:
         return ""
     return tabulate(rows, headers=["method"] + [c.title for c in columns], tablefmt="github", disable_numparse=True)
@@ -143,11 +149,16 @@ def to_markdown(board: Leaderboard) -> str:
         extra_delta = _table(board, tuple(extra), notes, True)
         if extra_delta:
             parts += ["Difference to base:", "", extra_delta, ""]
+    from membench_eval.report.sections import extra_tables  # AMS/UMS bands; the paper beside ours
+
+    for table in extra_tables(board, notes):
+        parts += table.markdown_lines()
     parts += ["## Run", ""]
     for key in ("model", "sscd_backend", "clip_model", "aesthetic_model", "seed", "coverage", "limit", "subset",
-                "images_per_prompt", "batch_size", "engine", "versions"):
+                "images_per_prompt", "batch_size", "engine", "computed_reference", "versions"):
         if key in meta and meta[key] not in (None, "", {}):
-            parts.append(f"- {key}: {_plain(meta[key])}")
+            value = _short_scorer(meta[key]) if key in ("clip_model", "aesthetic_model") else _plain(meta[key])
+            parts.append(f"- {key}: {value}")
     for row in board.rows:
         if row.kind != "reference":
             flag = "" if row.complete else " (incomplete)"
@@ -159,6 +170,13 @@ def to_markdown(board: Leaderboard) -> str:
         parts.append("")
         parts += footnotes
     return "\n".join(parts).rstrip() + "\n"
+
+
+def _short_scorer(value: Any) -> str:
+    """A scorer id (``k=v|k=v...``, the JSON keeps it whole) as its model and weights only."""
+    fields = dict(part.split("=", 1) for part in str(value).split("|") if "=" in part)
+    names = [fields.get(k) for k in ("clip_model", "clip_pretrained", "aesthetic_clip_model", "aesthetic_clip_pretrained")]
+    return " / ".join(n for n in names if n) or str(value)
 
 
 def _plain(value: Any) -> str:

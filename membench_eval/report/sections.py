@@ -1,0 +1,50 @@
+"""Leaderboard sections beyond the paper's table, as plain tables that every format renders.
+
+A :class:`Table` is a heading, text around it and rows of cell text (footnote references in the
+markdown form ``[^n]``, numbered by the shared ``render._Notes``); ``render.to_markdown`` prints
+them with tabulate, ``report.html`` as HTML tables. :func:`extra_tables` lists them in page order:
+the AMS/UMS bands per prompt set (``report.bands``), then the paper beside ours where the suite has
+published numbers (``report.paper``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from membench_eval.report.leaderboard import Leaderboard
+    from membench_eval.report.render import _Notes
+
+
+@dataclass
+class Table:
+    """One section: ``heading`` (without ``#``), paragraphs before and after, and the table itself."""
+
+    key: str  # stable id (HTML anchors, tests), e.g. "memorization-trigger"
+    heading: str
+    headers: list[str]
+    rows: list[list[str]]
+    intro: list[str] = field(default_factory=list)
+    after: list[str] = field(default_factory=list)
+    level: int = 2  # markdown heading level
+
+    def markdown_lines(self) -> list[str]:
+        from tabulate import tabulate
+
+        out = [f"{'#' * self.level} {self.heading}", ""]
+        for text in self.intro:
+            out += [text, ""]
+        if self.rows:
+            out += [tabulate(self.rows, headers=self.headers, tablefmt="github", disable_numparse=True), ""]
+        for text in self.after:
+            out += [text, ""]
+        return out
+
+
+def extra_tables(board: "Leaderboard", notes: "_Notes") -> list[Table]:
+    """The sections after the paper's tables, in page order (``notes`` collects their footnotes)."""
+    from membench_eval.report.bands import memorization_tables
+    from membench_eval.report.paper import paper_tables
+
+    return memorization_tables(board, notes) + paper_tables(board, notes)
