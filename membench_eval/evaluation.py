@@ -73,6 +73,10 @@ class EvalOptions:
     seed: int = 0
     batch_size: int | None = None
     stored_baselines: bool = True
+    # A computed reference row (mini: the local-gallery image-search reference) when the suite has one.
+    reference: bool = True
+    # Folder of the web image-search reference (`membench reference --source api`); None: the cache's.
+    reference_dir: str | None = None
     bootstrap_resamples: int = DEFAULT_RESAMPLES
     bootstrap_seed: int = DEFAULT_SEED
     cluster_method: str = "components"
@@ -95,6 +99,11 @@ class MethodSpec:
     params: dict[str, Any]
     path: str | None = None  # the method file (None for base)
     mitigation: "Mitigation | None" = field(default=None, compare=False, repr=False)
+    # Scenarios this row is measured on (None: all); a web-search reference has trigger prompts only.
+    roles: tuple[str, ...] | None = None
+
+    def measures(self, role: str) -> bool:
+        return self.roles is None or role in self.roles
 
 
 @dataclass
@@ -108,7 +117,7 @@ class Plan:
     excluded_prompts: int = 0  # trigger prompts with no available reference image
 
     def items(self) -> list[tuple[MethodSpec, str, "Prompt"]]:
-        return [(m, role, p) for m in self.methods for role, ps in self.prompts.items() for p in ps]
+        return [(m, role, p) for m in self.methods for role, ps in self.prompts.items() for p in ps if m.measures(role)]
 
 
 def select_prompts(prompts: Sequence["Prompt"], *, role: str, limit: int | None, subset: str | None) -> list["Prompt"]:
@@ -230,6 +239,10 @@ class Evaluation:
                                                 subset=self.options.subset)
         if self.options.stored_baselines:
             methods += self._stored_configs(prompts, {BASE_LABEL} | {u.label for u in user})
+        if self.options.reference and suite.reference_gallery is not None:
+            methods.insert(0, MethodSpec(self._gallery_label(), "computed_reference", "reference", {}))
+        if self.options.reference and "trigger" in prompts:
+            methods[:0] = self._saved_api_reference()
         methods += user
         return Plan(suite, methods, prompts, coverage, excluded)
 
@@ -300,8 +313,11 @@ class Evaluation:
 
         o = self.options
         lenient = self.suite.name in SUITES_ALLOWING_MISSING_QUALITY_WEIGHTS
+        clip_model, clip_pretrained = self.suite.clip_backend or (DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED)
+        if o.clip_model and o.clip_model != clip_model:  # another model: its own default weights
+            clip_model, clip_pretrained = o.clip_model, DEFAULT_CLIP_PRETRAINED
         specs = {
-            "clip": (o.clip_model or DEFAULT_CLIP_MODEL, o.clip_pretrained or DEFAULT_CLIP_PRETRAINED,
+            "clip": (clip_model, o.clip_pretrained or clip_pretrained,
                      "--membench-clip-pretrained / --clip-pretrained"),
             "aesthetic": (DEFAULT_AESTHETIC_CLIP, o.aesthetic_pretrained or DEFAULT_AESTHETIC_PRETRAINED,
                           "--membench-aesthetic-pretrained / --aesthetic-pretrained"),
@@ -360,6 +376,11 @@ class Evaluation:
         from membench_eval.generation.seeding import plan_requests
 
         n = self.settings.images_per_prompt(role)  # type: ignore[arg-type]
+        if method.kind == "computed_reference":
+            saved = self.__dict__.get("_saved_reference")
+            if saved is not None and saved[0].label == method.label:
+                return [saved[1][p.prompt_id] for p in prompts if p.prompt_id in saved[1]]
+            return self._gallery_reference(method, role, prompts, n)
         requests = plan_requests(prompts, n, self.settings.seed)
         report = generate(self.pipeline, requests, method.mitigation, self.settings, self.store,
                           progress=self.options.progress)
@@ -423,17 +444,83 @@ class Evaluation:
                                  for k, v in zip(todo, values))
         return out
 
+    def _saved_api_reference(self) -> list[MethodSpec]:
+        """The web image-search reference saved by `membench reference --source api`, when it was
+        scored with this run's SSCD and CLIP models (loads those scorers)."""
+        from membench_eval.reference.api_reference import reference_folder, saved_spec
+
+        found = saved_spec(self, reference_folder(self.options.reference_dir))
+        if found is None:
+            return []
+        self.__dict__["_saved_reference"] = found
+        return [found[0]]
+
+    def _gallery_label(self) -> str:
+        from membench_eval.reference.gallery import Gallery
+
+        return Gallery.label((self.suite.clip_backend or ("ViT-g-14", ""))[0])
+
+    def _gallery_reference(self, method: MethodSpec, role: str, prompts: Sequence["Prompt"], k: int) -> list[PromptResult]:
+        """The suite's local image-search reference (``membench_eval.reference.gallery``): per
+        prompt, the top-``k`` gallery images by the suite's CLIP model, scored like generations;
+        ``reference_copies`` counts retrieved images with SSCD > 0.5 to a memorized image."""
+        from PIL import Image
+
+        from membench_eval.reference.gallery import COPY_THRESHOLD, load_gallery, retrieve
+
+        if self.clip is None:
+            raise MembenchError(f"suite {self.suite.name}: the gallery reference retrieves by CLIP, which is not "
+                                f"available: {self._quality.get('clip_reason')}")
+        gallery = self._load_once("gallery", lambda: load_gallery(self.suite.reference_gallery))
+        picks = retrieve(self.clip, gallery, [p.text for p in prompts], k)
+        results = []
+        for prompt, chosen in zip(prompts, picks):
+            images = []
+            for i in chosen:
+                with Image.open(gallery.files[i]) as im:
+                    images.append(im.convert("RGB"))
+            rows = self._score_loaded(images, [prompt.text] * len(images))
+            result = self._aggregate(method, role, prompt, rows)
+            copies = sum(max(r["sscd"].values()) > COPY_THRESHOLD for r in rows)
+            result.metrics["reference_copies"] = float(copies)
+            results.append(result)
+        return results
+
+    def _score_loaded(self, images: list[Any], texts: list[str]) -> list[dict[str, Any]]:
+        """Scores of images that are not in the run store (a reference's), as ``_scores`` rows."""
+        ref_ids = sorted(self.reference_embeddings)
+        refs = np.stack([self.reference_embeddings[i] for i in ref_ids]).astype(np.float32)
+        sims = np.asarray(self.sscd.embed(images), dtype=np.float32) @ refs.T
+        rows: list[dict[str, Any]] = [{"sscd": {i: float(v) for i, v in zip(ref_ids, row)}} for row in sims]
+        for metric, scorer in ((CLIP_METRIC, self.clip), (AESTHETIC_METRIC, self.aesthetic)):
+            if scorer is not None:
+                for row, value in zip(rows, _score_images(scorer, metric, images, texts)):
+                    row[metric] = value
+        return rows
+
     def _aggregate(self, method: MethodSpec, role: str, prompt: "Prompt", rows: list[dict[str, Any]]) -> PromptResult:
         from membench_eval.metrics.aggregate import score_prompt
 
         ref_ids = sorted(self.reference_embeddings)
         sim_all = np.array([[r["sscd"][i] for i in ref_ids] for r in rows], dtype=np.float64)
+        from membench_eval.generation.seeding import image_seed
+
         metrics: dict[str, float | None] = {}
+        # Per image (rows are in image-index order): best match over all references (AMS/UMS's gamma),
+        # over the prompt's own (the worst-copy gallery), and the seed (to find the image again).
+        nearest = sim_all.argmax(axis=1)
+        per_image: dict[str, list[Any]] = {
+            "best_sscd": [float(v) for v in sim_all[np.arange(len(rows)), nearest]],
+            "best_ref": [ref_ids[j] for j in nearest],
+            "seed": [image_seed(self.settings.seed, prompt.prompt_id, i) for i in range(len(rows))]}
         if role == "trigger":
             own = [i for i in prompt.memorized_ids if i in self.reference_embeddings]
             sim_own = np.array([[r["sscd"][i] for i in own] for r in rows], dtype=np.float64)
             s = score_prompt(prompt.prompt_id, sim_own, sim_all)
             metrics.update(top1_sscd=s.top1, top3_sscd=s.top3, sscd_gt_05=s.frac_above, top1_any=s.top1_any)
+            own_nearest = sim_own.argmax(axis=1)
+            per_image["own_sscd"] = [float(v) for v in sim_own[np.arange(len(rows)), own_nearest]]
+            per_image["own_ref"] = [own[j] for j in own_nearest]
         else:
             metrics["top1_any"] = float(sim_all.max())
         for metric, key in ((CLIP_METRIC, "clip"), (AESTHETIC_METRIC, "aesthetic")):
@@ -441,14 +528,14 @@ class Evaluation:
             metrics[key] = None if any(v is None for v in vals) else float(np.mean(vals))
         return PromptResult(label=method.label, method=method.name, role=role, prompt_id=prompt.prompt_id,
                             n_images=len(rows), metrics=metrics, params=dict(method.params),
-                            memorized_ids=tuple(prompt.memorized_ids))
+                            memorized_ids=tuple(prompt.memorized_ids), per_image=per_image)
 
     def evaluate_plan(self, plan: Plan) -> list[PromptResult]:
         """Every (method, prompt set) of the plan in large batches (the CLI's path)."""
         results: list[PromptResult] = []
         for method in plan.methods:
             for role, prompts in plan.prompts.items():
-                if prompts:
+                if prompts and method.measures(role):
                     results += self.evaluate_prompts(method, role, prompts)
         return results
 
@@ -511,10 +598,20 @@ class Evaluation:
         t = self.suite.targets
         kinds = {m.label: m.kind for m in plan.methods}
         expected = {role: [p.prompt_id for p in ps] for role, ps in plan.prompts.items()}
+        metadata = self.metadata(plan, quality)
+        for m in plan.methods:
+            if m.kind == "computed_reference":
+                rs = [r for r in results if r.label == m.label]
+                images = sum(r.n_images for r in rs)
+                copies = int(sum(r.metrics.get("reference_copies") or 0 for r in rs))
+                metadata["computed_reference"] = (
+                    f"{m.label}: {images} retrieved images over {len(rs)} prompts, {copies} of them copies of a "
+                    f"memorized image (SSCD > 0.5, kept); retrieval uses the CLIP model that scores the CLIP "
+                    f"column, so its CLIP is an upper-biased proxy")
         return build_leaderboard(
             results, suite=self.suite.name, kinds=kinds,
             targets=t if (t.top1_sscd is not None or t.clip is not None) else None, targets_source=t.source,
-            expected=expected, unavailable=dict(quality["unavailable"]), metadata=self.metadata(plan, quality),
+            expected=expected, unavailable=dict(quality["unavailable"]), metadata=metadata,
             n_resamples=self.options.bootstrap_resamples, seed=self.options.bootstrap_seed,
             cluster_method=self.options.cluster_method,  # type: ignore[arg-type]
         )

@@ -201,6 +201,8 @@ def chunked_items(plan: "Plan", settings: Any) -> list[tuple["MethodSpec", str, 
     out = []
     for method in plan.methods:
         for role, prompts in plan.prompts.items():
+            if not method.measures(role):
+                continue
             per_chunk = max(1, settings.batch_size // max(1, settings.images_per_prompt(role)))
             for k, prompt in enumerate(prompts):
                 out.append((method, role, prompt, f"{method.label}|{role}|{k // per_chunk}"))
@@ -359,15 +361,17 @@ class MembenchSession:
             return outcome
         from membench_eval.errors import MembenchError
         from membench_eval.gates import check_gates
-        from membench_eval.report import PromptResult, write_leaderboard
+        from membench_eval.report import PromptResult
+        from membench_eval.report.artefacts import write_report
 
         gates = self.gates
         try:
             results = [PromptResult.from_dict(d) for d in self.results]
             self.board = self.evaluation.leaderboard(self.plan(), results, self.quality)
             # A run with failing items never overwrites a good leaderboard: <stem>.failed.md.
-            self.written = write_leaderboard(self.board, self.evaluation.options.out_dir,
-                                             failed=self.failed_items > 0)
+            ev = self.evaluation
+            self.written = write_report(self.board, ev.options.out_dir, store=ev.store, references=ev.references[0],
+                                        failed=self.failed_items > 0)
         except MembenchError as exc:
             raise pytest.UsageError(f"membench: {exc}") from None
         if gates:
@@ -414,7 +418,8 @@ class MembenchSession:
         for line in to_markdown(self.board).splitlines():
             tr.write_line(line)
         if self.written:
-            tr.write_line(f"membench: wrote {self.written[0]} and {self.written[1]}")
+            for line in self.written.summary_lines():
+                tr.write_line(line, yellow=line.startswith("membench: warning"))
             if self.failed_items:
                 tr.write_line(f"membench: {self.failed_items} benchmark item(s) failed, so this run's leaderboard is "
                               "the .failed one; the last complete leaderboard was left as it was", red=True)
@@ -470,3 +475,17 @@ def membench_reference_embeddings(membench_evaluation: "Evaluation"):
 def membench_targets(membench_evaluation: "Evaluation"):
     """The suite's reference targets (sd1: Top-1 SSCD 0.088, CLIP 0.310; mini: none)."""
     return membench_evaluation.suite.targets
+
+
+@pytest.fixture(scope="session")
+def membench_reference(pytestconfig: pytest.Config) -> dict[str, list["PromptResult"]]:
+    """The computed reference rows of this run (the leaderboard shows the same): ``{label: per-prompt
+    results}`` for mini's local-gallery reference and a saved web image-search reference."""
+    session = _session(pytestconfig)
+    plan, ev = session.plan(), session.evaluation
+    out: dict[str, list["PromptResult"]] = {}
+    for m in plan.methods:
+        if m.kind == "computed_reference":
+            out[m.label] = [r for role, ps in plan.prompts.items() if ps and m.measures(role)
+                            for r in ev.evaluate_prompts(m, role, ps)]
+    return out

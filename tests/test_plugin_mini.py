@@ -67,7 +67,7 @@ def _check_per_prompt_against_store(board: dict, store_dir: Path) -> None:
     store = RunStore(store_dir, shard="reader")
     sims = {row["key"]: row["value"] for row in store.score_rows() if row["metric"] == "sscd_similarities"}
     for r in board["per_prompt"]:
-        if r["role"] != "trigger":
+        if r["role"] != "trigger" or r["method"] == "reference":  # the gallery reference is not generated
             continue
         keys = [rec["key"] for rec in store.records()
                 if rec.get("label") == r["label"] and rec["prompt_id"] == r["prompt_id"]]
@@ -91,7 +91,15 @@ def test_references_match_themselves(membench_sscd, membench_reference_embedding
 
 def test_targets_and_quality(membench_targets, membench_clip, membench_aesthetic):
     assert membench_targets.top1_sscd is None  # mini declares no published targets
-    assert membench_clip is None and membench_aesthetic is None  # no CLIP weights offline
+    # mini scores CLIP with its own shipped model; the LAION aesthetic head has no offline weights.
+    assert membench_clip.metadata()["clip_model"] == "mini-clip" and membench_aesthetic is None
+
+
+def test_reference_fixture(membench_reference):
+    (label, results), = membench_reference.items()
+    assert label == "reference (local gallery, mini-clip retrieval)"
+    assert {r.role for r in results} == {"trigger", "general"}
+    assert all(r.metrics["top1_sscd"] < 0.5 for r in results if r.role == "trigger")
 """
 
 
@@ -110,7 +118,7 @@ def test_plugin_on_mini_base_and_rna(pytester: pytest.Pytester, tmp_path_factory
     #    beside it runs too and can request the plugin's session fixtures.
     r1 = pytester.runpytest_subprocess(*common, "--membench-out", str(out1), "test_user.py")
     assert r1.ret == 0, r1.stdout.str()
-    r1.assert_outcomes(passed=2 * 4 + 2)
+    r1.assert_outcomes(passed=3 * 4 + 3)  # (gallery reference, base, rna) x 2 scenarios x 2 prompts + 3
     r1.stdout.fnmatch_lines(["*membench: * images generated, 0 reused from the store*", "*membench leaderboard (mini)*"])
     md = (out1 / (STEM + ".md")).read_text()
     rows: dict[str, str] = {}
@@ -118,11 +126,16 @@ def test_plugin_on_mini_base_and_rna(pytester: pytest.Pytester, tmp_path_factory
         if line.startswith("| "):
             rows.setdefault(line.split("|")[1].strip(), line)
     assert "base" in rows and "rna n=6" in rows
+    # mini's computed reference: its local image-search gallery, scored like a method, with intervals.
+    ref = rows["reference (local gallery, mini-clip retrieval)"]
+    assert ref.count("[") >= 4
     assert rows["rna n=6"].count("[") >= 3  # SSCD columns carry intervals
-    assert "n/a [^" in rows["base"]  # CLIP/aesthetic: no weights offline, reported as such
+    assert "n/a [^" in rows["base"]  # aesthetic: no weights offline, reported as such
+    assert rows["base"].split("|")[4].strip().count("[") == 1  # CLIP: mini-clip, with its interval
     board = json.loads((out1 / (STEM + ".json")).read_text())
     assert board["metadata"]["sscd_backend"] == "disc_mixup_onnx" and "coverage" in board["metadata"]
-    assert board["unavailable"]["clip"].startswith("clip score not available")
+    assert "clip" not in board["unavailable"] and "mini-clip" in board["metadata"]["clip_model"]
+    assert board["unavailable"]["aesthetic"].startswith("aesthetic score not available")
     base_top1 = next(r for r in board["rows"] if r["label"] == "base")["metrics"]["top1_sscd"]
     assert base_top1["n_prompts"] == 2 and base_top1["n_clusters"] == 2
     _recompute(board)
@@ -137,15 +150,17 @@ def test_plugin_on_mini_base_and_rna(pytester: pytest.Pytester, tmp_path_factory
                              "*rna n=6: top1_sscd < -1: FAILED; top1_sscd = *[[]95% CI *",
                              "*rna n=6: top1_sscd <= 1.0: passed*",
                              "*membench: 0 images generated, * reused from the store*",
-                             "*1 failed, 8 passed*"])
+                             "*1 failed, 12 passed*"])
     assert (out2 / (STEM + ".md")).read_text() == md
     assert json.loads((out2 / (STEM + ".json")).read_text()) == board
 
     # 3. `membench run` (no pytest) gives the same leaderboard from the same library.
-    from membench_eval.cli import main
-
-    assert main(["run", str(RNA), "--suite", "mini", "--limit", "2", "--subset", "stratified", "--param", "n=6",
-                 "--store", str(store), "--out", str(out3), "--no-progress"]) == 0
+    #    (A subprocess: pytester restores sys.modules after the test, so libraries first imported
+    #    in-process here would be dropped and re-imported half-way by later tests.)
+    done = subprocess.run([sys.executable, "-m", "membench_eval.cli", "run", str(RNA), "--suite", "mini", "--limit",
+                           "2", "--subset", "stratified", "--param", "n=6", "--store", str(store), "--out", str(out3),
+                           "--no-progress"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
     assert (out3 / (STEM + ".md")).read_text() == md
 
     # 4. pytest-xdist on a FRESH store generates the same PNG bytes under the same keys, and the

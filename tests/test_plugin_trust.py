@@ -140,11 +140,14 @@ def test_hook_exception_shows_the_users_traceback(pytester: pytest.Pytester, tmp
     ])
     # A run with failing items does not overwrite a good leaderboard.
     assert (tmp_path / "lb" / "mini.limit-1.failed.md").is_file() and not (tmp_path / "lb" / "mini.limit-1.md").exists()
-    from membench_eval.cli import main
+    import subprocess
+    import sys
 
-    code = main(["run", str(broken), "--suite", "mini", "--limit", "1", "--store", str(tmp_path / "store"),
-                 "--out", str(tmp_path / "lb"), "--no-progress"])
-    err = capsys.readouterr().err
+    # A subprocess: pytester restores sys.modules after the test (in-process imports would be dropped).
+    done = subprocess.run([sys.executable, "-m", "membench_eval.cli", "run", str(broken), "--suite", "mini", "--limit",
+                           "1", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "lb"), "--no-progress"],
+                          capture_output=True, text=True, timeout=600)
+    code, err = done.returncode, done.stderr
     assert code == 2 and "rewrite_prompt: raised TypeError" in err
     assert f'File "{broken.resolve()}", line 6, in shorten' in err and "site-packages" not in err
 

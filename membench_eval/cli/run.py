@@ -49,7 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from membench_eval.evaluation import EvalOptions, Evaluation
     from membench_eval.gates import check_gates, gates_from_pyproject, parse_gates
-    from membench_eval.report import to_markdown, write_leaderboard
+    from membench_eval.report import to_markdown
+    from membench_eval.report.artefacts import write_report
 
     gates = parse_gates(args.gate or gates_from_pyproject(Path.cwd() / "pyproject.toml"))
     options = EvalOptions(
@@ -65,11 +66,12 @@ def run(args: argparse.Namespace) -> int:
     for line in evaluation.store.problems:
         print(f"membench: {line}", file=sys.stderr)
     board = evaluation.leaderboard(plan, results)
-    md_path, json_path = write_leaderboard(board, args.out)
+    files = write_report(board, args.out, store=evaluation.store, references=evaluation.references[0])
     c = evaluation.counts
     print(to_markdown(board))
-    print(f"membench: {c['generated']} images generated, {c['reused']} reused from the store; "
-          f"wrote {md_path} and {json_path}")
+    print(f"membench: {c['generated']} images generated, {c['reused']} reused from the store")
+    for line in files.summary_lines():
+        print(line, file=sys.stderr if line.startswith("membench: warning") else sys.stdout)
     if not gates:
         return 0
     user = [m.label for m in plan.methods if m.kind == "method"]

@@ -109,4 +109,8 @@ def load_mini_suite(root: Path = paths.MINI_DIR) -> Suite:
         reference_dir=root / REFERENCE_DIR,
         generation_defaults=dict(MINI_GENERATION_DEFAULTS),
         sscd_backend="disc_mixup_onnx",
+        # The mini's own CLIP (benchmark_data/mini/clip/): prompt fidelity measured on mini too.
+        clip_backend=("mini-clip", str(root / "clip" / "open_clip_model.safetensors")),
+        # Non-memorized images for the local image-search reference row (build.py --stage gallery).
+        reference_gallery=root / "gallery",
     )

@@ -91,6 +91,11 @@ class Suite:
     generation_defaults: dict[str, object] = field(default_factory=dict)
     # SSCD backend the suite's numbers are defined with ("disc_large" for sd1, "disc_mixup_onnx" for mini).
     sscd_backend: str = "disc_large"
+    # CLIP-score backend (open_clip model name, pretrained tag or checkpoint file); None = the
+    # paper's ViT-g-14. The mini suite ships its own ("mini-clip", benchmark_data/mini/clip/...).
+    clip_backend: tuple[str, str] | None = None
+    # A local image-search gallery (folder with manifest.json) for a computed reference row (mini).
+    reference_gallery: Path | None = None
 
     def prompt_sets(self) -> list[PromptSet]:
         return [s for s in (self.trigger, self.general) if s is not None]
