@@ -25,7 +25,6 @@ import importlib.metadata
 import os
 import platform
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,9 +32,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from membench_eval.errors import DataError, MembenchError, MissingWeightsError
-from membench_eval.report.leaderboard import BASE_LABEL, Leaderboard, RowKind, build_leaderboard
+from membench_eval.evaluation_plan import SUBSETS, EvalOptions, MethodSpec, Plan, select_prompts
+from membench_eval.metrics.score_rows import AESTHETIC_METRIC, CLIP_METRIC, SSCD_METRIC, score_images
+from membench_eval.report.leaderboard import BASE_LABEL, Leaderboard, build_leaderboard
 from membench_eval.report.records import PromptResult
-from membench_eval.stats import DEFAULT_RESAMPLES, DEFAULT_SEED
+
+__all__ = ["AESTHETIC_METRIC", "CLIP_METRIC", "SSCD_METRIC", "SUBSETS", "EvalOptions", "Evaluation", "MethodSpec",
+           "Plan", "select_prompts"]
 
 if TYPE_CHECKING:
     from membench_eval.generation.settings import GenerationSettings
@@ -44,98 +47,8 @@ if TYPE_CHECKING:
     from membench_eval.suites.references import Coverage
     from membench_eval.suites.types import Prompt, Suite
 
-SUBSETS = ("stratified",)
 # Suites on which missing CLIP/aesthetic weights are reported as unavailable instead of an error.
 SUITES_ALLOWING_MISSING_QUALITY_WEIGHTS = frozenset({"mini"})
-# Score-row metric names in the run store.
-SSCD_METRIC = "sscd_similarities"  # value: {memorized image id: similarity}
-CLIP_METRIC = "clip_score"
-AESTHETIC_METRIC = "aesthetic_score"
-
-
-@dataclass
-class EvalOptions:
-    """Everything a run is configured with (the CLI flags and the plugin's --membench-* options)."""
-
-    suite: str = "mini"
-    data_dir: str | None = None
-    model: str | None = None
-    store_dir: str | None = None  # default: <user cache>/runs
-    out_dir: str = "leaderboard"  # of the working directory, for the CLI and the plugin alike
-    limit: int | None = None
-    subset: str | None = None
-    device: str | None = None
-    sscd_backend: str | None = None  # default: the suite's
-    clip_model: str | None = None
-    clip_pretrained: str | None = None  # open_clip tag or local checkpoint path
-    aesthetic_pretrained: str | None = None
-    aesthetic_head: str | None = None
-    seed: int = 0
-    batch_size: int | None = None
-    stored_baselines: bool = True
-    # A computed reference row (mini: the local-gallery image-search reference) when the suite has one.
-    reference: bool = True
-    # Folder of the web image-search reference (`membench reference --source api`); None: the cache's.
-    reference_dir: str | None = None
-    bootstrap_resamples: int = DEFAULT_RESAMPLES
-    bootstrap_seed: int = DEFAULT_SEED
-    cluster_method: str = "components"
-    progress: bool = False
-
-    def __post_init__(self) -> None:
-        if self.limit is not None and self.limit < 1:
-            raise MembenchError(f"limit must be >= 1, got {self.limit}")
-        if self.subset is not None and self.subset not in SUBSETS:
-            raise MembenchError(f"unknown subset {self.subset!r}; choose one of {', '.join(SUBSETS)}")
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """One row of the leaderboard: a method (file + class) with one parameter setting."""
-
-    label: str
-    kind: RowKind
-    name: str
-    params: dict[str, Any]
-    path: str | None = None  # the method file (None for base)
-    mitigation: "Mitigation | None" = field(default=None, compare=False, repr=False)
-    # Scenarios this row is measured on (None: all); a web-search reference has trigger prompts only.
-    roles: tuple[str, ...] | None = None
-
-    def measures(self, role: str) -> bool:
-        return self.roles is None or role in self.roles
-
-
-@dataclass
-class Plan:
-    """What a run evaluates: method configs x prompt sets."""
-
-    suite: "Suite"
-    methods: list[MethodSpec]
-    prompts: dict[str, list["Prompt"]]  # role -> selected prompts
-    coverage: "Coverage | None" = None
-    excluded_prompts: int = 0  # trigger prompts with no available reference image
-
-    def items(self) -> list[tuple[MethodSpec, str, "Prompt"]]:
-        return [(m, role, p) for m in self.methods for role, ps in self.prompts.items() for p in ps if m.measures(role)]
-
-
-def select_prompts(prompts: Sequence["Prompt"], *, role: str, limit: int | None, subset: str | None) -> list["Prompt"]:
-    """``stratified``: the first trigger prompt (file order) of every memorized image, so each image
-    is tested once; then ``limit``: the first N. General prompts ignore ``subset``."""
-    chosen = list(prompts)
-    if subset == "stratified" and role == "trigger":
-        seen: set[str] = set()
-        picked: list["Prompt"] = []
-        for p in chosen:
-            new = [m for m in p.memorized_ids if m not in seen]
-            if new:
-                picked.append(p)
-                seen.update(p.memorized_ids)
-        chosen = picked
-    if limit is not None:
-        chosen = chosen[:limit]
-    return chosen
 
 
 def _versions() -> dict[str, str]:
@@ -437,66 +350,34 @@ class Evaluation:
                 else:
                     out[k][metric] = float(value)
             if todo:
-                values = _score_images(scorer, metric, [store.get_image(k) for k in todo], [text_of[k] for k in todo])
+                values = score_images(scorer, metric, [store.get_image(k) for k in todo], [text_of[k] for k in todo])
                 for k, v in zip(todo, values):
                     out[k][metric] = v
                 store.put_scores({"key": k, "metric": metric, "backend": backend, "value": v}
                                  for k, v in zip(todo, values))
         return out
 
-    def _saved_api_reference(self) -> list[MethodSpec]:
-        """The web image-search reference saved by `membench reference --source api`, when it was
-        scored with this run's SSCD and CLIP models (loads those scorers)."""
-        from membench_eval.reference.api_reference import reference_folder, saved_spec
+    # --- computed references (membench_eval.reference.evaluate) ----------------------------
 
-        found = saved_spec(self, reference_folder(self.options.reference_dir))
-        if found is None:
-            return []
-        self.__dict__["_saved_reference"] = found
-        return [found[0]]
+    def _saved_api_reference(self) -> list[MethodSpec]:
+        from membench_eval.reference.evaluate import saved_api_reference
+
+        return saved_api_reference(self)
 
     def _gallery_label(self) -> str:
-        from membench_eval.reference.gallery import Gallery
+        from membench_eval.reference.evaluate import gallery_label
 
-        return Gallery.label((self.suite.clip_backend or ("ViT-g-14", ""))[0])
+        return gallery_label(self.suite)
 
     def _gallery_reference(self, method: MethodSpec, role: str, prompts: Sequence["Prompt"], k: int) -> list[PromptResult]:
-        """The suite's local image-search reference (``membench_eval.reference.gallery``): per
-        prompt, the top-``k`` gallery images by the suite's CLIP model, scored like generations;
-        ``reference_copies`` counts retrieved images with SSCD > 0.5 to a memorized image."""
-        from PIL import Image
+        from membench_eval.reference.evaluate import gallery_reference
 
-        from membench_eval.reference.gallery import COPY_THRESHOLD, load_gallery, retrieve
-
-        if self.clip is None:
-            raise MembenchError(f"suite {self.suite.name}: the gallery reference retrieves by CLIP, which is not "
-                                f"available: {self._quality.get('clip_reason')}")
-        gallery = self._load_once("gallery", lambda: load_gallery(self.suite.reference_gallery))
-        picks = retrieve(self.clip, gallery, [p.text for p in prompts], k)
-        results = []
-        for prompt, chosen in zip(prompts, picks):
-            images = []
-            for i in chosen:
-                with Image.open(gallery.files[i]) as im:
-                    images.append(im.convert("RGB"))
-            rows = self._score_loaded(images, [prompt.text] * len(images))
-            result = self._aggregate(method, role, prompt, rows)
-            copies = sum(max(r["sscd"].values()) > COPY_THRESHOLD for r in rows)
-            result.metrics["reference_copies"] = float(copies)
-            results.append(result)
-        return results
+        return gallery_reference(self, method, role, prompts, k)
 
     def _score_loaded(self, images: list[Any], texts: list[str]) -> list[dict[str, Any]]:
-        """Scores of images that are not in the run store (a reference's), as ``_scores`` rows."""
-        ref_ids = sorted(self.reference_embeddings)
-        refs = np.stack([self.reference_embeddings[i] for i in ref_ids]).astype(np.float32)
-        sims = np.asarray(self.sscd.embed(images), dtype=np.float32) @ refs.T
-        rows: list[dict[str, Any]] = [{"sscd": {i: float(v) for i, v in zip(ref_ids, row)}} for row in sims]
-        for metric, scorer in ((CLIP_METRIC, self.clip), (AESTHETIC_METRIC, self.aesthetic)):
-            if scorer is not None:
-                for row, value in zip(rows, _score_images(scorer, metric, images, texts)):
-                    row[metric] = value
-        return rows
+        from membench_eval.reference.evaluate import score_loaded
+
+        return score_loaded(self, images, texts)
 
     def _aggregate(self, method: MethodSpec, role: str, prompt: "Prompt", rows: list[dict[str, Any]]) -> PromptResult:
         from membench_eval.metrics.aggregate import score_prompt
@@ -677,14 +558,6 @@ def open_clip_weights_cached(model: str, tag: str) -> bool:
         cache = Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
         return cache.is_file()
     return False
-
-
-def _score_images(scorer: Any, metric: str, images: list[Any], texts: list[str]) -> list[float]:
-    values = scorer.score(images, texts) if metric == CLIP_METRIC else scorer.score(images)
-    values = np.asarray(values, dtype=np.float64).reshape(-1)
-    if values.shape[0] != len(images) or not np.isfinite(values).all():
-        raise MembenchError(f"{metric}: scorer returned {values.shape[0]} values for {len(images)} images or non-finite")
-    return values.tolist()
 
 
 def _method_sources(plan: Plan) -> dict[str, dict[str, Any]]:

@@ -28,7 +28,7 @@ from pathlib import Path
 from membench_eval.errors import MembenchError
 from membench_eval.report.leaderboard import BASE_LABEL, Cell, Leaderboard, Row
 from membench_eval.report.records import COLUMNS_BY_KEY
-from membench_eval.report.render import fmt_number
+from membench_eval.report.text import fmt_number
 
 _OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
 _GATE_RE = re.compile(

@@ -22,7 +22,7 @@ import argparse
 import csv
 import functools
 import json
-import math
+
 import random
 import sys
 import time
@@ -802,7 +802,8 @@ def run_clip_stage(data: Dataset, model_dir: Path, out: Path, args, *, train: bo
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
     if train:
         vae = AutoencoderKL.from_pretrained(model_dir / "vae").eval()
-        metrics["mini_clip"] = train_mini_clip(data, vae, out, seed=args.seed + 7, steps=args.clip_steps,
+        metrics["mini_clip"] = train_mini_clip(data, vae, out, to_tensor=to_tensor, to_uint8=to_uint8,
+                                               seed=args.seed + 7, steps=args.clip_steps,
                                                log=functools.partial(print, flush=True))
     metrics.setdefault("mini_clip", {})["validity"] = measure_validity(data, out)
     metrics_file.write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")

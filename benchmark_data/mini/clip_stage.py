@@ -65,11 +65,10 @@ def _augment(img: np.ndarray, rng: random.Random, np_rng: np.random.Generator) -
     return np.clip(a, 0, 255).astype(np.uint8)
 
 
-def _vae_views(vae, images: list[np.ndarray], n: int, seed: int) -> list[list[np.ndarray]]:
-    """``n`` VAE round trips of every image (the decoder's look), with a little latent noise."""
+def _vae_views(vae, images: list[np.ndarray], n: int, seed: int, to_tensor, to_uint8) -> list[list[np.ndarray]]:
+    """``n`` VAE round trips of every image (the decoder's look), with a little latent noise;
+    ``to_tensor`` / ``to_uint8`` are the build's own image <-> [-1, 1] tensor conversions."""
     import torch
-
-    from build import to_tensor, to_uint8  # noqa: PLC0415 - the build script's own helpers
 
     g = torch.Generator().manual_seed(seed)
     views: list[list[np.ndarray]] = [[] for _ in images]
@@ -83,7 +82,7 @@ def _vae_views(vae, images: list[np.ndarray], n: int, seed: int) -> list[list[np
     return views
 
 
-def train_mini_clip(data, vae, out: Path, *, seed: int, steps: int = 1200, batch: int = 64,
+def train_mini_clip(data, vae, out: Path, *, to_tensor, to_uint8, seed: int, steps: int = 1200, batch: int = 64,
                     val_fraction: float = 0.15, ema: float = 0.995, log=print) -> dict[str, Any]:
     """Train, keep the best-validation checkpoint of the weights' exponential moving average
     (``ema``: much less step-to-step noise than the raw weights), save fp16 safetensors."""
@@ -110,7 +109,7 @@ def train_mini_clip(data, vae, out: Path, *, seed: int, steps: int = 1200, batch
     first_pool = len(pairs)
     pairs += [(img, [cap]) for img, cap in data.compositional_pool]
     train += list(range(first_pool, len(pairs)))
-    views = _vae_views(vae, [p[0] for p in pairs], 2, seed)
+    views = _vae_views(vae, [p[0] for p in pairs], 2, seed, to_tensor, to_uint8)
 
     def to_batch(arrays: list[np.ndarray]):
         return torch.stack([preprocess(Image.fromarray(a)) for a in arrays])

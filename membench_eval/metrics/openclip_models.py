@@ -65,8 +65,8 @@ def load_open_clip(
     dtype = select_dtype(dev, "scoring")
     pretrained = str(pretrained)
     how = (
-        f"pass a local checkpoint as pretrained=/path/to/open_clip_model.safetensors (or .bin), "
-        f"or put the download in the Hugging Face cache ($HF_HOME)"
+        "pass a local checkpoint as pretrained=/path/to/open_clip_model.safetensors (or .bin), "
+        "or put the download in the Hugging Face cache ($HF_HOME)"
     )
     if model_name == "mini-clip":  # the mini suite's own model: config registered, checksum checked
         from membench_eval.metrics.mini_clip import prepare_mini_clip

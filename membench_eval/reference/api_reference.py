@@ -21,7 +21,7 @@ from membench_eval.errors import DataError
 from membench_eval.report.records import PromptResult
 
 if TYPE_CHECKING:
-    from membench_eval.evaluation import Evaluation, MethodSpec
+    from membench_eval.evaluation_plan import MethodSpec
     from membench_eval.suites.types import Prompt
 
 RESULT_FORMAT = 1
@@ -51,12 +51,12 @@ class ApiReference:
     summary: dict[str, Any]
 
 
-def compute_api_reference(ev: "Evaluation", prompts: list["Prompt"], client: Any, folder: Path, *, k: int = 10,
+def compute_api_reference(ev: Any, prompts: list["Prompt"], client: Any, folder: Path, *, k: int = 10,
                           exclude_memorized: bool = False, progress: bool = False) -> ApiReference:
     """Search, download and score ``prompts`` (those the quota allows); see the module docstring."""
     from PIL import Image
 
-    from membench_eval.evaluation import MethodSpec
+    from membench_eval.evaluation_plan import MethodSpec
     from membench_eval.reference.image_search import download_hits, search_prompts
     from membench_eval.suites.references import ReferenceStore
 
@@ -119,9 +119,9 @@ def load_saved(folder: Path, suite: str) -> dict[str, Any] | None:
     return data
 
 
-def saved_spec(ev: "Evaluation", folder: Path) -> "tuple[MethodSpec, dict[str, PromptResult]] | None":
+def saved_spec(ev: Any, folder: Path) -> "tuple[MethodSpec, dict[str, PromptResult]] | None":
     """The saved API reference of this suite, when it was scored with this run's scorers."""
-    from membench_eval.evaluation import MethodSpec
+    from membench_eval.evaluation_plan import MethodSpec
 
     data = load_saved(folder, ev.suite.name)
     if data is None or data.get("sscd_backend") != ev.sscd.fingerprint:

@@ -29,14 +29,14 @@ import numpy as np
 
 from membench_eval.metrics.memorization import BAND_NAMES, MemorizationBands, scores_from_nearest
 from membench_eval.report.leaderboard import BASE_LABEL, few_clusters
-from membench_eval.report.sections import Table
+from membench_eval.report.text import Table
 from membench_eval.stats import ClusterBootstrap, Estimate
 from membench_eval.stats.clusters import cluster_labels
 
 if TYPE_CHECKING:
     from membench_eval.report.leaderboard import Leaderboard
     from membench_eval.report.records import PromptResult
-    from membench_eval.report.render import _Notes
+    from membench_eval.report.text import _Notes
 
 ROLE_TITLES = {"trigger": "trigger prompts", "general": "general prompts"}
 NG_MARK = "‡"
@@ -153,7 +153,7 @@ def _band_row(row: Any, role: str, results: list["PromptResult"], bands: Memoriz
 
 
 def _fmt(x: float) -> str:
-    from membench_eval.report.render import fmt_number
+    from membench_eval.report.text import fmt_number
 
     return fmt_number(x, 3)
 

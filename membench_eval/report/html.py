@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from membench_eval.report.leaderboard import Leaderboard
-    from membench_eval.report.sections import Table
+    from membench_eval.report.text import Table
 
 _FOOTNOTE = re.compile(r"\[\^(\d+)\]")
 

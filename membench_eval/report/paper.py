@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from membench_eval.report import paper_table as pt
 from membench_eval.report.records import COLUMNS_BY_KEY
-from membench_eval.report.sections import Table
+from membench_eval.report.text import Table
 from membench_eval.report.targets import SSCD_METRICS, parse_clip_id
 
 if TYPE_CHECKING:
     from membench_eval.report.leaderboard import Leaderboard, Row
-    from membench_eval.report.render import _Notes
+    from membench_eval.report.text import _Notes
 
 
 def _fields(text: Any) -> dict[str, str]:
@@ -110,7 +110,7 @@ def paper_tables(board: "Leaderboard", notes: "_Notes") -> list[Table]:
     if data is None:
         return []
     columns = [COLUMNS_BY_KEY[k] for k in data["columns"]]
-    from membench_eval.report.render import fmt_number
+    from membench_eval.report.text import fmt_number
 
     body = []
     for row, _ in _paper_rows(board):

@@ -16,48 +16,12 @@ JSON and file writing live in ``report.output``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
-from membench_eval.report.leaderboard import MIN_CLUSTERS, Cell, Leaderboard, few_clusters
+from membench_eval.report.leaderboard import Cell, Leaderboard, few_clusters
 from membench_eval.report.records import EXTRA_COLUMNS, PAPER_COLUMNS, Column
+from membench_eval.report.text import FEW_CLUSTERS_MARK, Notes, _Notes, fmt_number
 from membench_eval.stats import Estimate
-
-FEW_CLUSTERS_MARK = "†"
-
-
-def fmt_number(x: float, decimals: int, signed: bool = False) -> str:
-    """``x`` with ``decimals`` places; ``signed`` adds ``+`` to positive values (deltas).
-
-    A value that rounds to zero prints as plain ``0.000`` (no ``-``, and no ``+`` even when
-    ``signed``): ``-0.0004`` -> ``0.000``, never ``-0.000``.
-    """
-    text = f"{x:.{decimals}f}"
-    if float(text) == 0.0:
-        return f"{0.0:.{decimals}f}"
-    return f"{x:+.{decimals}f}" if signed else text
-
-
-@dataclass
-class _Notes:
-    """Footnotes collected while rendering: reasons (numbered) and few-cluster interval sizes."""
-
-    reasons: dict[str, int] = field(default_factory=dict)
-    few: set[int] = field(default_factory=set)
-
-    def ref(self, reason: str) -> str:
-        return f"[^{self.reasons.setdefault(reason, len(self.reasons) + 1)}]"
-
-    def lines(self) -> list[str]:
-        out = []
-        if self.few:
-            ns = ", ".join(str(n) for n in sorted(self.few))
-            out.append(f"{FEW_CLUSTERS_MARK} interval from N < {MIN_CLUSTERS} memorized-image clusters (N = {ns} "
-                       "here; a general prompt is a cluster of its own): resampling so few clusters understates "
-                       "the uncertainty.")
-        out += [f"[^{n}]: {reason}" for reason, n in self.reasons.items()]
-        return out
-
 
 def _interval(est: Estimate, col: Column, notes: _Notes, signed: bool) -> str:
     d = col.decimals
@@ -185,10 +149,4 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
-def __getattr__(name: str) -> Any:
-    # to_json / write_leaderboard moved to report.output; keep ``report.render.<name>`` working.
-    if name in ("to_json", "write_leaderboard", "leaderboard_stem", "JSON_SCHEMA_VERSION"):
-        from membench_eval.report import output
-
-        return getattr(output, name)
-    raise AttributeError(name)
+__all__ = ["FEW_CLUSTERS_MARK", "Notes", "fmt_number", "table_rows", "to_markdown"]

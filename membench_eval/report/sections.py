@@ -9,37 +9,15 @@ published numbers (``report.paper``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from membench_eval.report.text import Table
 
 if TYPE_CHECKING:
     from membench_eval.report.leaderboard import Leaderboard
-    from membench_eval.report.render import _Notes
+    from membench_eval.report.text import _Notes
 
-
-@dataclass
-class Table:
-    """One section: ``heading`` (without ``#``), paragraphs before and after, and the table itself."""
-
-    key: str  # stable id (HTML anchors, tests), e.g. "memorization-trigger"
-    heading: str
-    headers: list[str]
-    rows: list[list[str]]
-    intro: list[str] = field(default_factory=list)
-    after: list[str] = field(default_factory=list)
-    level: int = 2  # markdown heading level
-
-    def markdown_lines(self) -> list[str]:
-        from tabulate import tabulate
-
-        out = [f"{'#' * self.level} {self.heading}", ""]
-        for text in self.intro:
-            out += [text, ""]
-        if self.rows:
-            out += [tabulate(self.rows, headers=self.headers, tablefmt="github", disable_numparse=True), ""]
-        for text in self.after:
-            out += [text, ""]
-        return out
+__all__ = ["Table", "extra_tables"]
 
 
 def extra_tables(board: "Leaderboard", notes: "_Notes") -> list[Table]:
