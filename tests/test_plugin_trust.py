@@ -73,30 +73,19 @@ def test_fingerprint_covers_the_file_and_its_local_imports(tmp_path: Path):
     assert not any(f.endswith("mitigation.py") for f in rna.files)
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("def broken(:\n", "*SyntaxError*bad.py*line 1*"),
-    ("X = 1\n", "*bad.py: defines no Mitigation subclass*"),
+@pytest.mark.parametrize("source, params, expected", [
+    ("def broken(:\n", [], "*SyntaxError*method.py*line 1*"),
+    ("X = 1\n", [], "*method.py: defines no Mitigation subclass*"),
+    (METHOD, ["--membench-param", "colour=red"], "*method 'suffix' has no parameter 'colour'*"),
+    (METHOD, ["--membench-param", "word=1,"], "*empty value*"),
 ])
-def test_bad_method_file_under_xdist_is_a_usage_error(pytester: pytest.Pytester, tmp_path: Path, source, expected):
-    bad = tmp_path / "bad.py"
-    bad.write_text(source)
+def test_bad_method_or_parameter_under_xdist_is_a_usage_error(pytester: pytest.Pytester, tmp_path: Path, source,
+                                                               params, expected):
+    method = tmp_path / "method.py"
+    method.write_text(source)
     result = pytester.runpytest_subprocess(*plugin_args(), "-p", "no:cacheprovider", "-n", "2", "--membench",
-                                           str(bad), "--membench-store", str(tmp_path / "store"))
+                                           str(method), *params, "--membench-store", str(tmp_path / "store"))
     assert result.ret == 4, result.stdout.str() + result.stderr.str()
-    result.stderr.fnmatch_lines([expected])
-
-
-@pytest.mark.parametrize("param, expected", [
-    ("colour=red", "*method 'suffix' has no parameter 'colour'*"),
-    ("word=1,", "*empty value*"),
-])
-def test_bad_parameter_under_xdist_is_a_usage_error(pytester: pytest.Pytester, tmp_path: Path, param, expected):
-    method = tmp_path / "suffix.py"
-    method.write_text(METHOD)
-    result = pytester.runpytest_subprocess(*plugin_args(), "-p", "no:cacheprovider", "-n", "2", "--membench",
-                                           str(method), "--membench-param", param,
-                                           "--membench-store", str(tmp_path / "store"))
-    assert result.ret == 4
     result.stderr.fnmatch_lines([expected])
 
 

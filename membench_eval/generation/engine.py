@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     import torch
     from diffusers import StableDiffusionPipeline
 
+    from membench_eval.method_source import MethodSource
     from membench_eval.store.run_store import RunStore
 
 
@@ -87,7 +88,18 @@ def request_keys(
     pipe: "StableDiffusionPipeline", requests: Sequence[ImageRequest], mitigation: Mitigation, settings: GenerationSettings
 ) -> list[str]:
     """Store keys of ``requests`` (what ``generate`` would store them under)."""
-    return [image_key(f) for f in _request_fields(pipe, requests, mitigation, settings)]
+    return [image_key(f) for f in _request_fields(pipe, requests, mitigation, settings, _method_source(mitigation))]
+
+
+def _method_source(mitigation: Mitigation) -> "MethodSource":
+    """The fingerprint of the method's code (``membench_eval.method_source``), as a usage error
+    when the method has no source file."""
+    from membench_eval.method_source import fingerprint_method
+
+    try:
+        return fingerprint_method(mitigation)
+    except ValueError as exc:
+        raise MitigationError(str(exc)) from None
 
 
 def batch_shape(requests: Sequence[ImageRequest], settings: GenerationSettings, by_prompt: bool) -> int:
@@ -102,25 +114,21 @@ def batch_shape(requests: Sequence[ImageRequest], settings: GenerationSettings, 
 
 
 def _request_fields(
-    pipe: "StableDiffusionPipeline", requests: Sequence[ImageRequest], mitigation: Mitigation, settings: GenerationSettings
+    pipe: "StableDiffusionPipeline", requests: Sequence[ImageRequest], mitigation: Mitigation,
+    settings: GenerationSettings, source: "MethodSource",
 ) -> list[dict[str, Any]]:
     from membench_eval.generation.pipeline import model_identity, scheduler_identity
-    from membench_eval.method_source import fingerprint_method
 
     ident = model_identity(pipe)
     sched = scheduler_identity(pipe)
     params = mitigation.params()
-    try:
-        source = fingerprint_method(mitigation).sha256
-    except ValueError as exc:
-        raise MitigationError(str(exc)) from None
     shape = batch_shape(requests, settings, mitigation.batch_by_prompt)
     device_type = _execution_device(pipe).type
     dtype = str(pipe.unet.dtype).replace("torch.", "")
     return [
         key_fields(
             model=ident["model"], revision=ident["revision"], scheduler=sched, method=mitigation.name, params=params,
-            method_source=source, engine=GENERATION_CODE_VERSION, prompt_id=r.prompt_id, prompt=r.prompt, seed=r.seed,
+            method_source=source.sha256, engine=GENERATION_CODE_VERSION, prompt_id=r.prompt_id, prompt=r.prompt, seed=r.seed,
             num_inference_steps=settings.num_inference_steps, guidance_scale=settings.guidance_scale,
             height=settings.height, width=settings.width, batch_shape=shape, device_type=device_type, dtype=dtype,
         )
@@ -407,12 +415,11 @@ def generate(
     """Generate every request not already in ``store``; return keys aligned with ``requests``."""
     from tqdm.auto import tqdm
 
-    from membench_eval.method_source import fingerprint_method
-
     m = mitigation if mitigation is not None else Mitigation()
     start = time.perf_counter()
     requests = list(requests)
-    fields = _request_fields(pipe, requests, m, settings)
+    source = _method_source(m)
+    fields = _request_fields(pipe, requests, m, settings, source)
     keys = [image_key(f) for f in fields]
     if len(set(keys)) != len(keys):
         seen: set[str] = set()
@@ -423,7 +430,6 @@ def generate(
     shape = batch_shape(requests, settings, m.batch_by_prompt)
     batches = make_batches(requests, pending, shape, m.batch_by_prompt)
     device = _execution_device(pipe)
-    source = fingerprint_method(m)
     common = {
         "label": m.label(), "run_seed": settings.seed, "device": str(device), "dtype": str(pipe.unet.dtype).replace("torch.", ""),
         "method_path": source.path, "method_sha256": source.sha256,

@@ -10,7 +10,6 @@ reports which prompts were cut, so a report can say how many were.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -112,13 +111,9 @@ class ClipScorer:
         path = Path(pretrained).expanduser()
         if not (os.sep in pretrained and path.is_file()):
             return pretrained
-        if getattr(self, "_file_id", None) is None:
-            h = hashlib.sha256()
-            with open(path, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-            self._file_id = f"{path.name}@sha256:{h.hexdigest()[:16]}"
-        return self._file_id
+        from membench_eval.suites.download import file_sha256  # memoised per (path, size, mtime)
+
+        return f"{path.name}@sha256:{file_sha256(path)[:16]}"
 
     def metadata(self) -> dict[str, Any]:
         """Recorded with every CLIP score."""

@@ -12,12 +12,12 @@ missing or corrupted file is a one-line ``MissingWeightsError`` naming the file 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from membench_eval.errors import MissingWeightsError
 from membench_eval.paths import MINI_DIR
+from membench_eval.suites.download import file_sha256
 
 MINI_CLIP_MODEL = "mini-clip"
 MINI_CLIP_DIR = MINI_DIR / "clip"
@@ -38,7 +38,7 @@ def prepare_mini_clip(weights: str | Path = MINI_CLIP_WEIGHTS) -> Path:
     expected = json.loads(sums.read_text()).get(path.name)
     if not path.is_file():
         raise MissingWeightsError(f"{path}: mini CLIP weights missing (expected sha256 {expected}); {_REBUILD}")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = file_sha256(path)
     if digest != expected:
         raise MissingWeightsError(f"{path}: mini CLIP weights are corrupted (sha256 {digest[:16]}..., expected "
                                   f"{expected}); {_REBUILD}")

@@ -15,7 +15,6 @@ and bundled photos the model never saw; no memorized photo).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from membench_eval.errors import DataError, MissingWeightsError
+from membench_eval.suites.download import file_sha256
 
 # A retrieved image whose best SSCD to any memorized image exceeds this is counted as a copy of it
 # (MemBench's own "SSCD > 0.5" copy threshold).
@@ -56,7 +56,7 @@ def load_gallery(folder: str | Path) -> Gallery:
         path = root / name
         if not path.is_file():
             raise DataError(manifest, f"gallery image {name} is missing", field=name)
-        if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+        if file_sha256(path) != digest:
             raise DataError(manifest, f"gallery image {name} does not match its sha256 {digest[:16]}...", field=name)
         out.append(path)
     if not out:

@@ -1,15 +1,14 @@
 """Append-only JSON-lines files: one whole line per write, tolerant of a torn last line.
 
 Each process appends to its own file, so a line can only be torn at the end of a file whose writer
-was killed; such a line is skipped. A bad line anywhere else is real corruption and is reported
-with the file and line number.
+was killed; readers take complete lines only (``complete_rows``), so such a line is never read. A
+bad complete line is real corruption and is reported with the file and line number.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,23 +50,20 @@ class AppendOnlyJsonl:
             self._fd = None
 
 
-def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Rows of ``path``; a torn final line (no newline, not valid JSON) is skipped."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return
-    lines = data.split(b"\n")
-    last = len(lines) - 1
-    for number, raw in enumerate(lines, start=1):
+def complete_rows(path: Path, chunk: bytes, first_line: int) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, row) of the complete lines in ``chunk`` (bytes up to a newline), numbered from
+    ``first_line`` + 1. A last line without its newline is not in ``chunk``: its writer is still
+    appending it, or was killed mid-line (a torn line). A bad complete line is corruption, named by
+    file and line."""
+    out = []
+    for number, raw in enumerate(chunk.split(b"\n")[:-1], start=first_line + 1):
         if not raw.strip():
             continue
         try:
             row = json.loads(raw)
         except ValueError:
-            if number - 1 == last:  # no trailing newline: a writer killed mid-line
-                continue
             raise DataError(path, "corrupt JSON line (not a torn final line)", row=number) from None
         if not isinstance(row, dict):
             raise DataError(path, "expected a JSON object per line", row=number)
-        yield row
+        out.append((number, row))
+    return out

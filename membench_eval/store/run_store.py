@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from membench_eval.errors import DataError, StoreError
 from membench_eval.store.claims import Claims
-from membench_eval.store.jsonl import AppendOnlyJsonl, json_default
+from membench_eval.store.jsonl import AppendOnlyJsonl, complete_rows, json_default
 from membench_eval.store.keys import canonical_json, image_key
 
 if TYPE_CHECKING:
@@ -160,7 +160,7 @@ class RunStore:
             return []
         chunk = data[: data.rfind(b"\n") + 1]
         self._offsets[path] = (start + len(chunk), first_line + chunk.count(b"\n"))
-        return _parse_lines(path, chunk, first_line)
+        return complete_rows(path, chunk, first_line)
 
     def _checksum_ok(self, row: dict[str, Any], path: Path, number: int) -> bool:
         expected = row.get("row_sha256")
@@ -380,22 +380,6 @@ class RunStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _parse_lines(path: Path, chunk: bytes, first_line: int) -> list[tuple[int, dict[str, Any]]]:
-    """Complete lines of a shard; a bad one is corruption, named by file and line."""
-    out = []
-    for number, raw in enumerate(chunk.split(b"\n")[:-1], start=first_line + 1):
-        if not raw.strip():
-            continue
-        try:
-            row = json.loads(raw)
-        except ValueError:
-            raise DataError(path, "corrupt JSON line (not a torn final line)", row=number) from None
-        if not isinstance(row, dict):
-            raise DataError(path, "expected a JSON object per line", row=number)
-        out.append((number, row))
-    return out
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
