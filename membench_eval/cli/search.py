@@ -23,7 +23,14 @@ import json
 import sys
 from pathlib import Path
 
+from membench_eval.search.mini_mlm import MINI_MLM_SPEC
 from membench_eval.search.mlm import DEFAULT_MLM, DEFAULT_PREFIX
+
+
+def default_mlm(suite_name: str) -> str:
+    """The proposal model when ``--mlm`` is not given: the mini suite ships its own trained one
+    (``bert-base-uncased`` is not available offline); other suites use the reference's BERT."""
+    return MINI_MLM_SPEC if suite_name == "mini" else DEFAULT_MLM
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,8 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=None, help="iterations per chain (reference: 150; augmentation: 50)")
     p.add_argument("--chains", type=int, default=1, help="independent chains (Algorithm 1)")
     p.add_argument("--mlm", default=None,
-                   help=f"masked LM: hub id, local directory, or tiny:<suite> (offline random word-level BERT); "
-                   f"default {DEFAULT_MLM}, tiny:mini for the mini suite")
+                   help=f"masked LM: hub id, local directory, {MINI_MLM_SPEC} (the mini suite's trained word-level "
+                   f"BERT) or tiny:<suite> (offline random word-level BERT, for tests); default {DEFAULT_MLM}, "
+                   f"{MINI_MLM_SPEC} for the mini suite")
     p.add_argument("--prefix", default=DEFAULT_PREFIX, help="MLM context before the slots, not sent to the diffusion model")
     p.add_argument("--stop-words", type=Path, default=None, metavar="FILE", help="words never proposed (one per line)")
     p.add_argument("--length", type=int, default=8, help="word slots (Algorithm 1)")
@@ -78,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--steps must be >= 0")
     suite = get_suite(args.suite)
     settings = GenerationSettings.for_suite(suite)
-    mlm_spec = args.mlm or (f"tiny:{suite.name}" if suite.name == "mini" else DEFAULT_MLM)
+    mlm_spec = args.mlm or default_mlm(suite.name)
     stop_words = read_stop_words(args.stop_words) if args.stop_words else ()
     mlm = load_masked_lm(mlm_spec, device=args.device, prefix=args.prefix, stop_words=stop_words)
     pipe = load_pipeline(args.model or suite.model, device=args.device)

@@ -122,14 +122,6 @@ def _snapshot_commit(folder: Path) -> str | None:
     return folder.name if folder.parent.name == "snapshots" and len(folder.name) == 40 else None
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def directory_content_hash(path: str | os.PathLike) -> str:
     """SHA-256 over (relative path, file SHA-256) of every file of a local model directory.
 
@@ -137,6 +129,7 @@ def directory_content_hash(path: str | os.PathLike) -> str:
     copy is hashed once, not at every run.
     """
     from membench_eval.paths import cache_dir
+    from membench_eval.suites.download import file_sha256
 
     root = Path(path).resolve()
     cache_file = cache_dir() / "file-sha256.json"
@@ -154,7 +147,7 @@ def directory_content_hash(path: str | os.PathLike) -> str:
         stamp = f"{st.st_size}:{st.st_mtime_ns}"
         entry = cache.get(str(file))
         if not entry or entry.get("stamp") != stamp:
-            entry = {"stamp": stamp, "sha256": _file_sha256(file)}
+            entry = {"stamp": stamp, "sha256": file_sha256(file)}
             cache[str(file)] = entry
             dirty = True
         digest.update(f"{rel}\0{entry['sha256']}\n".encode())

@@ -33,20 +33,13 @@ from membench_eval.metrics.preprocessing import (
     sscd_preprocess,
 )
 from membench_eval.metrics.weights import SSCD_DISC_LARGE, resolve_weights
+from membench_eval.suites.download import file_sha256
 
 if TYPE_CHECKING:
     import torch
 
 SSCD_BACKENDS: tuple[str, ...] = ("disc_large", "disc_mixup_onnx")
 DEFAULT_BATCH_SIZE = 16
-
-
-def _sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -104,7 +97,7 @@ class SSCDModel(ABC):
     def weights_sha256(self) -> str:
         """sha256 of the weights file (computed once): part of the reference-embedding cache key."""
         if self._weights_sha256 is None:
-            self._weights_sha256 = _sha256_file(self.weights)
+            self._weights_sha256 = file_sha256(self.weights)
         return self._weights_sha256
 
     @property
@@ -268,7 +261,7 @@ def reference_embeddings(
 
         cache_dir = default_cache_dir()
     folder = Path(cache_dir) / "sscd" / model.fingerprint
-    hashes = {image_id: _sha256_file(Path(p)) for image_id, p in paths.items()}
+    hashes = {image_id: file_sha256(Path(p)) for image_id, p in paths.items()}
     found: dict[str, np.ndarray] = {}
     todo: dict[str, Path] = {}  # file sha256 -> a path with that content
     for image_id, digest in hashes.items():

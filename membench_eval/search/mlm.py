@@ -6,8 +6,9 @@ MLM's top-k words for it become the candidates. The prefix is only MLM context: 
 the diffusion model are the slots alone (decoded, with [MASK] slots dropped).
 
 ``load_masked_lm`` accepts a hub id (``bert-base-uncased``, the reference's model), a local
-directory saved with ``save_pretrained``, or ``tiny:<suite>`` for a random-weight word-level BERT
-built offline from a suite's prompts (see ``tiny_mlm``).
+directory saved with ``save_pretrained``, ``mini-mlm`` for the trained word-level BERT shipped with
+the mini suite (the mini's default; see ``mini_mlm``), or ``tiny:<suite>`` for a random-weight
+word-level BERT built offline from a suite's prompts (tests; see ``tiny_mlm``).
 """
 
 from __future__ import annotations
@@ -140,10 +141,15 @@ def load_masked_lm(
     cache_dir: str | Path | None = None,
     local_files_only: bool = False,
 ) -> MaskedLM:
-    """Load the proposal model: a hub id, a local directory, or ``tiny:<suite>`` (offline tiny BERT)."""
+    """Load the proposal model: a hub id, a local directory, ``mini-mlm`` (the mini suite's trained
+    word-level BERT, checksum-verified) or ``tiny:<suite>`` (offline random tiny BERT)."""
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-    if spec.startswith("tiny:"):
+    from membench_eval.search.mini_mlm import MINI_MLM_SPEC, load_mini_mlm
+
+    if spec == MINI_MLM_SPEC:
+        tokenizer, model = load_mini_mlm()
+    elif spec.startswith("tiny:"):
         from membench_eval.search.tiny_mlm import tiny_mlm_for_suite
 
         tokenizer, model = tiny_mlm_for_suite(spec.split(":", 1)[1])
@@ -154,7 +160,8 @@ def load_masked_lm(
         except OSError as exc:
             raise MissingWeightsError(
                 f"masked LM {spec!r} could not be loaded ({exc.__class__.__name__}); give a local directory "
-                f"saved with save_pretrained, a hub id reachable from here, or tiny:<suite> for an offline test model"
+                f"saved with save_pretrained, a hub id reachable from here, {MINI_MLM_SPEC} (the mini suite's shipped model), "
+                f"or tiny:<suite> for an offline test model"
             ) from None
     if tokenizer.mask_token_id is None or tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
         raise ValueError(f"masked LM {spec!r}: tokenizer lacks [MASK]/[CLS]/[SEP] tokens (a BERT-style MLM is needed)")

@@ -1,16 +1,18 @@
-"""A tiny word-level BERT masked LM, built offline, for tests and the miniature benchmark.
+"""A tiny word-level BERT masked LM, built offline in a second, for tests (``tiny:<suite>``).
 
-``bert-base-uncased`` cannot be downloaded everywhere (CI, air-gapped machines). The search only
-needs *some* masked LM that proposes words, so this builds one with random weights and a
-vocabulary made of the words of a suite's prompts: its proposals are near-uniform over that
+``bert-base-uncased`` cannot be downloaded everywhere (CI, air-gapped machines). Tests of the
+search only need *some* masked LM that proposes words, so this builds one with random weights and
+a vocabulary made of the words of a suite's prompts: its proposals are near-uniform over that
 restricted vocabulary, and the diffusion model's score does the real work through the Gibbs step.
+The mini suite's real proposal model is the trained ``mini-mlm`` (``mini_mlm``), whose vocabulary
+is split the same way (``split_words``).
 """
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 if TYPE_CHECKING:
     from transformers import BertForMaskedLM, BertTokenizer
@@ -18,13 +20,20 @@ if TYPE_CHECKING:
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-def word_vocabulary(texts: Iterable[str]) -> list[str]:
-    """Sorted distinct words of ``texts`` as BERT's basic (lower-casing) tokenizer splits them."""
+def split_words(texts: Iterable[str]) -> Iterator[list[str]]:
+    """Each text's words as BERT's basic (lower-casing) tokenizer splits them: the units of a
+    word-level vocabulary (also used to count words for the trained mini MLM)."""
     from tokenizers.normalizers import BertNormalizer
     from tokenizers.pre_tokenizers import BertPreTokenizer
 
     normalizer, pre = BertNormalizer(lowercase=True), BertPreTokenizer()
-    words = {w for text in texts for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(text))}
+    for text in texts:
+        yield [w for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(text))]
+
+
+def word_vocabulary(texts: Iterable[str]) -> list[str]:
+    """Sorted distinct words of ``texts`` as BERT's basic (lower-casing) tokenizer splits them."""
+    words = {w for ws in split_words(texts) for w in ws}
     return sorted(words - set(SPECIAL_TOKENS))
 
 
