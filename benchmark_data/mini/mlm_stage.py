@@ -13,7 +13,7 @@ prompts), repeated so their words are learned: every word the mini model was tra
 proposed. A quarter of the COCO training captions get the search's context "image of" in front
 (the search feeds ``[CLS] image of a <slots> [SEP]``).
 
-Vocabulary: word level, split as ``tiny_mlm.word_vocabulary`` splits (BertNormalizer lower-case +
+Vocabulary: word level, split as ``tiny_mlm.split_words`` splits (BertNormalizer lower-case +
 BertPreTokenizer): the words seen at least twice in the COCO training split, plus every word of
 the extra texts; any other word is ``[UNK]``. Training: standard BERT masking (15% of tokens; 80%
 [MASK], 10% random, 10% kept; ``DataCollatorForLanguageModeling``), AdamW, cosine schedule,
@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import os
 import random
@@ -51,7 +50,8 @@ REPO = HERE.parents[1]
 if str(REPO) not in sys.path:  # run as a script from a source checkout
     sys.path.insert(0, str(REPO))
 
-from membench_eval.search.tiny_mlm import SPECIAL_TOKENS, split_words
+from membench_eval.search.tiny_mlm import SPECIAL_TOKENS, nested_strings, split_words
+from membench_eval.suites.download import file_sha256
 
 if TYPE_CHECKING:
     import numpy as np
@@ -87,13 +87,7 @@ def default_coco_file() -> Path:
 def mini_texts(mini_dir: Path = HERE) -> list[str]:
     """The mini's own texts: every training caption, trigger prompt and general prompt."""
 
-    def strings(obj: object) -> list[str]:
-        if isinstance(obj, str):
-            return [obj]
-        values = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, list) else []
-        return [s for v in values for s in strings(v)]
-
-    texts = strings(json.loads((mini_dir / "training_captions.json").read_text(encoding="utf-8")))
+    texts = nested_strings(json.loads((mini_dir / "training_captions.json").read_text(encoding="utf-8")))
     with (mini_dir / "trigger_prompts.csv").open(newline="", encoding="utf-8") as f:
         texts += [row["prompt"] for row in csv.DictReader(f)]
     texts += [t.strip() for t in (mini_dir / "general_prompts.txt").read_text(encoding="utf-8").splitlines() if t.strip()]
@@ -227,7 +221,7 @@ def _save_fp16(model: "BertForMaskedLM", tokenizer: "BertTokenizer", folder: Pat
 
 def write_checksums(folder: Path) -> dict[str, str]:
     """sha256 of every shipped model/tokenizer file (not the checksum and metrics files)."""
-    sums = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(folder.iterdir())
+    sums = {f.name: file_sha256(f) for f in sorted(folder.iterdir())
             if f.is_file() and f.name not in (CHECKSUMS_FILE, METRICS_FILE)}
     (folder / CHECKSUMS_FILE).write_text(json.dumps(sums, indent=1) + "\n")
     return sums
@@ -327,7 +321,7 @@ def train_mini_mlm(extra_texts: list[str], out_dir: Path, *, seed: int = 0, step
             "spec": "mini-mlm", "seed": seed, "steps": steps, "batch": batch, "lr": lr, "config": CONFIG,
             "parameters": int(sum(p.numel() for p in shipped.parameters())),
             "vocab_size": len(vocab), "vocabulary": {"coco_min_count": MIN_COUNT, **vocab_parts},
-            "data": {"coco_file": coco_file.name, "coco_sha256": hashlib.sha256(coco_file.read_bytes()).hexdigest(),
+            "data": {"coco_file": coco_file.name, "coco_sha256": file_sha256(coco_file),
                      "coco_train_captions": len(coco_train), "coco_val_captions": len(coco_val),
                      "val_rule": f"image_id % {VAL_MODULUS} == 0", "extra_texts": len(extra_texts),
                      "extra_repeats": EXTRA_REPEATS, "prefix": PREFIX, "prefix_share": PREFIX_SHARE},

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from membench_eval.errors import MissingWeightsError
 from membench_eval.paths import MINI_DIR
-from membench_eval.suites.download import file_sha256
+from membench_eval.suites.download import require_sha256
 
 MINI_CLIP_MODEL = "mini-clip"
 MINI_CLIP_DIR = MINI_DIR / "clip"
@@ -35,12 +35,7 @@ def prepare_mini_clip(weights: str | Path = MINI_CLIP_WEIGHTS) -> Path:
     for needed in (config, sums):
         if not needed.is_file():
             raise MissingWeightsError(f"{needed}: mini CLIP file missing; {_REBUILD}")
-    expected = json.loads(sums.read_text()).get(path.name)
-    if not path.is_file():
-        raise MissingWeightsError(f"{path}: mini CLIP weights missing (expected sha256 {expected}); {_REBUILD}")
-    digest = file_sha256(path)
-    if digest != expected:
-        raise MissingWeightsError(f"{path}: mini CLIP weights are corrupted (sha256 {digest[:16]}..., expected "
-                                  f"{expected}); {_REBUILD}")
+    require_sha256(path, json.loads(sums.read_text()).get(path.name), missing="mini CLIP weights missing",
+                   corrupted="mini CLIP weights are corrupted", rebuild=_REBUILD)
     open_clip.add_model_config(config)
     return path

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from membench_eval.errors import MissingWeightsError
 from membench_eval.paths import MINI_DIR
-from membench_eval.suites.download import file_sha256
+from membench_eval.suites.download import require_sha256
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -43,13 +43,8 @@ def verify_mini_mlm(folder: str | Path = MINI_MLM_DIR) -> Path:
     if not isinstance(sums, dict) or not sums:
         raise MissingWeightsError(f"{sums_file}: lists no files; {_REBUILD}")
     for name, expected in sums.items():
-        path = folder / name
-        if not path.is_file():
-            raise MissingWeightsError(f"{path}: mini MLM file missing (expected sha256 {expected}); {_REBUILD}")
-        digest = file_sha256(path)
-        if digest != expected:
-            raise MissingWeightsError(f"{path}: mini MLM file is corrupted (sha256 {digest[:16]}..., expected "
-                                      f"{expected}); {_REBUILD}")
+        require_sha256(folder / name, expected, missing="mini MLM file missing", corrupted="mini MLM file is corrupted",
+                       rebuild=_REBUILD)
     return folder
 
 

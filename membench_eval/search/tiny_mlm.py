@@ -65,13 +65,14 @@ def build_tiny_mlm(
     return tokenizer, model
 
 
-def _strings(obj: object) -> list[str]:
+def nested_strings(obj: object) -> list[str]:
+    """Every string in a JSON value (str, or lists / dicts of them, to any depth), in order."""
     if isinstance(obj, str):
         return [obj]
     if isinstance(obj, dict):
-        return [s for v in obj.values() for s in _strings(v)]
+        return [s for v in obj.values() for s in nested_strings(v)]
     if isinstance(obj, list):
-        return [s for v in obj for s in _strings(v)]
+        return [s for v in obj for s in nested_strings(v)]
     return []
 
 
@@ -87,7 +88,7 @@ def suite_texts(suite_name: str) -> list[str]:
     texts = [p.text for s in suite.prompt_sets() for p in s.prompts]
     captions = MINI_DIR / "training_captions.json"
     if suite_name == "mini" and captions.is_file():
-        texts += _strings(json.loads(captions.read_text(encoding="utf-8")))
+        texts += nested_strings(json.loads(captions.read_text(encoding="utf-8")))
     return texts
 
 

@@ -111,6 +111,20 @@ def file_sha256(path: str | os.PathLike) -> str:
     return _HASH_MEMO[key]
 
 
+def require_sha256(path: Path, expected: str | None, *, missing: str, corrupted: str, rebuild: str) -> None:
+    """A shipped file must exist and hash to ``expected``; otherwise a one-line
+    ``MissingWeightsError`` naming the file, the checksum and how to rebuild it.
+
+    ``missing`` / ``corrupted`` are the phrases after the path ("mini CLIP weights missing")."""
+    from membench_eval.errors import MissingWeightsError
+
+    if not path.is_file():
+        raise MissingWeightsError(f"{path}: {missing} (expected sha256 {expected}); {rebuild}")
+    digest = file_sha256(path)
+    if digest != expected:
+        raise MissingWeightsError(f"{path}: {corrupted} (sha256 {digest[:16]}..., expected {expected}); {rebuild}")
+
+
 def verify_file(entry: ManifestEntry, path: Path) -> str | None:
     """Why ``path`` is not the manifest's file (``None`` if it is). Warns when no sha256 is pinned."""
     size = path.stat().st_size
