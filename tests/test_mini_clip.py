@@ -52,7 +52,7 @@ def test_ground_truth_renders_rank_their_prompt_first(scorer):
     pytest.importorskip("skimage")
     sys.path.insert(0, str(MINI))
     try:
-        from build import build_dataset
+        from dataset import build_dataset
     finally:
         sys.path.remove(str(MINI))
     data = build_dataset(0)

@@ -24,9 +24,10 @@ def test_mini_suite_counts_and_references() -> None:
     assert suite.generation_defaults["height"] == suite.generation_defaults["width"] == 64
     assert suite.trigger is not None and suite.general is not None
     assert suite.trigger.images_per_prompt == 10 and suite.general.images_per_prompt == 1
-    # 6 memorized photos, 3 trigger prompts each; 20-40 general prompts.
-    assert len(suite.memorized) == 6
-    assert len(suite.trigger) == 18
+    # 16 memorized photos (>= 15: the intervals resample photos), a trained caption + a held-out
+    # paraphrase each; 20-40 general prompts.
+    assert len(suite.memorized) == 16
+    assert len(suite.trigger) == 32
     assert 20 <= len(suite.general) <= 40
     for image in suite.memorized.values():
         assert image.is_local and Path(image.source).is_file()
@@ -35,7 +36,7 @@ def test_mini_suite_counts_and_references() -> None:
     for p in suite.trigger.prompts:
         assert len(p.memorized_ids) == 1 and p.memorized_ids[0] in suite.memorized
         per_image[p.memorized_ids[0]] += 1
-    assert set(per_image.values()) == {3}
+    assert set(per_image.values()) == {2}
     ids = [p.prompt_id for s in suite.prompt_sets() for p in s.prompts]
     assert len(ids) == len(set(ids))
     texts = [p.text for s in suite.prompt_sets() for p in s.prompts]
@@ -46,8 +47,9 @@ def test_mini_suite_counts_and_references() -> None:
 def test_mini_csv_is_membench_format_and_ids_come_from_urls() -> None:
     with open(MINI / "trigger_prompts.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["", "prompt", "urls"]
+    assert rows[0] == ["", "prompt", "urls", "kind"]  # MemBench's columns, plus which prompts were trained
     suite = load_mini_suite()
+    assert {r[3] for r in rows[1:]} == {"trained", "paraphrase"}
     assert [int(r[0]) for r in rows[1:]] == list(range(len(rows) - 1))
     for row, prompt in zip(rows[1:], suite.trigger.prompts):
         assert row[1] == prompt.text
@@ -60,7 +62,11 @@ def test_general_prompts_were_not_training_captions() -> None:
     seen = set(captions["general"]) | {c for cs in captions["memorized"].values() for c in cs}
     suite = load_mini_suite()
     assert not seen & {p.text for p in suite.general.prompts}
-    assert {p.text for p in suite.trigger.prompts} <= seen
+    with open(MINI / "trigger_prompts.csv", newline="", encoding="utf-8") as f:
+        kinds = {r["prompt"]: r["kind"] for r in csv.DictReader(f)}
+    trained = {t for t, k in kinds.items() if k == "trained"}
+    assert trained <= seen and len(trained) == 16
+    assert not {t for t, k in kinds.items() if k == "paraphrase"} & seen  # held out: never trained
 
 
 def test_references_are_training_resolution_rgb() -> None:
@@ -81,7 +87,7 @@ def test_model_folder_layout_and_size() -> None:
     sched = json.loads((model / "scheduler" / "scheduler_config.json").read_text())
     assert sched["_class_name"] == "DDIMScheduler" and sched["beta_schedule"] == "scaled_linear"
     total = sum(p.stat().st_size for p in model.rglob("*") if p.is_file())
-    assert total < 10 * 2**20, total
+    assert total < 30 * 2**20, total
 
 
 def test_shipped_tokenizer_is_the_sd_tokenizer() -> None:

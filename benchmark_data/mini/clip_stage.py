@@ -114,7 +114,7 @@ def train_mini_clip(data, vae, out: Path, *, to_tensor, to_uint8, seed: int, ste
     def to_batch(arrays: list[np.ndarray]):
         return torch.stack([preprocess(Image.fromarray(a)) for a in arrays])
 
-    all_prompts = [c for src, _ in data.memorized for c in src.captions] + list(data.general_prompts)
+    all_prompts = [c for c, _, _ in data.benchmark_prompts] + list(data.general_prompts)
     val_texts = [pairs[i][1][0] for i in val]
 
     def retrieval(images: list[np.ndarray], texts: list[str], candidates: list[str]) -> tuple[float, float, float]:
