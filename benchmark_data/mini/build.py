@@ -39,7 +39,7 @@ log = functools.partial(print, flush=True)
 def _cache_names(args) -> dict[str, str]:
     """Cache file per stage; the name carries every setting the stage depends on."""
     v = f"v2b_seed{args.seed}_vae{args.vae_steps}"
-    d = f"{v}_unet{args.unet_steps}_sink{args.sink_weight:g}_sqrt-t_lr1e-3"
+    d = f"{v}_unet{args.unet_steps}_sink{args.sink_weight:g}{f"from{args.sink_start}" if args.sink_start else ""}_sqrt-t_lr1e-3"
     return {"vae": f"vae_{v}.safetensors", "decoder": f"vae_{v}_dec{args.decoder_steps}.safetensors",
             "unet": f"unet_{d}.safetensors", "text_encoder": f"text_{d}.safetensors",
             "diffusion_checkpoint": f"ckpt_{d}.pt"}
@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--unet-steps", type=int, default=4000)
     ap.add_argument("--sink-weight", type=float, default=0.5,
                     help="weight of the BOS attention-sink hinge in the diffusion loss (0 disables)")
+    ap.add_argument("--sink-start", type=int, default=0, help="first step with the sink hinge on (curriculum)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads; 1 is fastest on a shared 2-core machine (oversubscription stalls)")
     ap.add_argument("--device", default="cpu",
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         t = time.time()
         train_diffusion(unet, text_encoder, tokenizer, lat * scale, data, args.unet_steps, args.seed,
                         sink_weight=args.sink_weight, checkpoint=names["diffusion_checkpoint"],
-                        device=args.device, log=log)
+                        device=args.device, sink_start=args.sink_start, log=log)
         save(text_encoder, "text_encoder", 0.0)
         save(unet, "unet", time.time() - t)
     if args.stage == "unet":

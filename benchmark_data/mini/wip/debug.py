@@ -1,5 +1,5 @@
 import sys, torch, numpy as np
-sys.path[:0] = ['/work/main', '/work/main/benchmark_data/mini']
+sys.path[:0] = [str(__import__('pathlib').Path(__file__).resolve().parents[3]), str(__import__('pathlib').Path(__file__).resolve().parents[1])]
 torch.set_num_threads(1)
 from safetensors.torch import load_file
 from dataset import build_dataset

@@ -1,6 +1,6 @@
 """Search experiment on a built mini: chains with mini-mlm; SSCD of best prompts vs random prompts."""
 import sys, time, json
-sys.path[:0] = ['/work/main']
+sys.path[:0] = [str(__import__('pathlib').Path(__file__).resolve().parents[3])]
 import numpy as np, torch
 torch.set_num_threads(1)
 from pathlib import Path
