@@ -42,7 +42,16 @@ def _cache_names(args) -> dict[str, str]:
     d = f"{v}_unet{args.unet_steps}_sink{args.sink_weight:g}{f"from{args.sink_start}" if args.sink_start else ""}_sqrt-t_lr1e-3"
     return {"vae": f"vae_{v}.safetensors", "decoder": f"vae_{v}_dec{args.decoder_steps}.safetensors",
             "unet": f"unet_{d}.safetensors", "text_encoder": f"text_{d}.safetensors",
-            "diffusion_checkpoint": f"ckpt_{d}.pt"}
+            "diffusion_checkpoint": f"ckpt_{d}.pt", **_finetune_names(args, d)}
+
+
+def _finetune_names(args, base: str) -> dict[str, str]:
+    if not args.finetune_steps:
+        return {}
+    f = (f"{base}_ft{args.finetune_steps}_lr{args.finetune_lr:g}_sink{args.finetune_sink_weight:g}"
+         f"t{args.sink_target:g}")
+    return {"finetune_unet": f"unet_{f}.safetensors", "finetune_text": f"text_{f}.safetensors",
+            "finetune_checkpoint": f"ckpt_{f}.pt"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,11 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sink-weight", type=float, default=0.5,
                     help="weight of the BOS attention-sink hinge in the diffusion loss (0 disables)")
     ap.add_argument("--sink-start", type=int, default=0, help="first step with the sink hinge on (curriculum)")
+    ap.add_argument("--finetune-steps", type=int, default=0,
+                    help="continue the trained UNet + text encoder for this many steps (a new one-cycle schedule)")
+    ap.add_argument("--finetune-lr", type=float, default=3e-4)
+    ap.add_argument("--finetune-sink-weight", type=float, default=0.0, help="sink hinge weight while fine-tuning")
+    ap.add_argument("--sink-target", type=float, default=0.5, help="BOS share below which the hinge pushes")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads; 1 is fastest on a shared 2-core machine (oversubscription stalls)")
     ap.add_argument("--device", default="cpu",
                     help="training device (cuda on a GPU machine: same seeds, same data; measurement stays on CPU)")
-    ap.add_argument("--stage", choices=("vae", "decoder", "unet", "clip", "clip-eval", "gallery", "all"), default="all",
+    ap.add_argument("--stage", choices=("vae", "decoder", "unet", "finetune", "clip", "clip-eval", "gallery", "all"), default="all",
                     help="run one stage into .cache/ (decoder and unet may run side by side once vae is done)")
     ap.add_argument("--clip-steps", type=int, default=1200)
     ap.add_argument("--eval-only", action="store_true", help="only re-measure the saved model")
@@ -137,18 +151,32 @@ def main(argv: list[str] | None = None) -> int:
         t = time.time()
         train_diffusion(unet, text_encoder, tokenizer, lat * scale, data, args.unet_steps, args.seed,
                         sink_weight=args.sink_weight, checkpoint=names["diffusion_checkpoint"],
-                        device=args.device, sink_start=args.sink_start, log=log)
+                        device=args.device, sink_start=args.sink_start, sink_target=args.sink_target, log=log)
         save(text_encoder, "text_encoder", 0.0)
         save(unet, "unet", time.time() - t)
     if args.stage == "unet":
+        return 0
+    unet.load_state_dict(load_file(names["unet"]))
+    text_encoder.load_state_dict(load_file(names["text_encoder"]))
+    if args.finetune_steps:
+        unet_key, text_key = "finetune_unet", "finetune_text"
+        if not names[unet_key].exists():
+            t = time.time()
+            train_diffusion(unet, text_encoder, tokenizer, lat * scale, data, args.finetune_steps, args.seed + 5,
+                            lr=args.finetune_lr, sink_weight=args.finetune_sink_weight,
+                            sink_target=args.sink_target, checkpoint=names["finetune_checkpoint"],
+                            device=args.device, log=log)
+            save(text_encoder, text_key, 0.0)
+            save(unet, unet_key, time.time() - t)
+        unet.load_state_dict(load_file(names[unet_key]))
+        text_encoder.load_state_dict(load_file(names[text_key]))
+    if args.stage == "finetune":
         return 0
 
     from outputs import assemble_and_measure
 
     vae.load_state_dict(load_file(names["decoder"]))
     vae.register_to_config(scaling_factor=scale)
-    unet.load_state_dict(load_file(names["unet"]))
-    text_encoder.load_state_dict(load_file(names["text_encoder"]))
     assemble_and_measure(vae, unet, text_encoder, tokenizer, data, out, args, names, timings_file, log=log)
     return 0
 

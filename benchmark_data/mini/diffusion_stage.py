@@ -117,7 +117,8 @@ def _sample_batch(data: Dataset, rng: random.Random, batch: int) -> list[tuple[i
 def train_diffusion(unet, text_encoder, tokenizer, latents, data: Dataset, steps: int, seed: int, *,
                     batch: int = 32, lr: float = 1e-3, dropout: float = 0.1, sink_weight: float = 0.5,
                     checkpoint: Path | None = None, checkpoint_every: int = 250, device: str = "cpu", log=print,
-                    stop_after: int | None = None, sink_start: int = 0) -> None:
+                    stop_after: int | None = None, sink_start: int = 0,
+                    sink_target: float = SINK_TARGET) -> None:
     """Epsilon prediction (SD's noise schedule, high-noise-skewed timesteps) + the BOS-sink hinge.
 
     Resumable: every ``checkpoint_every`` steps the weights, optimiser, schedule and both RNG
@@ -183,7 +184,7 @@ def train_diffusion(unet, text_encoder, tokenizer, latents, data: Dataset, steps
         eps_loss = (unet(xt, t, text_encoder(ids(caps).to(device))[0]).sample - noise).pow(2).mean()
         share = torch.stack(proc.shares)
         hinge = sink_weight if step >= sink_start else 0.0
-        loss = eps_loss + hinge * torch.relu(SINK_TARGET - share).mean()
+        loss = eps_loss + hinge * torch.relu(sink_target - share).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
