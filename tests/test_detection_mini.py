@@ -33,8 +33,9 @@ def test_single_step_score_separates_trigger_from_general(mini):
     for seed in (0, 1):
         scores = single_step_scores(pipe, pos + neg, seed=seed, height=settings.height, width=settings.width)
         aucs.append(detection_metrics(scores[: len(pos)], scores[len(pos) :]).auc)
-    # Measured on the shipped mini model: AUC 0.917 (latent seed 0), 1.000 (seed 1), 0.991 (seed 2).
-    assert min(aucs) >= 0.85, aucs
+    # Measured on the shipped mini v2 model (16 trigger vs 30 general prompts): AUC 0.952 (latent
+    # seed 0), 0.958 (seed 1); seed 2, not asserted, gives 0.894.
+    assert min(aucs) >= 0.9, aucs
 
 
 def test_detect_cli_defaults_to_trigger_vs_general(mini, capsys, tmp_path):

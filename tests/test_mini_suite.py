@@ -24,10 +24,10 @@ def test_mini_suite_counts_and_references() -> None:
     assert suite.generation_defaults["height"] == suite.generation_defaults["width"] == 64
     assert suite.trigger is not None and suite.general is not None
     assert suite.trigger.images_per_prompt == 10 and suite.general.images_per_prompt == 1
-    # 16 memorized photos (>= 15: the intervals resample photos), a trained caption + a held-out
-    # paraphrase each; 20-40 general prompts.
+    # 16 memorized photos (>= 15: the intervals resample photos), one trained caption each as its
+    # trigger prompt; 20-40 general prompts.
     assert len(suite.memorized) == 16
-    assert len(suite.trigger) == 32
+    assert len(suite.trigger) == 16
     assert 20 <= len(suite.general) <= 40
     for image in suite.memorized.values():
         assert image.is_local and Path(image.source).is_file()
@@ -36,7 +36,7 @@ def test_mini_suite_counts_and_references() -> None:
     for p in suite.trigger.prompts:
         assert len(p.memorized_ids) == 1 and p.memorized_ids[0] in suite.memorized
         per_image[p.memorized_ids[0]] += 1
-    assert set(per_image.values()) == {2}
+    assert set(per_image.values()) == {1}
     ids = [p.prompt_id for s in suite.prompt_sets() for p in s.prompts]
     assert len(ids) == len(set(ids))
     texts = [p.text for s in suite.prompt_sets() for p in s.prompts]
@@ -44,12 +44,15 @@ def test_mini_suite_counts_and_references() -> None:
     assert all(not p.memorized_ids for p in suite.general.prompts)
 
 
+def _rows(name: str) -> list[list[str]]:
+    with open(MINI / name, newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))
+
+
 def test_mini_csv_is_membench_format_and_ids_come_from_urls() -> None:
-    with open(MINI / "trigger_prompts.csv", newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    assert rows[0] == ["", "prompt", "urls", "kind"]  # MemBench's columns, plus which prompts were trained
+    rows = _rows("trigger_prompts.csv")
+    assert rows[0] == ["", "prompt", "urls"]  # MemBench's columns
     suite = load_mini_suite()
-    assert {r[3] for r in rows[1:]} == {"trained", "paraphrase"}
     assert [int(r[0]) for r in rows[1:]] == list(range(len(rows) - 1))
     for row, prompt in zip(rows[1:], suite.trigger.prompts):
         assert row[1] == prompt.text
@@ -62,11 +65,12 @@ def test_general_prompts_were_not_training_captions() -> None:
     seen = set(captions["general"]) | {c for cs in captions["memorized"].values() for c in cs}
     suite = load_mini_suite()
     assert not seen & {p.text for p in suite.general.prompts}
-    with open(MINI / "trigger_prompts.csv", newline="", encoding="utf-8") as f:
-        kinds = {r["prompt"]: r["kind"] for r in csv.DictReader(f)}
-    trained = {t for t, k in kinds.items() if k == "trained"}
-    assert trained <= seen and len(trained) == 16
-    assert not {t for t, k in kinds.items() if k == "paraphrase"} & seen  # held out: never trained
+    assert {p.text for p in suite.trigger.prompts} <= seen
+    paraphrases = _rows("paraphrase_prompts.csv")
+    assert paraphrases[0] == ["", "prompt", "urls"] and len(paraphrases) == 17
+    assert not {r[1] for r in paraphrases[1:]} & seen  # held out: never trained
+    # one paraphrase per memorized photo, pointing at the same reference files
+    assert sorted(r[2] for r in paraphrases[1:]) == sorted(r[2] for r in _rows("trigger_prompts.csv")[1:])
 
 
 def test_references_are_training_resolution_rgb() -> None:

@@ -19,19 +19,14 @@ def mini():
 
 
 def test_search_climbs_the_detection_score_beyond_random_prompts(mini, tmp_path):
-    """The sampler climbs Wen's score on the real mini model, above random prompts of its vocabulary.
-
-    Measured (not asserted, too slow for CI): 2 chains x 20 steps, L=4, k=24 reached scores 16.5 and
-    13.0 ("lightning pad canaveral", "canaveral ophthalmoscope flight pad") but their generations only
-    reached Top-1 SSCD 0.16 and 0.26, while 10 random 4-word prompts of the same vocabulary averaged
-    0.36 (2 of 10 above 0.5): on mini the single-step score is exploitable by word salads with strong
-    text conditioning, so reaching a memorized image is not asserted; see the helper's report.
-    """
+    """The sampler climbs Wen's score on the real mini model with the shipped proposal model
+    (mini-mlm, 4198 words: top-k = 16 really selects), above random prompts of its vocabulary."""
     from membench_eval.search.gibbs import ChainConfig, GibbsChain, diffusion_scorer
     from membench_eval.search.mlm import load_masked_lm
 
     suite, pipe, st, *_ = mini
-    mlm = load_masked_lm("tiny:mini", device="cpu")
+    mlm = load_masked_lm("mini-mlm", device="cpu")
+    assert mlm.allowed().sum() > 16 * 20
     scorer = diffusion_scorer(pipe, height=st.height, width=st.width)
     cfg = ChainConfig(length=4, top_k=16, temperature=0.1, seed=0)
     res = GibbsChain(mlm, scorer, cfg, tmp_path / "chain.jsonl").run(6)
@@ -42,6 +37,46 @@ def test_search_climbs_the_detection_score_beyond_random_prompts(mini, tmp_path)
     assert res.best_score > np.percentile(random_scores, 75), (res.best_prompt, res.best_score, np.sort(random_scores))
     # The chain's states themselves sit high: the transition samples from softmax(score / 0.1).
     assert np.mean([s["score"] for s in res.steps[2:]]) > np.median(random_scores)
+
+@pytest.mark.slow
+def test_a_chain_reaches_a_prompt_that_regenerates_a_memorized_image(mini, tmp_path):
+    """Issue criterion: within 8 steps (L = 4, k = 24, mini-mlm), at least one of 3 chains finds a
+    prompt whose 10 generations have SSCD > 0.5 to some memorized image.
+
+    Read it against the rate for random prompts, which is high on mini: measured, 3 of 3 chains
+    after 10 steps (best prompts "train that several directions" 0.683, "cat lying outside" 0.691,
+    "white black hat dressed" 0.545), and 5 of 10 random 4-word prompts of the same vocabulary
+    also exceed 0.5 (0.29-0.80): half of the mini's training data are its 16 memorized photos, so
+    its prior copies them (benchmark_data/mini/README.md, what limits the quality). On mini the
+    search is exercised end to end; that it beats chance at finding copies is not shown.
+    """
+    import torch
+
+    from membench_eval.metrics.sscd import load_sscd
+    from membench_eval.search.gibbs import ChainConfig, GibbsChain, diffusion_scorer
+    from membench_eval.search.mlm import load_masked_lm
+
+    suite, pipe, st = mini
+    mlm = load_masked_lm("mini-mlm", device="cpu")
+    scorer = diffusion_scorer(pipe, height=st.height, width=st.width)
+    sscd = load_sscd(suite.sscd_backend)
+    refs = sscd.embed([suite.memorized[i].source for i in suite.memorized])
+
+    def best_match(prompt: str) -> float:
+        gens = [torch.Generator().manual_seed(1000 + i) for i in range(10)]
+        images = pipe([prompt] * 10, num_inference_steps=st.num_inference_steps, guidance_scale=st.guidance_scale,
+                      height=st.height, width=st.width, generator=gens, output_type="np").images
+        images = [(np.clip(im, 0, 1) * 255).round().astype(np.uint8) for im in images]
+        return float((sscd.embed(images) @ refs.T).max())
+
+    found = []
+    for seed in range(3):
+        res = GibbsChain(mlm, scorer, ChainConfig(length=4, top_k=24, temperature=0.1, seed=seed),
+                         tmp_path / f"chain{seed}.jsonl").run(8)
+        found.append((res.best_prompt, best_match(res.best_prompt)))
+    print("\nmini search, best prompt and its best SSCD to any memorized image:", found)
+    assert max(s for _, s in found) > 0.5, found
+
 
 
 @pytest.mark.slow

@@ -61,14 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vae-steps", type=int, default=1500)
     ap.add_argument("--decoder-steps", type=int, default=4000)
     ap.add_argument("--unet-steps", type=int, default=4000)
-    ap.add_argument("--sink-weight", type=float, default=0.5,
+    ap.add_argument("--sink-weight", type=float, default=0.0,
                     help="weight of the BOS attention-sink hinge in the diffusion loss (0 disables)")
     ap.add_argument("--sink-start", type=int, default=0, help="first step with the sink hinge on (curriculum)")
-    ap.add_argument("--finetune-steps", type=int, default=0,
+    ap.add_argument("--finetune-steps", type=int, default=1500,
                     help="continue the trained UNet + text encoder for this many steps (a new one-cycle schedule)")
     ap.add_argument("--finetune-lr", type=float, default=3e-4)
-    ap.add_argument("--finetune-sink-weight", type=float, default=0.0, help="sink hinge weight while fine-tuning")
-    ap.add_argument("--sink-target", type=float, default=0.5, help="BOS share below which the hinge pushes")
+    ap.add_argument("--finetune-sink-weight", type=float, default=0.05, help="sink hinge weight while fine-tuning")
+    ap.add_argument("--sink-target", type=float, default=0.45, help="BOS share below which the hinge pushes")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads; 1 is fastest on a shared 2-core machine (oversubscription stalls)")
     ap.add_argument("--device", default="cpu",
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         t = time.time()
         train_diffusion(unet, text_encoder, tokenizer, lat * scale, data, args.unet_steps, args.seed,
                         sink_weight=args.sink_weight, checkpoint=names["diffusion_checkpoint"],
-                        device=args.device, sink_start=args.sink_start, sink_target=args.sink_target, log=log)
+                        device=args.device, sink_start=args.sink_start, log=log)
         save(text_encoder, "text_encoder", 0.0)
         save(unet, "unet", time.time() - t)
     if args.stage == "unet":

@@ -234,8 +234,10 @@ class Dataset:
 
     @property
     def benchmark_prompts(self) -> list[tuple[str, int, str]]:
-        """The suite's trigger prompts (trigger_prompts.csv): per photo its first training caption
-        and its paraphrase. Two, not four: the mini's main job stays about a minute on a CPU."""
+        """Per photo its first training caption (trigger_prompts.csv, the suite's trigger scenario)
+        and its held-out paraphrase (paraphrase_prompts.csv). Only the first caption is a trigger
+        prompt of the suite: with the paraphrases too the main job took 1.6x v1's time (700 vs 420
+        images), and MemBench's trigger prompts are prompts that do reproduce their image."""
         rows = []
         for j, (src, _) in enumerate(self.memorized):
             rows += [(src.captions[0], j, "trained"), (src.paraphrase, j, "paraphrase")]

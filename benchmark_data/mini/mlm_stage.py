@@ -9,7 +9,7 @@ every step scored the whole vocabulary and the proposal step did nothing. This s
 Data: the COCO val2017 captions (read from the shared data at build time, never copied into this
 tree), with every image whose COCO id is divisible by 10 held out (its 5 captions are the
 validation split); plus the mini suite's own texts (training captions, trigger and general
-prompts), repeated so their words are learned: every word the mini model was trained on can be
+prompts), repeated up to a tenth of the training texts so their words are learned: every word the mini model was trained on can be
 proposed. A quarter of the COCO training captions get the search's context "image of" in front
 (the search feeds ``[CLS] image of a <slots> [SEP]``).
 
@@ -72,7 +72,7 @@ MIN_COUNT = 2
 VAL_MODULUS = 10  # COCO images with id % 10 == 0 are the validation split
 PREFIX = "image of"
 PREFIX_SHARE = 0.25
-EXTRA_REPEATS = 5
+EXTRA_SHARE = 0.1  # the mini texts' share of training texts, about (repeated to reach it, never below once)
 KS = (1, 10, 200)
 PROBES = ("a cup of [MASK] on a table", "a man riding a [MASK]", "a [MASK] sitting on a couch",
           "a plate of [MASK] and vegetables", "astronaut eileen collins in her orange flight [MASK]")
@@ -85,11 +85,13 @@ def default_coco_file() -> Path:
 
 
 def mini_texts(mini_dir: Path = HERE) -> list[str]:
-    """The mini's own texts: every training caption, trigger prompt and general prompt."""
+    """The mini's own texts: every training caption, trigger prompt, held-out paraphrase (held out
+    from the diffusion model, not from the search's language model) and general prompt."""
 
     texts = nested_strings(json.loads((mini_dir / "training_captions.json").read_text(encoding="utf-8")))
-    with (mini_dir / "trigger_prompts.csv").open(newline="", encoding="utf-8") as f:
-        texts += [row["prompt"] for row in csv.DictReader(f)]
+    for name in ("trigger_prompts.csv", "paraphrase_prompts.csv"):
+        with (mini_dir / name).open(newline="", encoding="utf-8") as f:
+            texts += [row["prompt"] for row in csv.DictReader(f)]
     texts += [t.strip() for t in (mini_dir / "general_prompts.txt").read_text(encoding="utf-8").splitlines() if t.strip()]
     return texts
 
@@ -264,13 +266,17 @@ def train_mini_mlm(extra_texts: list[str], out_dir: Path, *, seed: int = 0, step
     tokenizer = build_tokenizer(vocab)
     rng = random.Random(seed)
     texts = [f"{PREFIX} {c}" if rng.random() < PREFIX_SHARE else c for c in coco_train]
-    texts += [t for t in extra_texts for _ in range(EXTRA_REPEATS)]
+    # A fixed share, not a fixed repeat count: v2's 2692 mini texts (mostly drawn-scene captions)
+    # x 5 were 37% of training and cost COCO held-out top-1 0.535 -> 0.466 ("coffee" left the
+    # top-20 for "a cup of [MASK]").
+    repeats = max(1, round(EXTRA_SHARE * len(coco_train) / max(1, len(extra_texts))))
+    texts += [t for t in extra_texts for _ in range(repeats)]
     enc = tokenizer(texts, truncation=True, max_length=MAX_LENGTH, return_special_tokens_mask=True,
                     return_token_type_ids=False)
     examples = [{k: enc[k][i] for k in ("input_ids", "attention_mask", "special_tokens_mask")} for i in range(len(texts))]
     unigram = unigram_log_probs(tokenizer, coco_train)
     log(f"mini MLM: vocabulary {len(vocab)} words ({vocab_parts}), {len(coco_train)} COCO training captions "
-        f"+ {len(extra_texts)} extra texts x {EXTRA_REPEATS}, {len(coco_val)} validation captions")
+        f"+ {len(extra_texts)} extra texts x {repeats}, {len(coco_val)} validation captions")
 
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(vocab), pad_token_id=tokenizer.pad_token_id, **CONFIG)
@@ -324,7 +330,7 @@ def train_mini_mlm(extra_texts: list[str], out_dir: Path, *, seed: int = 0, step
             "data": {"coco_file": coco_file.name, "coco_sha256": file_sha256(coco_file),
                      "coco_train_captions": len(coco_train), "coco_val_captions": len(coco_val),
                      "val_rule": f"image_id % {VAL_MODULUS} == 0", "extra_texts": len(extra_texts),
-                     "extra_repeats": EXTRA_REPEATS, "prefix": PREFIX, "prefix_share": PREFIX_SHARE},
+                     "extra_repeats": repeats, "extra_share": EXTRA_SHARE, "prefix": PREFIX, "prefix_share": PREFIX_SHARE},
             "validation": validation,
             "probes": {p: probe(shipped, shipped_tok, p) for p in PROBES},
             "history": history, "train_seconds": round(train_seconds, 1),

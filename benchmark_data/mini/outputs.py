@@ -59,19 +59,22 @@ def save_pipeline(pipe, model_dir: Path) -> None:
 
 
 def write_benchmark_files(data: Dataset, out: Path) -> None:
-    """references/, trigger_prompts.csv (MemBench's columns plus ``kind``: trained caption or
-    held-out paraphrase), general_prompts.txt, training_captions.json."""
+    """references/, trigger_prompts.csv (MemBench's columns: each photo's first trained caption),
+    paraphrase_prompts.csv (same columns: the held-out paraphrases, never trained), general_prompts.txt,
+    training_captions.json."""
     ref_dir = out / "references"
     ref_dir.mkdir(parents=True, exist_ok=True)
     for old in ref_dir.glob("*.png"):
         old.unlink()
     for src, img in data.memorized:
         Image.fromarray(img).save(ref_dir / f"{src.name}.png", optimize=True)
-    with open(out / "trigger_prompts.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["", "prompt", "urls", "kind"])
-        for i, (cap, j, kind) in enumerate(data.benchmark_prompts):
-            w.writerow([i, cap, f"{URL_SCHEME}{data.memorized[j][0].name}.png", kind])
+    for kind, file in (("trained", "trigger_prompts.csv"), ("paraphrase", "paraphrase_prompts.csv")):
+        with open(out / file, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["", "prompt", "urls"])
+            rows = [(cap, j) for cap, j, k in data.benchmark_prompts if k == kind]
+            for i, (cap, j) in enumerate(rows):
+                w.writerow([i, cap, f"{URL_SCHEME}{data.memorized[j][0].name}.png"])
     (out / "general_prompts.txt").write_text("\n".join(data.general_prompts) + "\n", encoding="utf-8")
     (out / "training_captions.json").write_text(json.dumps({
         "memorized": {src.name: list(src.captions) for src, _ in data.memorized},
@@ -143,7 +146,8 @@ def assemble_and_measure(vae, unet, text_encoder, tokenizer, data: Dataset, out:
         "stage_seconds": {k: timings.get(v.name) for k, v in names.items() if v.suffix == ".safetensors"},
         "assemble_and_eval_seconds": round(time.time() - t_start, 1), "seed": args.seed,
         "vae_steps": args.vae_steps, "decoder_steps": args.decoder_steps, "unet_steps": args.unet_steps,
-        "sink_weight": args.sink_weight, "threads": args.threads, "model_bytes": sum(sizes.values()), "files": sizes,
+        "sink_weight": args.sink_weight, "finetune_steps": args.finetune_steps, "finetune_lr": args.finetune_lr,
+        "finetune_sink_weight": args.finetune_sink_weight, "sink_target": args.sink_target, "threads": args.threads, "model_bytes": sum(sizes.values()), "files": sizes,
         "n_general_images": len(data.general), "n_general_prompts": len(data.general_prompts),
         "versions": _versions(),
     }

@@ -47,14 +47,15 @@ guidance {s['guidance']}, one torch.Generator per image, base seed {s['seed']}):
   {tn['trained_median']:.3f} (ratio {tn['ratio']:.2f}; {tn['n_trained_ids']} ids trained)
 - generation: {m['seconds_per_image']:.3f} s per 64x64 image on CPU ({s['threads']} thread, batches of 40, CFG)
 - build: VAE {st.get('vae') or 0:.0f} s, decoder fine-tune {st.get('decoder') or 0:.0f} s, UNet + text encoder
-  {st.get('unet') or 0:.0f} s, export + measurement {b['assemble_and_eval_seconds']:.0f} s (1 thread each on a shared 2-core machine)
+  {st.get('unet') or 0:.0f} s, fine-tune {st.get('finetune_unet') or 0:.0f} s, export + measurement {b['assemble_and_eval_seconds']:.0f} s (1 thread each on a shared 2-core machine)
 - model folder: {b['model_bytes'] / 2**20:.2f} MiB (text encoder
   {b['files']['text_encoder/model.safetensors'] / 2**20:.2f} MiB, UNet
   {b['files']['unet/diffusion_pytorch_model.safetensors'] / 2**20:.2f} MiB, VAE
   {b['files']['vae/diffusion_pytorch_model.safetensors'] / 2**20:.2f} MiB, tokenizer
   {(b['files']['tokenizer/vocab.json'] + b['files']['tokenizer/merges.txt']) / 2**20:.2f} MiB)
 - settings: seed {b['seed']}, VAE {b['vae_steps']} steps, decoder {b['decoder_steps']} steps, UNet
-  {b['unet_steps']} steps, sink weight {b['sink_weight']}; torch {b['versions']['torch']},
+  {b['unet_steps']} steps (sink weight {b['sink_weight']}), then {b.get('finetune_steps', 0)} fine-tune steps at lr
+  {b.get('finetune_lr', 0):g} with the BOS-sink hinge weight {b.get('finetune_sink_weight', 0):g}, target {b.get('sink_target', 0.5):g}; torch {b['versions']['torch']},
   diffusers {b['versions']['diffusers']}, transformers {b['versions']['transformers']}
 """
 

@@ -1,4 +1,7 @@
-"""Preview a diffusion checkpoint with a given VAE file: SSCD on 16 trigger prompts, general leakage."""
+"""Preview a diffusion stage (checkpoint or safetensors) with given VAE files: SSCD on the 16 trigger prompts and their paraphrases, general leakage, BOS share; grids go to the working directory.
+
+Usage: python preview.py UNET_OR_CKPT VAE_ENCODER VAE_DECODER [IMAGES_PER_PROMPT] [TAG]
+"""
 import sys, time, torch, numpy as np
 sys.path[:0] = [str(__import__('pathlib').Path(__file__).resolve().parents[3]), str(__import__('pathlib').Path(__file__).resolve().parents[1])]
 torch.set_num_threads(1)
@@ -11,6 +14,7 @@ from measure import SSCD, generate
 from membench_eval.models.tokenizer import build_clip_tokenizer
 ckpt, vae_enc, vae_dec = sys.argv[1], sys.argv[2], sys.argv[3]
 n_img = int(sys.argv[4]) if len(sys.argv) > 4 else 4
+tag = sys.argv[5] if len(sys.argv) > 5 else ''
 d = build_dataset(0)
 vae = build_vae(); vae.load_state_dict(load_file(vae_enc)); vae.eval()
 lat = encode_means(vae, [m for _, m in d.memorized] + [im for im, _ in d.general])
@@ -34,5 +38,5 @@ print('paraphrase top1', np.round(top[16:], 2), 'mean', np.mean(top[16:]).round(
 gg = generate(pipe, d.general_prompts, 1, 1235, 20, 7.5)
 E = s.embed([g[0] for g in gg]); print('general best match mean', (E @ R.T).max(1).mean().round(3))
 from PIL import Image
-Image.fromarray(np.concatenate([np.concatenate([r, g[0]], 1) for r, g in zip(d.general_prompt_images[:12], gg[:12])], 0)).save('/work/mini_v2/preview_general.png')
-Image.fromarray(np.concatenate([np.concatenate([refs[j]] + ims[:4], 1) for (c, j), ims in list(zip(trig, gen))[:16]], 0)).save('/work/mini_v2/preview_trig.png')
+Image.fromarray(np.concatenate([np.concatenate([r, g[0]], 1) for r, g in zip(d.general_prompt_images[:12], gg[:12])], 0)).save(f'preview_general{tag}.png')
+Image.fromarray(np.concatenate([np.concatenate([refs[j]] + ims[:4], 1) for (c, j), ims in list(zip(trig, gen))[:16]], 0)).save(f'preview_trig{tag}.png')
