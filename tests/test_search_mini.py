@@ -43,11 +43,12 @@ def test_a_chain_reaches_a_prompt_that_regenerates_a_memorized_image(mini, tmp_p
     """Issue criterion: within 8 steps (L = 4, k = 24, mini-mlm), at least one of 3 chains finds a
     prompt whose 10 generations have SSCD > 0.5 to some memorized image.
 
-    Read it against the rate for random prompts, which is high on mini: measured, 3 of 3 chains
-    after 10 steps (best prompts "train that several directions" 0.683, "cat lying outside" 0.691,
-    "white black hat dressed" 0.545), and 5 of 10 random 4-word prompts of the same vocabulary
-    also exceed 0.5 (0.29-0.80): half of the mini's training data are its 16 memorized photos, so
-    its prior copies them (benchmark_data/mini/README.md, what limits the quality). On mini the
+    Read it against the rate for random prompts, which is high on mini. Measured here: 3 of 3
+    chains ("black with grass" 0.767, "purple horse in field" 0.721, "horse standing them" 0.839);
+    with experiments/search_exp.py (same L, k, steps, its own chain files) 1 of 3 chains (0.742,
+    0.376, 0.319) and 6 of 10 random 4-word prompts of the same vocabulary (0.28-0.76) exceed
+    0.5: half of the mini's training data are its 16 memorized photos, so its prior copies them
+    (benchmark_data/mini/README.md, what limits the quality). On mini the
     search is exercised end to end; that it beats chance at finding copies is not shown.
     """
     import torch
