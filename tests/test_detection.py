@@ -75,6 +75,12 @@ def test_trajectory_loop_is_the_pipelines_own_denoising(pipe):
                                          lat.clone(), 3, 7.5)
     torch.testing.assert_close(final, expected)
     assert norms.shape == (2,) and (norms > 0).all()
+    with torch.no_grad():  # per step: the same run, every step's norms, whose mean is the score
+        final_steps, steps = guided_trajectory(pipe, encode_prompts(pipe, ["a cat", "a dog"]),
+                                               encode_prompts(pipe, [""]), lat.clone(), 3, 7.5, per_step=True)
+    torch.testing.assert_close(final_steps, expected)
+    assert steps.shape == (3, 2)
+    torch.testing.assert_close(steps.mean(dim=0), norms)
 
 
 def test_detection_metrics_against_hand_computed_values():

@@ -147,29 +147,27 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.manual_seed(args.seed + 1)
     text_encoder, unet, tokenizer = build_text_encoder(), build_unet(), build_clip_tokenizer()
-    if want("unet"):
+
+    def diffusion_stage(unet_key: str, text_key: str, checkpoint_key: str, steps: int, seed: int, **settings) -> None:
         t = time.time()
-        train_diffusion(unet, text_encoder, tokenizer, lat * scale, data, args.unet_steps, args.seed,
-                        sink_weight=args.sink_weight, checkpoint=names["diffusion_checkpoint"],
-                        device=args.device, sink_start=args.sink_start, log=log)
-        save(text_encoder, "text_encoder", 0.0)
-        save(unet, "unet", time.time() - t)
+        train_diffusion(unet, text_encoder, tokenizer, lat * scale, data, steps, seed,
+                        checkpoint=names[checkpoint_key], device=args.device, log=log, **settings)
+        save(text_encoder, text_key, 0.0)
+        save(unet, unet_key, time.time() - t)
+
+    if want("unet"):
+        diffusion_stage("unet", "text_encoder", "diffusion_checkpoint", args.unet_steps, args.seed,
+                        sink_weight=args.sink_weight, sink_start=args.sink_start)
     if args.stage == "unet":
         return 0
-    unet.load_state_dict(load_file(names["unet"]))
-    text_encoder.load_state_dict(load_file(names["text_encoder"]))
-    if args.finetune_steps:
-        unet_key, text_key = "finetune_unet", "finetune_text"
-        if not names[unet_key].exists():
-            t = time.time()
-            train_diffusion(unet, text_encoder, tokenizer, lat * scale, data, args.finetune_steps, args.seed + 5,
-                            lr=args.finetune_lr, sink_weight=args.finetune_sink_weight,
-                            sink_target=args.sink_target, checkpoint=names["finetune_checkpoint"],
-                            device=args.device, log=log)
-            save(text_encoder, text_key, 0.0)
-            save(unet, unet_key, time.time() - t)
-        unet.load_state_dict(load_file(names[unet_key]))
-        text_encoder.load_state_dict(load_file(names[text_key]))
+    unet_key, text_key = ("finetune_unet", "finetune_text") if args.finetune_steps else ("unet", "text_encoder")
+    if args.finetune_steps and not names[unet_key].exists():
+        unet.load_state_dict(load_file(names["unet"]))
+        text_encoder.load_state_dict(load_file(names["text_encoder"]))
+        diffusion_stage(unet_key, text_key, "finetune_checkpoint", args.finetune_steps, args.seed + 5,
+                        lr=args.finetune_lr, sink_weight=args.finetune_sink_weight, sink_target=args.sink_target)
+    unet.load_state_dict(load_file(names[unet_key]))
+    text_encoder.load_state_dict(load_file(names[text_key]))
     if args.stage == "finetune":
         return 0
 

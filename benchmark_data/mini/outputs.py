@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -87,6 +86,8 @@ def write_gallery(data: Dataset, out: Path, n_general: int = 132) -> None:
     plus center crops of bundled photos the model never saw, and NO memorized photo. The harness
     retrieves from it by text (mini CLIP) to compute mini's reference row, in the role of
     MemBench's Google image search. ``manifest.json`` lists every file with its sha256."""
+    from membench_eval.suites.download import file_sha256
+
     folder = out / "gallery"
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.png"):
@@ -96,7 +97,7 @@ def write_gallery(data: Dataset, out: Path, n_general: int = 132) -> None:
     manifest = {}
     for name, img in items:
         Image.fromarray(img).save(folder / name, format="PNG", optimize=True)
-        manifest[name] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+        manifest[name] = file_sha256(folder / name)
     (folder / "manifest.json").write_text(json.dumps({"files": manifest, "excludes": "memorized photos"},
                                                      indent=1) + "\n")
 

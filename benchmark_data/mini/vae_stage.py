@@ -63,6 +63,23 @@ def _batch_indices(g, n_mem: int, n_all: int, batch: int, mem: int):
                       torch.randint(n_mem, n_all, (batch - mem,), generator=g)])
 
 
+def _one_cycle(params: list, loss, steps: int, lr: float, name: str, log) -> None:
+    """``steps`` AdamW steps on ``loss()`` under a one-cycle schedule (both VAE stages train so)."""
+    import torch
+
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, fused=True)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
+    t0 = time.time()
+    for step in range(steps):
+        value = loss()
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        opt.step()
+        sched.step()
+        if step % 100 == 0 or step == steps - 1:
+            log(f"{name} step {step}/{steps} loss {value.item():.4f} ({time.time() - t0:.0f}s)")
+
+
 def train_vae(vae, data: Dataset, steps: int, seed: int, batch: int = 8, lr: float = 2e-3, device: str = "cpu", log=print):
     """Reconstruction training; half of every batch is memorized photos (they must decode sharply).
 
@@ -72,22 +89,16 @@ def train_vae(vae, data: Dataset, steps: int, seed: int, batch: int = 8, lr: flo
     g = torch.Generator().manual_seed(seed)
     images = to_tensor([m for _, m in data.memorized] + [im for im, _ in data.general]).to(device)
     vae.to(device)
-    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0, fused=True)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
-    vae.train()
-    t0 = time.time()
-    for step in range(steps):
+
+    def loss():
         x = images[_batch_indices(g, len(data.memorized), len(images), batch, batch // 2).to(device)]
         post = vae.encode(x).latent_dist
         # Decode the mean: sampling (std starts near 1) drowned the signal and kept outputs blurry
         # for hundreds of steps; txt2img only ever decodes, so a deterministic code loses nothing.
-        loss = _recon_loss(vae.decode(post.mean).sample, x) + 1e-6 * post.kl().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 100 == 0 or step == steps - 1:
-            log(f"vae step {step}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
+        return _recon_loss(vae.decode(post.mean).sample, x) + 1e-6 * post.kl().mean()
+
+    vae.train()
+    _one_cycle(list(vae.parameters()), loss, steps, lr, "vae", log)
     vae.eval().cpu()
     return vae
 
@@ -106,20 +117,13 @@ def finetune_decoder(vae, latents, data: Dataset, steps: int, seed: int, batch: 
     images = to_tensor([m for _, m in data.memorized] + [im for im, _ in data.general]).to(device)
     latents = latents.to(device)
     vae.to(device)
-    params = list(vae.post_quant_conv.parameters()) + list(vae.decoder.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, fused=True)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
-    vae.decoder.train()
-    t0 = time.time()
-    for step in range(steps):
+
+    def loss():
         idx = _batch_indices(g, len(data.memorized), len(images), batch, memorized_per_batch).to(device)
-        loss = _recon_loss(vae.decode(latents[idx]).sample, images[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 100 == 0 or step == steps - 1:
-            log(f"decoder step {step}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
+        return _recon_loss(vae.decode(latents[idx]).sample, images[idx])
+
+    vae.decoder.train()
+    _one_cycle(list(vae.post_quant_conv.parameters()) + list(vae.decoder.parameters()), loss, steps, lr, "decoder", log)
     vae.eval().cpu()
     return vae
 

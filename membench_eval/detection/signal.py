@@ -157,11 +157,14 @@ def guided_trajectory(
     latents: "torch.Tensor",
     num_inference_steps: int,
     guidance_scale: float,
+    *,
+    per_step: bool = False,
 ) -> tuple["torch.Tensor", "torch.Tensor"]:
     """The pipeline's CFG denoising loop (same scheduler, same update), recording the signal.
 
     Returns the final latents (identical to the pipeline's for the same initial latents) and, per
-    image, the mean over steps of ``||eps_c - eps_u||_2``.
+    image, the mean over steps of ``||eps_c - eps_u||_2``; with ``per_step``, every step's norms
+    instead, shape (steps, images): which steps separate two prompt sets.
     """
     import torch
 
@@ -170,9 +173,13 @@ def guided_trajectory(
     n = latents.shape[0]
     embeds = torch.cat([uncond_embed.expand(n, -1, -1), cond_embeds])
     norms = torch.zeros(n, dtype=torch.float64, device=latents.device)
+    steps = []
     for t in scheduler.timesteps:
         model_in = scheduler.scale_model_input(torch.cat([latents, latents]), t)
         eps_u, eps_c = pipe.unet(model_in, t, encoder_hidden_states=embeds).sample.chunk(2)
-        norms += (eps_c - eps_u).float().flatten(1).norm(dim=1).double()
+        step_norms = (eps_c - eps_u).float().flatten(1).norm(dim=1).double()
+        norms += step_norms
+        if per_step:
+            steps.append(step_norms)
         latents = scheduler.step(eps_u + guidance_scale * (eps_c - eps_u), t, latents).prev_sample
-    return latents, norms / len(scheduler.timesteps)
+    return latents, torch.stack(steps) if per_step else norms / len(scheduler.timesteps)
