@@ -300,6 +300,10 @@ class Evaluation:
         self.counts["generated"] += report.new
         self.counts["reused"] += report.reused
         scores = self._scores(report.keys, [r.prompt for r in requests])
+        for key in report.keys:  # the measured cost (``generation.batch.run_batch``), when stored
+            evals = (self.store.record(key).get("records") or {}).get("unet_evals")
+            if isinstance(evals, (int, float)):
+                scores[key]["unet_evals"] = float(evals)
         results = []
         for k, prompt in enumerate(prompts):
             rows = [scores[key] for key in report.keys[k * n:(k + 1) * n]]
@@ -394,6 +398,8 @@ class Evaluation:
             "best_sscd": [float(v) for v in sim_all[np.arange(len(rows)), nearest]],
             "best_ref": [ref_ids[j] for j in nearest],
             "seed": [image_seed(self.settings.seed, prompt.prompt_id, i) for i in range(len(rows))]}
+        if rows and all("unet_evals" in r for r in rows):
+            per_image["unet_evals"] = [r["unet_evals"] for r in rows]
         if role == "trigger":
             own = [i for i in prompt.memorized_ids if i in self.reference_embeddings]
             sim_own = np.array([[r["sscd"][i] for i in own] for r in rows], dtype=np.float64)
@@ -568,7 +574,7 @@ def _method_sources(plan: Plan) -> dict[str, dict[str, Any]]:
     for m in plan.methods:
         if m.mitigation is not None:
             src = fingerprint_method(m.mitigation)
-            out[m.label] = {"path": src.path, "sha256": src.sha256}
+            out[m.label] = {"path": src.path, "sha256": src.sha256, "oracle": bool(m.mitigation.oracle)}
     return out
 
 

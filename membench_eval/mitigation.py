@@ -3,13 +3,18 @@
 A method overrides only the hooks it needs; the generation engine calls them in this order for
 every batch of images (a batch may mix prompts; every image has its own seed and RNG):
 
+0. ``setup``               - once per pipeline (cached across batches and sweeps): model-level
+   preparation such as NeMo's activation statistics; the result is ``ctx.state``.
 1. ``rewrite_prompt``      - change the prompt text (RNA, RTA).
-2. ``edit_embeddings``     - change prompt embeddings before sampling (Wen et al.).
-3. ``on_step_end``         - diffusers ``callback_on_step_end``: change latents/embeddings during sampling.
-4. ``cross_attention_processor`` - replace the ``attn2`` (cross-attention) processors for this
-   batch only (Ren et al.); the engine installs it and restores the originals afterwards.
-5. ``generate``            - full override of generation, for methods that need it; return None
-   to use the default path above.
+2. ``generate``            - full override of generation, for methods that need it; return None
+   to use the default path below.
+3. ``edit_embeddings``     - change prompt embeddings before sampling (Wen et al., GNI).
+4. ``edit_latents``        - change the initial noise x_T (SAIL).
+5. ``cross_attention_processor`` - replace the ``attn2`` (cross-attention) processors for this
+   batch only (Ren et al., NeMo); the engine installs it and restores the originals afterwards.
+6. ``guidance``            - at every step, combine the unconditional and conditional noise
+   predictions (default: classifier-free guidance) (guidance schedule, PRSS, AMG).
+7. ``on_step_end``         - diffusers ``callback_on_step_end``: change latents/embeddings during sampling.
 
 Hyperparameters are dataclass fields with types and defaults: every subclass is made a dataclass
 automatically, so ``n: int = 1`` declares a parameter the harness validates, puts in the run-store
@@ -71,6 +76,15 @@ class BatchContext:
     rngs: list[random.Random] = field(default_factory=list)
     # Per-image extra values the method wants stored (same length as requests).
     records: list[dict[str, Any]] = field(default_factory=list)
+    # Whether sampling combines unconditional and conditional predictions (guidance_scale > 1).
+    do_classifier_free_guidance: bool = False
+    # What ``setup(pipe)`` returned (cached per pipeline), or None.
+    state: Any = None
+    # The embeddings sampling runs on, after ``edit_embeddings`` (set before ``edit_latents``).
+    prompt_embeds: "torch.Tensor | None" = None
+    negative_prompt_embeds: "torch.Tensor | None" = None
+    # The scheduler's timesteps for this run, set when sampling starts.
+    timesteps: list[int] = field(default_factory=list)
 
 
 class Mitigation:
@@ -86,6 +100,11 @@ class Mitigation:
     # True when the method must see all images of one prompt in the same batch (e.g. a loss taken
     # over a prompt's images together). The engine then never splits a prompt across batches.
     batch_by_prompt: ClassVar[bool] = False
+    # True when the method reads the suite's memorized images (AMG): the leaderboard marks its row
+    # "oracle: uses the memorized images", so it is not read as a blind method.
+    oracle: ClassVar[bool] = False
+    # Parameters ``setup`` depends on: its cached result is reused across values of all others.
+    setup_params: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -93,6 +112,11 @@ class Mitigation:
             dataclasses.dataclass(cls)
 
     # --- hooks -----------------------------------------------------------------------------
+
+    def setup(self, pipe: "StableDiffusionPipeline") -> Any:
+        """Model-level preparation, run once per pipeline and cached (keyed by the method's class,
+        source and ``setup_params``); the return value reaches every hook as ``ctx.state``."""
+        return None
 
     def rewrite_prompt(self, prompt: str, rng: random.Random) -> str:
         """Return the text to generate from. ``rng`` is seeded per image by the harness."""
@@ -109,6 +133,35 @@ class Mitigation:
         """Return (prompt_embeds, negative_prompt_embeds), shape (batch, tokens, dim) each.
         ``latents`` are the initial noise latents (already scaled by the scheduler)."""
         return prompt_embeds, negative_prompt_embeds
+
+    def edit_latents(
+        self,
+        pipe: "StableDiffusionPipeline",
+        latents: "torch.Tensor",
+        prompt_embeds: "torch.Tensor",
+        negative_prompt_embeds: "torch.Tensor | None",
+        ctx: BatchContext,
+    ) -> "torch.Tensor":
+        """Return the initial latents x_T to sample from (same shape; scaled by the scheduler's
+        ``init_noise_sigma``, as given). Runs after ``edit_embeddings``, on its embeddings."""
+        return latents
+
+    def guidance(
+        self,
+        pipe: "StableDiffusionPipeline",
+        step: int,
+        timestep: int,
+        latents: "torch.Tensor",
+        eps_uncond: "torch.Tensor | None",
+        eps_cond: "torch.Tensor",
+        ctx: BatchContext,
+    ) -> "torch.Tensor":
+        """The noise prediction the scheduler steps with, from this step's unconditional and
+        conditional predictions (``eps_uncond`` is None without guidance). ``latents`` is x_t
+        before ``scale_model_input``. Default: classifier-free guidance."""
+        if eps_uncond is None:
+            return eps_cond
+        return eps_uncond + ctx.guidance_scale * (eps_cond - eps_uncond)
 
     def on_step_end(
         self, pipe: "StableDiffusionPipeline", step: int, timestep: int, callback_kwargs: dict, ctx: BatchContext

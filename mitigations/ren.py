@@ -38,25 +38,26 @@ class BOSRescaleCrossAttnProcessor:
     """A diffusers attention processor for ``attn2``: explicit attention math, with the BOS logit
     of conditional rows multiplied by ``c`` and their keys past ``token_lengths[i]`` masked.
 
-    ``token_lengths`` holds one tokenized prompt length (BOS and EOS included) per image; the
-    batch is either ``[uncond, cond]`` (2N rows, guidance on) or ``cond`` alone (N rows).
+    ``token_lengths`` holds one tokenized prompt length (BOS and EOS included) per image; with
+    ``guidance`` (the engine's ``ctx.do_classifier_free_guidance``) the batch is ``[uncond, cond]``
+    (2N rows), else ``cond`` alone (N rows).
     """
 
-    def __init__(self, c: float, token_lengths: Sequence[int]):
+    def __init__(self, c: float, token_lengths: Sequence[int], guidance: bool = True):
         self.c = float(c)
         self.token_lengths = [int(n) for n in token_lengths]
+        self.guidance = bool(guidance)
 
     def conditional_rows(self, batch_size: int) -> range:
         """Batch rows holding conditional (prompt) embeddings."""
         n = len(self.token_lengths)
-        if batch_size == 2 * n:
-            return range(n, 2 * n)
-        if batch_size == n:
-            return range(n)
-        raise MitigationError(
-            f"ren: cross-attention batch has {batch_size} rows, expected {n} images "
-            f"or {2 * n} with classifier-free guidance"
-        )
+        expected = 2 * n if self.guidance else n
+        if batch_size != expected:
+            raise MitigationError(
+                f"ren: cross-attention batch has {batch_size} rows, expected {expected} "
+                f"({n} images{', classifier-free guidance' if self.guidance else ''})"
+            )
+        return range(n, 2 * n) if self.guidance else range(n)
 
     def logit_scale_and_bias(self, batch_size: int, key_len: int, device: Any) -> tuple["torch.Tensor", "torch.Tensor"]:
         """Per-row multiplier and additive mask on the logits, shape (batch, 1, 1, key_len)."""
@@ -148,4 +149,5 @@ class RenCrossAttention(Mitigation):
             raise MitigationError(f"ren: c must be > 0, got {self.c}")
 
     def cross_attention_processor(self, pipe: "StableDiffusionPipeline", ctx: BatchContext) -> BOSRescaleCrossAttnProcessor:
-        return BOSRescaleCrossAttnProcessor(self.c, token_lengths(pipe.tokenizer, ctx.prompts))
+        lengths = token_lengths(pipe.tokenizer, ctx.prompts)
+        return BOSRescaleCrossAttnProcessor(self.c, lengths, guidance=ctx.do_classifier_free_guidance)

@@ -18,3 +18,22 @@ def load_module(name: str):
         sys.modules[key] = module
         spec.loader.exec_module(module)
     return sys.modules[key]
+
+
+def hook_context(requests, steps: int, guidance_scale: float = 7.5, size: int = 64, **fields):
+    """A ``BatchContext`` as the engine builds it for ``requests`` (one generator and one RNG per
+    image from its seed, empty records), for calling a method's hooks directly in a test."""
+    import random
+
+    import torch
+
+    from membench_eval.mitigation import BatchContext
+
+    requests = list(requests)
+    return BatchContext(
+        requests=requests, prompts=[r.prompt for r in requests], num_inference_steps=steps,
+        guidance_scale=guidance_scale, height=size, width=size, device=torch.device("cpu"),
+        generators=[torch.Generator().manual_seed(r.seed) for r in requests],
+        rngs=[random.Random(r.seed) for r in requests], records=[{} for _ in requests],
+        do_classifier_free_guidance=guidance_scale > 1, **fields,
+    )

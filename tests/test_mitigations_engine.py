@@ -62,8 +62,15 @@ def test_wen_records_are_stored_per_image(engine_run):
     _, _, _, out = engine_run
     for row in out["wen"][1]:
         rec = row["records"]
-        assert set(rec) == {"wen_iterations", "wen_initial_loss", "wen_final_loss"}
+        assert set(rec) == {"wen_iterations", "wen_initial_loss", "wen_final_loss", "unet_evals"}
         assert rec["wen_final_loss"] <= 2.0 or rec["wen_iterations"] == 10
+
+
+def test_unet_evaluations_per_image_are_measured(engine_run):
+    """Plain CFG costs 2 x steps per image; Wen's optimisation adds forward calls on top."""
+    _, _, _, out = engine_run
+    assert {row["records"]["unet_evals"] for row in out["base"][1]} == {6.0}
+    assert all(row["records"]["unet_evals"] > 6.0 for row in out["wen"][1])
 
 
 def test_ren_processor_is_removed_after_generation(engine_run):

@@ -109,7 +109,7 @@ def test_without_guidance_every_row_is_conditional():
     layer = _layer()
     hidden, text = _batch(N_IMAGES)
     default = _run(AttnProcessor(), layer, hidden, text)
-    out = _run(ren.BOSRescaleCrossAttnProcessor(1.3, [8] * N_IMAGES), layer, hidden, text)
+    out = _run(ren.BOSRescaleCrossAttnProcessor(1.3, [8] * N_IMAGES, guidance=False), layer, hidden, text)
     for row in range(N_IMAGES):
         assert (out[row] - default[row]).abs().max() > 1e-3
 
@@ -117,8 +117,11 @@ def test_without_guidance_every_row_is_conditional():
 def test_batch_size_mismatch_is_a_clear_error():
     layer = _layer()
     hidden, text = _batch(5)
-    with pytest.raises(MitigationError, match="5 rows"):
+    with pytest.raises(MitigationError, match="5 rows, expected 6"):
         _run(ren.BOSRescaleCrossAttnProcessor(1.3, [8] * N_IMAGES), layer, hidden, text)
+    # The layout comes from the engine's ctx.do_classifier_free_guidance, not from the row count.
+    with pytest.raises(MitigationError, match="6 rows, expected 3"):
+        _run(ren.BOSRescaleCrossAttnProcessor(1.3, [8] * N_IMAGES, guidance=False), layer, *_batch(2 * N_IMAGES))
 
 
 def test_processor_lengths_come_from_the_prompts_actually_encoded():

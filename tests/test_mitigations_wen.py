@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import math
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from membench_eval.errors import MitigationError  # noqa: E402
-from membench_eval.mitigation import BatchContext, ImageRequest  # noqa: E402
-from tests.mitigation_files import load_module  # noqa: E402
+from membench_eval.mitigation import ImageRequest  # noqa: E402
+from tests.mitigation_files import hook_context, load_module  # noqa: E402
 
 wen = load_module("wen")
 PROMPTS = {"p0": "an astronaut in a spacesuit", "p1": "a cup of coffee on a table"}
@@ -27,11 +26,7 @@ def pipe():
 
 def _inputs(pipe):
     requests = [ImageRequest(pid, text, i, seed=10 * k + i) for k, (pid, text) in enumerate(PROMPTS.items()) for i in range(IMAGES)]
-    ctx = BatchContext(
-        requests=requests, prompts=[r.prompt for r in requests], num_inference_steps=STEPS, guidance_scale=7.5,
-        height=64, width=64, device=torch.device("cpu"),
-        generators=[torch.Generator().manual_seed(r.seed) for r in requests], records=[{} for _ in requests],
-    )
+    ctx = hook_context(requests, STEPS)
     with torch.no_grad():
         cond, uncond = pipe.encode_prompt(ctx.prompts, ctx.device, 1, True)
     latents = torch.cat([torch.randn(1, 4, 16, 16, generator=g) for g in ctx.generators])

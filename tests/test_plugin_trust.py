@@ -163,6 +163,8 @@ def test_readme_generate_override_example_runs(tmp_path: Path):
     store = RunStore(tmp_path / "store")
     report = generate(pipe, requests, method, settings, store, progress=False)
     base = generate(pipe, requests, None, settings, store, progress=False)
-    assert report.new == 2 and all(store.record(k)["records"] == {"guidance_used": 15.0} for k in report.keys)
+    # The engine measures the override's cost too: 2 steps x [uncond, cond] rows per image.
+    assert report.new == 2 and all(store.record(k)["records"] == {"guidance_used": 15.0, "unet_evals": 4.0}
+                                   for k in report.keys)
     assert all(store.image_path(a).read_bytes() != store.image_path(b).read_bytes()
                for a, b in zip(report.keys, base.keys))

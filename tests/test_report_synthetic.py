@@ -179,3 +179,28 @@ def test_band_section_matches_a_recount(tmp_path: Path) -> None:
     base2 = next(r for r in other.rows["trigger"] if r.label == "base")
     assert wen.bands["low"].ams.mean == 1.0 and base2.bands["high"].ams.mean == 1.0  # wen < 0.2; base > 0.5
     assert base.bands["low"].ams.mean < 1.0
+
+
+def test_oracle_rows_are_marked_and_unet_cost_reaches_the_json(tmp_path: Path) -> None:
+    """A method that reads the memorized images (Mitigation.oracle) says so wherever its label is
+    shown; the measured UNet evaluations per image are averaged per row in the JSON."""
+    import dataclasses
+
+    from membench_eval.report.output import to_json
+    from membench_eval.report.render import to_markdown
+
+    run = synthetic_run(tmp_path)
+    meta = {**run.metadata, "methods": {**run.metadata["methods"], "wen l=2": {"path": "wen.py", "sha256": "0" * 64,
+                                                                                 "oracle": True}}}
+    costs = {"base": 100.0, "wen l=2": 130.0}
+    results = [dataclasses.replace(r, per_image={**r.per_image, "unet_evals": [costs[r.label]] * r.n_images})
+               if r.label in costs else r for r in run.results]
+    board = build_leaderboard(results, suite="mini", kinds=KINDS, metadata=meta, n_resamples=50,
+                              expected={"trigger": sorted(TRIGGER), "general": list(GENERAL)})
+    text = to_markdown(board)
+    assert "| wen l=2 (oracle: uses the memorized images) |" in text
+    assert "| rna n=6 (oracle" not in text
+    rows = {r["label"]: r for r in to_json(board)["rows"]}
+    assert rows["wen l=2"]["oracle"] is True and rows["rna n=6"]["oracle"] is False
+    assert rows["base"]["unet_evals_per_image"] == 100.0 and rows["wen l=2"]["unet_evals_per_image"] == 130.0
+    assert rows["rna n=6"]["unet_evals_per_image"] is None  # images without a stored count

@@ -42,6 +42,9 @@ MIN_CLUSTERS = 5
 NOT_COMPARED = "computed on a different prompt set than base; not compared"
 
 
+ORACLE_MARK = "oracle: uses the memorized images"
+
+
 def few_clusters(est: Estimate | None) -> bool:
     """Whether an interval was resampled from fewer than ``MIN_CLUSTERS`` clusters."""
     return est is not None and est.n_clusters < MIN_CLUSTERS
@@ -95,6 +98,9 @@ class Row:
     n_prompts: dict[str, int] = field(default_factory=dict)
     # role -> {"expected", "present", "missing" (ids), "extra"}; only roles with expected prompt ids.
     prompt_coverage: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The method reads the suite's memorized images (``Mitigation.oracle``, e.g. AMG): an upper
+    # bound for blind methods, marked wherever the label is shown.
+    oracle: bool = False
 
     def role_complete(self, role: str) -> bool:
         c = self.prompt_coverage.get(role)
@@ -121,7 +127,8 @@ class Row:
     def display_label(self) -> str:
         """The label as the markdown shows it: incomplete rows say so, e.g. ``rna n=6 (12/18 trigger prompts)``."""
         why = self.incomplete_reason()
-        return f"{self.label} ({why})" if why else self.label
+        label = f"{self.label} ({ORACLE_MARK})" if self.oracle else self.label
+        return f"{label} ({why})" if why else label
 
 
 @dataclass
@@ -228,7 +235,8 @@ def build_leaderboard(
         n_prompts = {role: sum(1 for r in rs if r.role == role) for role in ROLES}
         method = rs[0].method if rs else label.split()[0]
         params = dict(rs[0].params) if rs else {}
-        rows.append(Row(label, kinds[label], method, params, cells, n_prompts, cov))
+        oracle = bool(((meta.get("methods") or {}).get(label) or {}).get("oracle"))
+        rows.append(Row(label, kinds[label], method, params, cells, n_prompts, cov, oracle))
 
     boot = {"n_resamples": n_resamples, "seed": seed, "confidence": confidence, "cluster_method": cluster_method,
             "interval": "percentile", "resampling_unit": "cluster of prompts sharing memorized images",

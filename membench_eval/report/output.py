@@ -19,7 +19,8 @@ from membench_eval.report.render import to_markdown
 
 # 2: reference comparability, row completeness, few_clusters, delta_reason. Added since, without a
 # version bump (additive, older readers ignore them): "memorization" (AMS/UMS bands), "paper" (the
-# paper beside ours, null on suites without published numbers), per_prompt[].per_image.
+# paper beside ours, null on suites without published numbers), per_prompt[].per_image,
+# rows[].unet_evals_per_image (measured cost).
 JSON_SCHEMA_VERSION = 2
 
 
@@ -39,9 +40,10 @@ def to_json(board: Leaderboard) -> dict[str, Any]:
         "expected_prompts": board.expected,
         "rows": [
             {"label": r.label, "kind": r.kind, "method": r.method, "params": r.params, "n_prompts": r.n_prompts,
-             "complete": r.complete, "prompt_coverage": r.prompt_coverage,
+             "complete": r.complete, "prompt_coverage": r.prompt_coverage, "oracle": r.oracle,
              "method_path": board.metadata.get("methods", {}).get(r.label, {}).get("path"),
              "method_sha256": board.metadata.get("methods", {}).get(r.label, {}).get("sha256"),
+             "unet_evals_per_image": unet_evals_per_image(board, r.label),
              "metrics": {k: c.to_dict() for k, c in r.cells.items()}}
             for r in board.rows
         ],
@@ -49,6 +51,17 @@ def to_json(board: Leaderboard) -> dict[str, Any]:
         "paper": paper_comparison(board),
         "per_prompt": [r.to_dict() for r in board.results],
     }
+
+
+def unet_evals_per_image(board: Leaderboard, label: str) -> float | None:
+    """Mean UNet forward rows per generated image of a row (all its prompts; plain CFG sampling
+    is 2 x steps), measured by the engine; None when its images carry no count (references, or
+    images stored by an older engine)."""
+    counts = [v for r in board.results if r.label == label for v in r.per_image.get("unet_evals", [])]
+    n_images = sum(r.n_images for r in board.results if r.label == label)
+    if not counts or len(counts) != n_images:
+        return None
+    return round(sum(counts) / len(counts), 2)
 
 
 def leaderboard_stem(suite: str, limit: int | None = None, subset: str | None = None) -> str:

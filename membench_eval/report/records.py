@@ -58,7 +58,8 @@ class PromptResult:
     # Per generated image, in image-index order (plain lists; empty in results from older versions):
     # "best_sscd" / "best_ref": best SSCD over ALL available references and that reference's id (the
     # gamma of AMS/UMS); "own_sscd" / "own_ref" (trigger prompts): the same over the prompt's own
-    # references (Top-1 = max own_sscd; the worst-copy gallery); "seed": each image's seed.
+    # references (Top-1 = max own_sscd; the worst-copy gallery); "seed": each image's seed;
+    # "unet_evals": UNet forward rows per image of its generation call (the method's measured cost).
     per_image: dict[str, list[Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

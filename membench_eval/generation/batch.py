@@ -1,0 +1,277 @@
+"""One batch of images: the mitigation's hooks around the explicit denoising loop.
+
+Order (``membench_eval.mitigation`` documents each hook): ``setup`` (once per pipeline, cached),
+``rewrite_prompt`` per image, ``generate`` (full override), prompt encoding, initial latents drawn per
+image exactly as diffusers draws them, ``edit_embeddings``, ``edit_latents``, the
+``cross_attention_processor`` installed on ``attn2`` for this batch only, then ``generation.denoise``
+(``guidance`` and ``on_step_end`` at every step) and the VAE decode. UNet forward rows are counted
+per batch (``unet_evals``, stored per image), so a method's cost is measured, not estimated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from membench_eval.errors import MitigationError
+from membench_eval.generation.seeding import make_generator, make_rng
+from membench_eval.generation.settings import GenerationSettings
+from membench_eval.mitigation import BatchContext, ImageRequest, Mitigation
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    from membench_eval.method_source import MethodSource
+
+
+def _where(reqs: Sequence[ImageRequest], i: int | None = None) -> str:
+    if i is not None:
+        return f"prompt {reqs[i].prompt_id!r}, image {reqs[i].image_index}"
+    real = [r for r in reqs if not r.padding] or list(reqs)
+    first = real[0]
+    more = f" and {len(real) - 1} more image(s) in the batch" if len(real) > 1 else ""
+    return f"prompt {first.prompt_id!r}, image {first.image_index}{more}"
+
+
+def _method_error(m: Mitigation, hook: str, reqs: Sequence[ImageRequest], i: int | None, what: str) -> MitigationError:
+    return MitigationError(f"method {m.label()!r}, {hook}: {what} ({_where(reqs, i)})")
+
+
+def _call(m: Mitigation, hook: str, reqs: Sequence[ImageRequest], i: int | None, fn: Callable[[], Any]) -> Any:
+    """Run a user hook; an exception becomes a MitigationError naming the hook, prompt and image,
+    carrying the traceback of the user's own frames (``details``)."""
+    from membench_eval.errors import user_traceback
+    from membench_eval.method_source import fingerprint_method
+
+    try:
+        return fn()
+    except MitigationError:
+        raise
+    except Exception as exc:
+        try:
+            files: tuple[str, ...] = fingerprint_method(m).files
+        except ValueError:
+            files = ()
+        error = _method_error(m, hook, reqs, i, f"raised {type(exc).__name__}: {exc}")
+        error.details = user_traceback(exc, files)
+        raise error from exc
+
+
+def _execution_device(pipe: "StableDiffusionPipeline") -> "torch.device":
+    try:
+        return pipe._execution_device
+    except AttributeError:
+        return pipe.device
+
+
+def build_context(
+    pipe: "StableDiffusionPipeline", reqs: Sequence[ImageRequest], settings: GenerationSettings
+) -> BatchContext:
+    device = _execution_device(pipe)
+    return BatchContext(
+        requests=list(reqs), prompts=[r.prompt for r in reqs], num_inference_steps=settings.num_inference_steps,
+        guidance_scale=settings.guidance_scale, height=settings.height, width=settings.width, device=device,
+        generators=[make_generator(r.seed, device) for r in reqs], rngs=[make_rng(r.seed) for r in reqs],
+        records=[{} for _ in reqs],
+        do_classifier_free_guidance=settings.guidance_scale > 1 and pipe.unet.config.get("time_cond_proj_dim") is None,
+    )
+
+
+def initial_latents(pipe: "StableDiffusionPipeline", ctx: BatchContext, dtype: "torch.dtype") -> "torch.Tensor":
+    """Unscaled initial noise, one row per generator, drawn exactly as diffusers' prepare_latents does."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    shape = (
+        len(ctx.requests), pipe.unet.config.in_channels,
+        ctx.height // pipe.vae_scale_factor, ctx.width // pipe.vae_scale_factor,
+    )
+    return randn_tensor(shape, generator=ctx.generators, device=ctx.device, dtype=dtype)
+
+
+def run_batch(
+    pipe: "StableDiffusionPipeline", reqs: Sequence[ImageRequest], mitigation: Mitigation, settings: GenerationSettings
+) -> tuple[list["np.ndarray"], BatchContext]:
+    """Generate one batch: uint8 HxWx3 arrays (one per request) and the context (with records).
+    Every record gets ``unet_evals``: UNet forward rows of this call per image in it (padding
+    included; one row = one sample through the UNet, so plain CFG sampling costs 2 x steps)."""
+    m = mitigation
+    ctx = build_context(pipe, reqs, settings)
+    with count_unet_rows(pipe) as counter:
+        images = _hooks_and_sampling(pipe, reqs, m, settings, ctx)
+    evals = counter.rows / len(reqs)
+    for record in ctx.records:
+        record.setdefault("unet_evals", evals)
+    return images, ctx
+
+
+def _hooks_and_sampling(
+    pipe: "StableDiffusionPipeline", reqs: Sequence[ImageRequest], m: Mitigation, settings: GenerationSettings,
+    ctx: BatchContext,
+) -> list["np.ndarray"]:
+    import torch
+
+    from membench_eval.generation.denoise import denoise
+
+    if m.overrides("setup"):
+        ctx.state = _call(m, "setup", reqs, None, lambda: cached_setup(pipe, m))
+    if m.overrides("rewrite_prompt"):
+        for i, r in enumerate(reqs):
+            text = _call(m, "rewrite_prompt", reqs, i, lambda r=r, i=i: m.rewrite_prompt(r.prompt, ctx.rngs[i]))
+            if not isinstance(text, str):
+                raise _method_error(m, "rewrite_prompt", reqs, i, f"returned {type(text).__name__}, expected str")
+            ctx.prompts[i] = text
+
+    if m.overrides("generate"):
+        images = _call(m, "generate", reqs, None, lambda: m.generate(pipe, ctx))
+        if images is not None:
+            return _check_images(images, m, "generate", reqs, settings)
+
+    with torch.no_grad():
+        cond, uncond = pipe.encode_prompt(ctx.prompts, ctx.device, 1, ctx.do_classifier_free_guidance)
+    latents = initial_latents(pipe, ctx, cond.dtype) * pipe.scheduler.init_noise_sigma
+    if m.overrides("edit_embeddings"):
+        out = _call(m, "edit_embeddings", reqs, None, lambda: m.edit_embeddings(pipe, cond, uncond, latents, ctx))
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise _method_error(m, "edit_embeddings", reqs, None, "must return (prompt_embeds, negative_prompt_embeds)")
+        new_cond, new_uncond = out
+        if tuple(new_cond.shape) != tuple(cond.shape) or (
+            uncond is not None and (new_uncond is None or tuple(new_uncond.shape) != tuple(uncond.shape))
+        ):
+            raise _method_error(
+                m, "edit_embeddings", reqs, None,
+                f"returned shapes {tuple(new_cond.shape)}/{None if new_uncond is None else tuple(new_uncond.shape)}, "
+                f"expected {tuple(cond.shape)}/{None if uncond is None else tuple(uncond.shape)}",
+            )
+        cond, uncond = new_cond.detach(), (None if new_uncond is None else new_uncond.detach())
+    if m.overrides("edit_latents"):
+        new = _call(m, "edit_latents", reqs, None, lambda: m.edit_latents(pipe, latents, cond, uncond, ctx))
+        if not hasattr(new, "shape") or tuple(new.shape) != tuple(latents.shape):
+            got = tuple(new.shape) if hasattr(new, "shape") else type(new).__name__
+            raise _method_error(m, "edit_latents", reqs, None, f"returned {got}, expected latents of shape {tuple(latents.shape)}")
+        if not bool(torch.isfinite(new).all()):
+            raise _method_error(m, "edit_latents", reqs, None, "returned NaN or infinite latents")
+        latents = new.detach().to(latents.dtype)
+    ctx.prompt_embeds, ctx.negative_prompt_embeds = cond, uncond
+
+    processor = None
+    if m.overrides("cross_attention_processor"):
+        processor = _call(m, "cross_attention_processor", reqs, None, lambda: m.cross_attention_processor(pipe, ctx))
+    hooked = m.overrides("on_step_end") or m.overrides("guidance") or processor is not None
+    with cross_attention(pipe, processor):
+        if hooked:
+            images = _call(m, "sampling (guidance / on_step_end / cross-attention processor)", reqs, None,
+                           lambda: denoise(pipe, latents, cond, uncond, ctx, m))
+        else:
+            images = denoise(pipe, latents, cond, uncond, ctx, m)
+    return _check_images(images, m, "pipeline output", reqs, settings)
+
+
+def method_source(mitigation: Mitigation) -> "MethodSource":
+    """The fingerprint of the method's code (``membench_eval.method_source``), as a usage error
+    when the method has no source file."""
+    from membench_eval.method_source import fingerprint_method
+
+    try:
+        return fingerprint_method(mitigation)
+    except ValueError as exc:
+        raise MitigationError(str(exc)) from None
+
+
+def cached_setup(pipe: "StableDiffusionPipeline", m: Mitigation) -> Any:
+    """``m.setup(pipe)``, once per pipeline object, method class and source, and the values of
+    ``m.setup_params``: a sweep over other parameters reuses it (NeMo's statistics, say)."""
+    cache: dict[tuple, Any] = pipe.__dict__.setdefault("_membench_setup", {})
+    key = (type(m).__module__, type(m).__qualname__, method_source(m).sha256,
+           tuple((name, getattr(m, name)) for name in m.setup_params))
+    if key not in cache:
+        cache[key] = m.setup(pipe)
+    return cache[key]
+
+
+class count_unet_rows:
+    """Context manager: counts sample rows through ``pipe.unet`` (a forward pre-hook), gradients
+    or not: a CFG call on 2N rows adds 2N."""
+
+    def __init__(self, pipe: "StableDiffusionPipeline"):
+        self.unet, self.rows, self.handle = pipe.unet, 0, None
+
+    def _count(self, module: Any, args: tuple, kwargs: dict) -> None:
+        sample = args[0] if args else kwargs.get("sample")
+        self.rows += int(sample.shape[0]) if hasattr(sample, "shape") else 1
+
+    def __enter__(self) -> "count_unet_rows":
+        self.handle = self.unet.register_forward_pre_hook(self._count, with_kwargs=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.handle is not None:
+            self.handle.remove()
+
+
+class cross_attention:
+    """Context manager: ``processor`` on every ``attn2`` (cross-attention) module, originals restored."""
+
+    def __init__(self, pipe: "StableDiffusionPipeline", processor: Any | None):
+        self.unet, self.processor = pipe.unet, processor
+        self.original: dict[str, Any] | None = None
+
+    def __enter__(self) -> "cross_attention":
+        if self.processor is not None:
+            self.original = dict(self.unet.attn_processors)
+            self.unet.set_attn_processor(
+                {k: (self.processor if k.split(".")[-2] == "attn2" else v) for k, v in self.original.items()}
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.original is not None:
+            self.unet.set_attn_processor(dict(self.original))
+
+
+def _check_images(
+    images: Any, m: Mitigation, hook: str, reqs: Sequence[ImageRequest], settings: GenerationSettings
+) -> list["np.ndarray"]:
+    """Exactly one finite HxWx3 image per request, as uint8 (diffusers' rounding)."""
+    import numpy as np
+
+    try:
+        items = list(images)
+    except TypeError:
+        raise _method_error(m, hook, reqs, None, f"returned {type(images).__name__}, expected a list of images") from None
+    if len(items) != len(reqs):
+        raise _method_error(m, hook, reqs, None, f"returned {len(items)} images for {len(reqs)} requests")
+    out = []
+    for i, item in enumerate(items):
+        arr = _to_array(item)
+        if arr is None:
+            raise _method_error(m, hook, reqs, i, f"image is a {type(item).__name__}, expected a PIL image or an array")
+        if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[:2] != (settings.height, settings.width):
+            raise _method_error(
+                m, hook, reqs, i, f"image has shape {arr.shape}, expected ({settings.height}, {settings.width}, 3)"
+            )
+        if arr.dtype != np.uint8:
+            arr = arr.astype(np.float32)
+            if not np.isfinite(arr).all():
+                raise _method_error(m, hook, reqs, i, "image contains NaN or infinite values")
+            arr = (np.clip(arr, 0.0, 1.0) * 255).round().astype(np.uint8)
+        out.append(arr)
+    return out
+
+
+def _to_array(item: Any) -> "np.ndarray | None":
+    import numpy as np
+
+    if hasattr(item, "convert") and hasattr(item, "size"):  # PIL image
+        return np.asarray(item.convert("RGB"))
+    if hasattr(item, "detach"):  # torch tensor, CHW or HWC in [0, 1]
+        t = item.detach().float().cpu()
+        if t.ndim == 3 and t.shape[0] == 3 and t.shape[-1] != 3:
+            t = t.permute(1, 2, 0)
+        return t.numpy()
+    if isinstance(item, np.ndarray):
+        return item
+    return None
+
+

@@ -1,0 +1,113 @@
+"""The explicit denoising loop: diffusers' scheduler, UNet and VAE calls, with the guidance hook.
+
+Why not ``StableDiffusionPipeline.__call__``: methods such as the guidance schedule (Jain et al.),
+PRSS (Chen et al.) and AMG (Chen et al.) replace the classifier-free-guidance combination
+``eps_u + s (eps_c - eps_u)`` at each step, which ``__call__`` does not expose. This loop is
+``__call__``'s own (diffusers 0.3x, text-to-image path: given embeddings and latents, no IP-adapter,
+``guidance_rescale`` 0, no safety checker) written out, with ``Mitigation.guidance`` in place of the
+combination. With a method that overrides nothing it gives the same pixels as ``__call__`` (tested
+byte for byte on CPU: ``tests/test_generation_denoise.py``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    from membench_eval.mitigation import BatchContext, Mitigation
+
+
+def guidance_scale_condition(pipe: "StableDiffusionPipeline", ctx: "BatchContext", dtype: "torch.dtype") -> "torch.Tensor | None":
+    """``timestep_cond`` for guidance-distilled UNets (``time_cond_proj_dim``), else None (SD 1.x)."""
+    import torch
+
+    if pipe.unet.config.get("time_cond_proj_dim") is None:
+        return None
+    scale = torch.tensor(ctx.guidance_scale - 1).repeat(len(ctx.requests))
+    return pipe.get_guidance_scale_embedding(scale, embedding_dim=pipe.unet.config.time_cond_proj_dim).to(
+        device=ctx.device, dtype=dtype
+    )
+
+
+def denoise(
+    pipe: "StableDiffusionPipeline",
+    latents: "torch.Tensor",
+    prompt_embeds: "torch.Tensor",
+    negative_prompt_embeds: "torch.Tensor | None",
+    ctx: "BatchContext",
+    method: "Mitigation",
+) -> list["np.ndarray"]:
+    """Sample from scaled initial ``latents``; return float HxWx3 images in [0, 1] (``output_type="np"``).
+
+    Per step, as ``__call__``: scale the model input, one UNet call on ``[uncond, cond]`` rows (CFG)
+    or ``cond`` rows, combine (``method.guidance`` if overridden), ``scheduler.step`` with the
+    per-image generators, then ``on_step_end`` (its ``prompt_embeds`` is the concatenated batch,
+    as in diffusers)."""
+    import torch
+
+    scheduler = pipe.scheduler
+    do_cfg = ctx.do_classifier_free_guidance
+    scheduler.set_timesteps(ctx.num_inference_steps, device=ctx.device)
+    timesteps = scheduler.timesteps
+    ctx.timesteps = [int(t) for t in timesteps]
+    extra_step_kwargs = pipe.prepare_extra_step_kwargs(ctx.generators, 0.0)
+    timestep_cond = guidance_scale_condition(pipe, ctx, latents.dtype)
+    if do_cfg:
+        if negative_prompt_embeds is None:
+            raise ValueError("classifier-free guidance needs negative_prompt_embeds")
+        prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
+    guided = method.overrides("guidance")
+    stepped = method.overrides("on_step_end")
+    callback_inputs = list(getattr(pipe, "_callback_tensor_inputs", ["latents", "prompt_embeds", "negative_prompt_embeds"]))
+
+    with torch.no_grad():
+        for i, t in enumerate(timesteps):
+            model_input = torch.cat([latents] * 2) if do_cfg else latents
+            model_input = scheduler.scale_model_input(model_input, t)
+            noise_pred = pipe.unet(
+                model_input, t, encoder_hidden_states=prompt_embeds, timestep_cond=timestep_cond,
+                cross_attention_kwargs=None, added_cond_kwargs=None, return_dict=False,
+            )[0]
+            if do_cfg:
+                eps_uncond, eps_cond = noise_pred.chunk(2)
+            else:
+                eps_uncond, eps_cond = None, noise_pred
+            if guided:
+                noise_pred = method.guidance(pipe, i, int(t), latents, eps_uncond, eps_cond, ctx)
+                if tuple(noise_pred.shape) != tuple(eps_cond.shape):
+                    raise ValueError(f"guidance returned shape {tuple(noise_pred.shape)}, expected {tuple(eps_cond.shape)}")
+            elif do_cfg:
+                noise_pred = eps_uncond + ctx.guidance_scale * (eps_cond - eps_uncond)
+            latents = scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
+            if stepped:
+                values: dict[str, Any] = {"latents": latents, "prompt_embeds": prompt_embeds,
+                                          "negative_prompt_embeds": negative_prompt_embeds}
+                callback_kwargs = {k: values[k] for k in callback_inputs if k in values}
+                out = method.on_step_end(pipe, i, int(t), callback_kwargs, ctx)
+                out = callback_kwargs if out is None else out
+                latents = out.pop("latents", latents)
+                prompt_embeds = out.pop("prompt_embeds", prompt_embeds)
+                negative_prompt_embeds = out.pop("negative_prompt_embeds", negative_prompt_embeds)
+        image = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False, generator=ctx.generators)[0]
+        images = pipe.image_processor.postprocess(image, output_type="np", do_denormalize=[True] * image.shape[0])
+    return list(images)
+
+
+def cfg_noise(
+    pipe: "StableDiffusionPipeline", latents: "torch.Tensor", timestep: int | "torch.Tensor",
+    prompt_embeds: "torch.Tensor", negative_prompt_embeds: "torch.Tensor",
+) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """``(eps_uncond, eps_cond)`` at unscaled ``latents`` and ``timestep``, one UNet call on the
+    ``[uncond, cond]`` batch (as the loop does). For hooks that need the noise at other points
+    (SAIL's perturbed latents, PRSS's modified prompt); gradients flow if enabled."""
+    import torch
+
+    model_input = pipe.scheduler.scale_model_input(torch.cat([latents] * 2), timestep)
+    embeds = torch.cat([negative_prompt_embeds, prompt_embeds]).to(pipe.unet.dtype)
+    eps = pipe.unet(model_input.to(pipe.unet.dtype), timestep, encoder_hidden_states=embeds, return_dict=False)[0]
+    eps_uncond, eps_cond = eps.chunk(2)
+    return eps_uncond, eps_cond
