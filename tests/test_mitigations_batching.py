@@ -22,6 +22,11 @@ PROMPTS = [("p0", "an astronaut riding a horse on the moon"), ("p1", "a cup of c
 MAX_LEVELS, MEAN_LEVELS = 2, 0.05
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEMBENCH_CACHE_DIR", str(tmp_path / "cache"))  # NeMo's statistics file
+
+
 @pytest.fixture(scope="module")
 def pipe():
     from membench_eval.models.tiny import build_random_tiny_pipeline
