@@ -1,6 +1,7 @@
 """membench-eval: does a memorization mitigation for text-to-image diffusion really work?"""
 
+from membench_eval.detector import DetectionContext, DetectionRequest, Detector
 from membench_eval.mitigation import BatchContext, ImageRequest, Mitigation
 
-__all__ = ["Mitigation", "BatchContext", "ImageRequest"]
+__all__ = ["Mitigation", "BatchContext", "ImageRequest", "Detector", "DetectionContext", "DetectionRequest"]
 __version__ = "0.1.0"

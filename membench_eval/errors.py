@@ -50,6 +50,11 @@ class MitigationError(MembenchError):
         self.details = details
 
 
+class DetectorError(MitigationError):
+    """A detector failed, or returned scores that are not one finite float per prompt; the message
+    names the detector and the prompt ids (``details``: the traceback of the user's frames)."""
+
+
 def user_traceback(exc: BaseException, files: "Iterable[str]") -> str:
     """The traceback of ``exc`` cut to the frames in ``files`` (the user's method files), then the
     exception line: what a user needs to find the failing line of their own code."""

@@ -6,8 +6,11 @@ the method's code and rerunning silently reported the OLD images. The fingerprin
 - the method's own file;
 - every module that file imports from its own folder, recursively (the user's helpers);
 - every harness helper module it imports directly (``membench_eval.*``, e.g. ``prompt_edits``),
-  except the plugin API itself (``membench_eval.mitigation``, ``membench_eval.errors``), whose
-  behaviour is versioned with the engine (``generation.engine.GENERATION_CODE_VERSION``).
+  except the plugin API itself (``membench_eval.mitigation``, ``membench_eval.detector``,
+  ``membench_eval.errors``), whose behaviour is versioned with the engine and the detection runner
+  (``GENERATION_CODE_VERSION``, ``DETECTION_CODE_VERSION``).
+
+Detectors are fingerprinted the same way (``fingerprint_method`` takes any plugin object).
 
 Imports are found by reading the file's syntax tree (``ast``), not by importing it, so the
 fingerprint of a stored method can be checked cheaply (``membench store prune``, the plan's stored
@@ -27,11 +30,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from membench_eval.detector import Detector
     from membench_eval.mitigation import Mitigation
 
 FINGERPRINT_SCHEME = "membench-method-source/v1"
-# The plugin API: versioned by the engine's GENERATION_CODE_VERSION, not by file content.
-API_MODULES = frozenset({"membench_eval.mitigation", "membench_eval.errors", "membench_eval"})
+# The plugin API: versioned by GENERATION_CODE_VERSION / DETECTION_CODE_VERSION, not by file content.
+API_MODULES = frozenset({"membench_eval.mitigation", "membench_eval.detector", "membench_eval.errors", "membench_eval"})
 BUILTIN_BASE = "builtin:membench_eval.mitigation.Mitigation"
 
 
@@ -59,8 +63,8 @@ def fingerprint_file(path: str | Path) -> MethodSource:
     return MethodSource(str(root), h.hexdigest(), tuple(str(f) for f in files))
 
 
-def fingerprint_method(method: "Mitigation") -> MethodSource:
-    """Fingerprint of a configured method object (its class's source file)."""
+def fingerprint_method(method: "Mitigation | Detector") -> MethodSource:
+    """Fingerprint of a configured method or detector object (its class's source file)."""
     from membench_eval.mitigation import Mitigation
 
     cls = type(method)

@@ -5,6 +5,7 @@ test items (one per method config x scenario x prompt), collects the per-prompt 
 pytest-xdist workers through ``workeroutput``), and, in the controller only, writes the leaderboard
 and runs one gate item per method. Without ``--membench`` it does nothing but add options and
 fixtures; heavy imports (torch, diffusers, scorers) happen only when an item or fixture needs them.
+``--membench-detect detectors/foo.py`` adds the detection benchmark (``detection.pytest_detect``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("membench", "memorization-mitigation benchmark (membench-eval)")
     group.addoption("--membench", action="append", default=[], metavar="FILE",
                     help="mitigation file(s) to benchmark, e.g. mitigations/rna.py (base always runs too)")
+    group.addoption("--membench-detect", action="append", default=[], metavar="FILE",
+                    help="detector file(s) to benchmark, e.g. detectors/wen_single.py: writes the detection "
+                    "leaderboard <out>/<suite>.detect.md/.json/.roc.png (membench_eval.detection.pytest_detect)")
     group.addoption("--membench-suite", default=None, metavar="NAME",
                     help="suite: mini | sd1 | coco | sd1+coco (default: mini)")
     group.addoption("--membench-model", default=None, metavar="ID_OR_DIR",
@@ -99,6 +103,14 @@ def _gate_lines(config: pytest.Config) -> list[str]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "membench_item: a benchmark item of pytest --membench (added by the plugin)")
+    if config.getoption("membench_detect"):
+        from membench_eval.detection.pytest_detect import PLUGIN_NAME as DETECT_PLUGIN
+        from membench_eval.detection.pytest_detect import DetectSession
+
+        detect = DetectSession(config)
+        config.pluginmanager.register(detect, DETECT_PLUGIN)
+        if not detect.is_worker:
+            detect.detectors()  # a bad detector file or parameter: usage error before anything runs
     if config.getoption("membench"):
         session = MembenchSession(config)
         config.pluginmanager.register(session, _PLUGIN_NAME)

@@ -78,6 +78,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from membench_eval.errors import MitigationError
+from membench_eval.models.attention import EndTokenCapture
 from membench_eval.mitigation import BatchContext, Mitigation
 
 if TYPE_CHECKING:
@@ -131,30 +132,6 @@ def load_candidates(path: str) -> dict[str, list[str]]:
     except (ValueError, KeyError, AttributeError, TypeError) as exc:
         raise MitigationError(f"prss: candidates file {path!r} could not be read: {exc}") from None
     return out
-
-
-class _EndTokenCapture:
-    """Wraps an attn2 processor: stores the end-token attention map of the conditional rows
-    (mean over heads, (images, queries)), then computes the output with the original processor."""
-
-    def __init__(self, processor: Any, eos: list[int], sink: list):
-        self.processor, self.eos, self.sink = processor, eos, sink
-
-    def __call__(self, attn: Any, hidden_states: "torch.Tensor", encoder_hidden_states: "torch.Tensor | None" = None,
-                 attention_mask: Any = None, temb: Any = None, *args: Any, **kwargs: Any) -> "torch.Tensor":
-        import torch
-
-        h = hidden_states
-        if h.ndim == 4:
-            h = h.flatten(2).transpose(1, 2)
-        if attn.group_norm is not None:
-            h = attn.group_norm(h.transpose(1, 2)).transpose(1, 2)
-        enc = attn.norm_encoder_hidden_states(encoder_hidden_states) if attn.norm_cross else encoder_hidden_states
-        probs = attn.get_attention_scores(attn.head_to_batch_dim(attn.to_q(h)), attn.head_to_batch_dim(attn.to_k(enc)), None)
-        rows, n = enc.shape[0], len(self.eos)
-        probs = probs.view(rows, attn.heads, *probs.shape[1:]).float().mean(1)[rows - n:]
-        self.sink.append(probs[torch.arange(n), :, torch.tensor(self.eos, device=probs.device)])
-        return self.processor(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
 
 
 class PRSS(Mitigation):
@@ -316,7 +293,7 @@ class PRSS(Mitigation):
                     e_u, e_c = unet(model_in, t, encoder_hidden_states=emb).sample.chunk(2)
                     x = scheduler.step(e_u + ctx.guidance_scale * (e_c - e_u), t, x, **extra).prev_sample
                     continue
-                unet.set_attn_processor({k: (_EndTokenCapture(v, eos, sink) if k in layers else v) for k, v in original.items()})
+                unet.set_attn_processor({k: (EndTokenCapture(v, eos, sink) if k in layers else v) for k, v in original.items()})
                 try:
                     unet(model_in, t, encoder_hidden_states=emb)
                 finally:

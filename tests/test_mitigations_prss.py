@@ -25,6 +25,7 @@ from membench_eval.errors import MitigationError  # noqa: E402
 from membench_eval.generation.batch import run_batch  # noqa: E402
 from membench_eval.generation.settings import GenerationSettings  # noqa: E402
 from membench_eval.mitigation import ImageRequest, Mitigation  # noqa: E402
+from membench_eval.models.attention import EndTokenCapture  # noqa: E402
 from tests.mitigation_files import hook_context, load_module  # noqa: E402
 
 prss = load_module("prss")
@@ -191,7 +192,7 @@ def test_end_token_capture_matches_explicit_attention(pipe):
     hidden, enc = torch.randn(4, 256, attn.query_dim, generator=gen), torch.randn(4, 77, 32, generator=gen)
     sink, eos = [], [5, 9]
     with torch.no_grad():
-        got = prss._EndTokenCapture(attn.processor, eos, sink)(attn, hidden, enc)
+        got = EndTokenCapture(attn.processor, eos, sink)(attn, hidden, enc)
         expected = attn.processor(attn, hidden, enc)
         q = attn.to_q(hidden).view(4, 256, attn.heads, -1).transpose(1, 2)
         k = attn.to_k(enc).view(4, 77, attn.heads, -1).transpose(1, 2)

@@ -6,6 +6,12 @@ score per prompt; adding ``--against FILE`` (non-memorized prompts) also prints 
 with real weights: ``--suite sd1 --prompts webster/sdv1_500_memorized.jsonl --against
 webster/nonmem500.txt`` (Wen's 500 vs Webster's 500; the paper reports AUC 0.994 with the
 trajectory score).
+
+With ``--detector FILE`` (repeatable; several files per flag), scores the same prompt sets with
+each detector file's configurations (``--param`` sweeps, applied to every file), reusing scores in
+the run store (``--store``), and writes the detection leaderboard to ``--out DIR`` (default
+``leaderboard``): ``<suite>.detect.md``, ``.detect.json`` and ``.roc.png``, with 95% bootstrap
+intervals, the paired AUC difference to ``wen_single`` and the cost per prompt.
 """
 
 from __future__ import annotations
@@ -26,11 +32,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--suite", required=True, help="suite whose model (and, by default, prompts) to use, e.g. mini or sd1")
     p.add_argument("--prompts", type=Path, default=None, metavar="FILE", help="prompts to score (.txt, .jsonl or .csv)")
     p.add_argument("--against", type=Path, default=None, metavar="FILE", help="non-memorized prompts; AUC of --prompts vs these")
-    p.add_argument("--out", type=Path, default=None, metavar="FILE",
-                   help="per-prompt scores (.jsonl or .csv); default with --prompts: <prompts stem>.<score>-scores.jsonl")
-    p.add_argument("--score", choices=("single", "trajectory"), default="single",
+    p.add_argument("--out", type=Path, default=None, metavar="PATH",
+                   help="without --detector: per-prompt scores FILE (.jsonl or .csv; default with --prompts: "
+                   "<prompts stem>.<score>-scores.jsonl); with --detector: the leaderboard DIR (default: leaderboard)")
+    p.add_argument("--score", choices=("single", "trajectory"), default=None,
                    help="single: one UNet call at t=999 on a shared latent (the search's score); "
-                   "trajectory: Wen's mean per-step norm over a full DDIM run (default: single)")
+                   "trajectory: Wen's mean per-step norm over a full DDIM run (default: single; not with --detector)")
+    p.add_argument("--detector", action="extend", nargs="+", default=[], metavar="FILE",
+                   help="detector file(s) (a Detector subclass each); repeatable: one leaderboard of all of them")
+    p.add_argument("--param", action="append", default=[], metavar="K=V",
+                   help="detector parameter, for every --detector file; K=V1,V2 sweeps; 'strongest' / 'sweep'")
+    p.add_argument("--store", default=None, metavar="DIR", help="run store for detector scores (default: the user cache)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--num-images", type=int, default=4, help="trajectory score: images per prompt (Wen: 4)")
     p.add_argument("--steps", type=int, default=None, help="trajectory score: denoising steps (default: the suite's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the shared latent(s)")
@@ -55,6 +68,11 @@ def run(args: argparse.Namespace) -> int:
     suite = get_suite(args.suite)
     if args.against is not None and args.prompts is None:
         raise CliError("--against needs --prompts (the memorized list)")
+    if args.detector:
+        return run_detectors_cli(args, suite)
+    if args.param:
+        raise CliError("--param needs --detector FILE")
+    args.score = args.score or "single"
     if args.prompts is None:
         if suite.trigger is None or suite.general is None:
             raise CliError(
@@ -104,3 +122,52 @@ def score_prompts(args: argparse.Namespace, suite, prompts: list[str]):  # noqa:
         guidance_scale=settings.guidance_scale, height=settings.height, width=settings.width,
         seed=args.seed, batch_size=args.batch_size or 8, progress=True,
     )
+
+
+def run_detectors_cli(args: argparse.Namespace, suite) -> int:  # noqa: ANN001
+    """``--detector``: score the prompt set with every configuration and write the leaderboard."""
+    from membench_eval.cli import CliError
+    from membench_eval.detection.leaderboard import build_detection_leaderboard
+    from membench_eval.detection.prompt_sets import file_detection_set, suite_detection_set
+    from membench_eval.detection.render import to_json, to_markdown, write_detection_leaderboard
+    from membench_eval.detection.run import run_detectors
+    from membench_eval.detector_loader import load_detector_files
+    from membench_eval.generation.settings import GenerationSettings
+    from membench_eval.paths import cache_dir
+    from membench_eval.store.detections import DetectionStore
+
+    if args.score is not None:
+        raise CliError("--score chooses the built-in signal; with --detector, use a detector file instead")
+    detectors = load_detector_files(args.detector, args.param)
+    if args.prompts is None:
+        dset = suite_detection_set(suite, args.limit)
+    else:
+        dset = file_detection_set(suite.name, args.prompts, args.against, args.limit)
+    settings = GenerationSettings.for_suite(suite, num_inference_steps=args.steps, seed=args.seed,
+                                            batch_size=args.batch_size)
+
+    def load_pipe():  # noqa: ANN202 - only when a detector needs the model
+        from membench_eval.generation.pipeline import load_pipeline
+
+        return load_pipeline(args.model or suite.model, device=args.device)
+
+    root = Path(args.store) if args.store else cache_dir() / "runs"
+    with DetectionStore(root) as store:
+        results = run_detectors(detectors, dset.prompts, settings, store, load_pipe=load_pipe,
+                                progress=not args.no_progress, notify=lambda m: print(m, file=sys.stderr))
+        for line in store.problems:
+            print(f"membench: warning: {line}", file=sys.stderr)
+    board = build_detection_leaderboard(dset, results, metadata={
+        "model": args.model or suite.model, "seed": settings.seed, "num_inference_steps": settings.num_inference_steps,
+        "guidance_scale": settings.guidance_scale, "height": settings.height, "width": settings.width,
+        "limit": args.limit, "store": str(root)})
+    paths = write_detection_leaderboard(board, args.out if args.out is not None else Path("leaderboard"))
+    if args.json:
+        summary = to_json(board)
+        for det in summary["detectors"]:
+            det.pop("scores")
+        print(json.dumps(summary))
+    else:
+        print(to_markdown(board))
+    print("wrote " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
+    return 0

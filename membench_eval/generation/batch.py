@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     import torch
     from diffusers import StableDiffusionPipeline
 
+    from membench_eval.detector import Detector
+
     from membench_eval.method_source import MethodSource
 
 
@@ -95,9 +97,14 @@ def run_batch(
 ) -> tuple[list["np.ndarray"], BatchContext]:
     """Generate one batch: uint8 HxWx3 arrays (one per request) and the context (with records).
     Every record gets ``unet_evals``: UNet forward rows of this call per image in it (padding
-    included; one row = one sample through the UNet, so plain CFG sampling costs 2 x steps)."""
+    included; one row = one sample through the UNet, so plain CFG sampling costs 2 x steps). The
+    method's ``setup`` (cached per pipeline) runs before the count starts."""
     m = mitigation
     ctx = build_context(pipe, reqs, settings)
+    # ``setup`` is model-level preparation, cached across batches (a detector's calibration, say):
+    # outside the count, as in the detection runner, so no batch is charged for it.
+    if m.overrides("setup"):
+        ctx.state = _call(m, "setup", reqs, None, lambda: cached_setup(pipe, m))
     with count_unet_rows(pipe) as counter:
         images = _hooks_and_sampling(pipe, reqs, m, settings, ctx)
     evals = counter.rows / len(reqs)
@@ -114,8 +121,6 @@ def _hooks_and_sampling(
 
     from membench_eval.generation.denoise import denoise
 
-    if m.overrides("setup"):
-        ctx.state = _call(m, "setup", reqs, None, lambda: cached_setup(pipe, m))
     if m.overrides("rewrite_prompt"):
         for i, r in enumerate(reqs):
             text = _call(m, "rewrite_prompt", reqs, i, lambda r=r, i=i: m.rewrite_prompt(r.prompt, ctx.rngs[i]))
@@ -168,9 +173,9 @@ def _hooks_and_sampling(
     return _check_images(images, m, "pipeline output", reqs, settings)
 
 
-def method_source(mitigation: Mitigation) -> "MethodSource":
-    """The fingerprint of the method's code (``membench_eval.method_source``), as a usage error
-    when the method has no source file."""
+def method_source(mitigation: "Mitigation | Detector") -> "MethodSource":
+    """The fingerprint of the method's (or detector's) code (``membench_eval.method_source``), as
+    a usage error when it has no source file."""
     from membench_eval.method_source import fingerprint_method
 
     try:
@@ -179,10 +184,15 @@ def method_source(mitigation: Mitigation) -> "MethodSource":
         raise MitigationError(str(exc)) from None
 
 
-def cached_setup(pipe: "StableDiffusionPipeline", m: Mitigation) -> Any:
-    """``m.setup(pipe)``, once per pipeline object, method class and source, and the values of
-    ``m.setup_params``: a sweep over other parameters reuses it (NeMo's statistics, say)."""
-    cache: dict[tuple, Any] = pipe.__dict__.setdefault("_membench_setup", {})
+# ``setup(None)`` results of plugins that run without a pipeline (text-only detectors).
+_NO_PIPE_SETUP: dict[tuple, Any] = {}
+
+
+def cached_setup(pipe: "StableDiffusionPipeline | None", m: "Mitigation | Detector") -> Any:
+    """``m.setup(pipe)``, once per pipeline object, plugin class and source, and the values of
+    ``m.setup_params``: a sweep over other parameters reuses it (NeMo's statistics, say). Works
+    for mitigations and detectors alike; ``pipe`` None (a text-only detector) has one cache."""
+    cache: dict[tuple, Any] = _NO_PIPE_SETUP if pipe is None else pipe.__dict__.setdefault("_membench_setup", {})
     key = (type(m).__module__, type(m).__qualname__, method_source(m).sha256,
            tuple((name, getattr(m, name)) for name in m.setup_params))
     if key not in cache:

@@ -67,3 +67,20 @@ def complete_rows(path: Path, chunk: bytes, first_line: int) -> list[tuple[int, 
             raise DataError(path, "expected a JSON object per line", row=number)
         out.append((number, row))
     return out
+
+
+def read_new_rows(path: Path, offsets: dict[Path, tuple[int, int]]) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, row) of the complete lines appended to ``path`` since the last read, whose
+    (byte offset, line number) ``offsets`` keeps per file. A last line without its newline is left
+    for later: its writer is appending it, or was killed mid-line (a torn line, never completed:
+    each writer has its own shard)."""
+    start, first_line = offsets.get(path, (0, 0))
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            data = fh.read()
+    except FileNotFoundError:
+        return []
+    chunk = data[: data.rfind(b"\n") + 1]
+    offsets[path] = (start + len(chunk), first_line + chunk.count(b"\n"))
+    return complete_rows(path, chunk, first_line)

@@ -9,6 +9,7 @@ Layout under ``root``::
     quarantine/<shard>.jsonl      damaged entries moved aside (key, reason, time)
     quarantine/files/             the damaged PNGs themselves, for inspection
     claims/<batch>.claim          batches being generated right now (``store.claims``)
+    detections/<shard>.jsonl      detector scores per prompt (``store.detections.DetectionStore``)
 
 Crash safety: a PNG is written to a temporary name and renamed into place, and only then is its
 row appended, so a row always points at a complete PNG; a killed writer leaves at most a stray
@@ -41,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from membench_eval.errors import DataError, StoreError
 from membench_eval.store.claims import Claims
-from membench_eval.store.jsonl import AppendOnlyJsonl, complete_rows, json_default
+from membench_eval.store.jsonl import AppendOnlyJsonl, read_new_rows, json_default
 from membench_eval.store.keys import canonical_json, image_key
 
 if TYPE_CHECKING:
@@ -65,6 +66,29 @@ def row_checksum(row: dict[str, Any]) -> str:
     """sha256 of a row's canonical JSON without its own ``row_sha256`` (and without ``time``'s
     float formatting mattering: canonical JSON is stable)."""
     return hashlib.sha256(canonical_json({k: v for k, v in row.items() if k != "row_sha256"}).encode()).hexdigest()
+
+
+def check_store_format(root: Path) -> None:
+    """Check the ``STORE.json`` marker of ``root`` (written when absent): a StoreError when the
+    folder is not a run store this code reads. Shared by every area of the store."""
+    marker = root / "STORE.json"
+    if marker.exists():
+        try:
+            meta = json.loads(marker.read_text())
+        except ValueError as exc:
+            raise StoreError(f"{marker}: not valid JSON ({exc})") from None
+        if meta.get("format") != STORE_FORMAT:
+            raise StoreError(f"{marker}: not a {STORE_FORMAT} store: {meta}")
+        if meta.get("version") not in KNOWN_VERSIONS:
+            raise StoreError(
+                f"{marker}: run store format v{meta.get('version')} is not one this membench reads "
+                f"(v{', v'.join(map(str, KNOWN_VERSIONS))}); its images were keyed without the method's source "
+                "code, so none can be reused safely: use a new --store folder (or delete this one)")
+        return
+    try:
+        _atomic_write(marker, json.dumps({"format": STORE_FORMAT, "version": STORE_VERSION}).encode())
+    except OSError as exc:
+        raise StoreError(f"{marker}: cannot write the store marker ({exc.strerror or exc})") from None
 
 
 class RunStore:
@@ -94,24 +118,7 @@ class RunStore:
     # --- format -------------------------------------------------------------------------------
 
     def _check_format(self) -> None:
-        marker = self.root / "STORE.json"
-        if marker.exists():
-            try:
-                meta = json.loads(marker.read_text())
-            except ValueError as exc:
-                raise StoreError(f"{marker}: not valid JSON ({exc})") from None
-            if meta.get("format") != STORE_FORMAT:
-                raise StoreError(f"{marker}: not a {STORE_FORMAT} store: {meta}")
-            if meta.get("version") not in KNOWN_VERSIONS:
-                raise StoreError(
-                    f"{marker}: run store format v{meta.get('version')} is not one this membench reads "
-                    f"(v{', v'.join(map(str, KNOWN_VERSIONS))}); its images were keyed without the method's source "
-                    "code, so none can be reused safely: use a new --store folder (or delete this one)")
-            return
-        try:
-            _atomic_write(marker, json.dumps({"format": STORE_FORMAT, "version": STORE_VERSION}).encode())
-        except OSError as exc:
-            raise StoreError(f"{marker}: cannot write the store marker ({exc.strerror or exc})") from None
+        check_store_format(self.root)
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -148,19 +155,8 @@ class RunStore:
                     self._scores[ident] = row
 
     def _new_rows(self, path: Path) -> list[tuple[int, dict[str, Any]]]:
-        """(line number, row) of the complete lines appended to ``path`` since the last read. A
-        last line without its newline is left for later: its writer is appending it, or was killed
-        mid-line (a torn line, never completed: each writer has its own shard)."""
-        start, first_line = self._offsets.get(path, (0, 0))
-        try:
-            with open(path, "rb") as fh:
-                fh.seek(start)
-                data = fh.read()
-        except FileNotFoundError:
-            return []
-        chunk = data[: data.rfind(b"\n") + 1]
-        self._offsets[path] = (start + len(chunk), first_line + chunk.count(b"\n"))
-        return complete_rows(path, chunk, first_line)
+        """(line number, row) of the complete lines appended to ``path`` since the last read."""
+        return read_new_rows(path, self._offsets)
 
     def _checksum_ok(self, row: dict[str, Any], path: Path, number: int) -> bool:
         expected = row.get("row_sha256")
