@@ -27,7 +27,7 @@ import inspect
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from membench_eval.detector import Detector
@@ -159,3 +159,23 @@ def _harness_module(name: str) -> Path | None:
     if origin and origin.endswith(".py") and Path(origin).is_file():
         return Path(origin).resolve()
     return None
+
+
+def call_user_code(plugin: Any, fn: Callable[[], Any], error_for: Callable[[str], Exception]) -> Any:
+    """``fn()``; an exception from the user's code becomes ``error_for("raised T: message")`` (a
+    MembenchError naming the plugin, its hook and the prompts), carrying the traceback of the
+    plugin's own frames in ``details``. Harness errors (MitigationError, DetectorError) pass as they are."""
+    from membench_eval.errors import MitigationError, user_traceback
+
+    try:
+        return fn()
+    except MitigationError:
+        raise
+    except Exception as exc:
+        try:
+            files: tuple[str, ...] = fingerprint_method(plugin).files
+        except ValueError:
+            files = ()
+        error = error_for(f"raised {type(exc).__name__}: {exc}")
+        error.details = user_traceback(exc, files)  # type: ignore[attr-defined]
+        raise error from exc

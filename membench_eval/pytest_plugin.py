@@ -32,8 +32,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("membench", "memorization-mitigation benchmark (membench-eval)")
     group.addoption("--membench", action="append", default=[], metavar="FILE",
                     help="mitigation file(s) to benchmark, e.g. mitigations/rna.py (base always runs too)")
-    group.addoption("--membench-detect", action="append", default=[], metavar="FILE",
-                    help="detector file(s) to benchmark, e.g. detectors/wen_single.py: writes the detection "
+    group.addoption("--membench-detect", action="extend", nargs="+", default=[], metavar="FILE",
+                    help="detector file(s) to benchmark, e.g. detectors/*.py: writes the detection "
                     "leaderboard <out>/<suite>.detect.md/.json/.roc.png (membench_eval.detection.pytest_detect)")
     group.addoption("--membench-suite", default=None, metavar="NAME",
                     help="suite: mini | sd1 | coco | sd1+coco (default: mini)")

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from membench_eval.detector import DetectionRequest, Detector
-from membench_eval.errors import DetectorError, MitigationError
+from membench_eval.errors import DetectorError
 
 SHOWN_IDS = 5
 
@@ -35,21 +35,9 @@ def detector_error(det: Detector, what: str, reqs: Sequence[DetectionRequest] = 
 def call_detector(det: Detector, hook: str, reqs: Sequence[DetectionRequest], fn: Callable[[], Any]) -> Any:
     """Run a detector's ``hook``; an exception becomes a DetectorError naming the detector, the hook
     and the batch's prompt ids, with the traceback of the user's own frames in ``details``."""
-    from membench_eval.errors import user_traceback
-    from membench_eval.method_source import fingerprint_method
+    from membench_eval.method_source import call_user_code
 
-    try:
-        return fn()
-    except MitigationError:
-        raise
-    except Exception as exc:
-        try:
-            files: tuple[str, ...] = fingerprint_method(det).files
-        except ValueError:
-            files = ()
-        error = detector_error(det, f"{hook} raised {type(exc).__name__}: {exc}", reqs)
-        error.details = user_traceback(exc, files)
-        raise error from exc
+    return call_user_code(det, fn, lambda what: detector_error(det, f"{hook} {what}", reqs))
 
 
 def _number(value: Any) -> float | None:

@@ -44,21 +44,9 @@ def _method_error(m: Mitigation, hook: str, reqs: Sequence[ImageRequest], i: int
 def _call(m: Mitigation, hook: str, reqs: Sequence[ImageRequest], i: int | None, fn: Callable[[], Any]) -> Any:
     """Run a user hook; an exception becomes a MitigationError naming the hook, prompt and image,
     carrying the traceback of the user's own frames (``details``)."""
-    from membench_eval.errors import user_traceback
-    from membench_eval.method_source import fingerprint_method
+    from membench_eval.method_source import call_user_code
 
-    try:
-        return fn()
-    except MitigationError:
-        raise
-    except Exception as exc:
-        try:
-            files: tuple[str, ...] = fingerprint_method(m).files
-        except ValueError:
-            files = ()
-        error = _method_error(m, hook, reqs, i, f"raised {type(exc).__name__}: {exc}")
-        error.details = user_traceback(exc, files)
-        raise error from exc
+    return call_user_code(m, fn, lambda what: _method_error(m, hook, reqs, i, what))
 
 
 def _execution_device(pipe: "StableDiffusionPipeline") -> "torch.device":

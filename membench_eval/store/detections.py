@@ -22,10 +22,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from membench_eval.errors import DataError, StoreError
+from membench_eval.errors import DataError
 from membench_eval.store.jsonl import AppendOnlyJsonl, read_new_rows, dumps_line
 from membench_eval.store.keys import image_key
-from membench_eval.store.run_store import check_store_format, default_shard_id, row_checksum
+from membench_eval.store.run_store import default_shard_id, open_store_root, row_checksum
 
 DETECTION_KEY_SCHEME = "membench-detection-key/v1"
 AREA = "detections"
@@ -72,12 +72,7 @@ class DetectionStore:
     """The detection rows of one run store; ``refresh`` reads what other writers appended."""
 
     def __init__(self, root: str | os.PathLike, *, shard: str | None = None):
-        self.root = Path(root)
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"{self.root}: cannot create the run store ({exc.strerror or exc})") from None
-        check_store_format(self.root)
+        self.root = open_store_root(root)
         self.shard = shard or default_shard_id()
         self.folder = self.root / AREA
         self._file = AppendOnlyJsonl(self.folder / f"{self.shard}.jsonl")

@@ -68,6 +68,18 @@ def row_checksum(row: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json({k: v for k, v in row.items() if k != "row_sha256"}).encode()).hexdigest()
 
 
+def open_store_root(root: str | os.PathLike) -> Path:
+    """``root`` created if needed and its format checked (``check_store_format``); a StoreError
+    naming the folder when it cannot be created. Every area of the store opens its root this way."""
+    path = Path(root)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot create the run store ({exc.strerror or exc})") from None
+    check_store_format(path)
+    return path
+
+
 def check_store_format(root: Path) -> None:
     """Check the ``STORE.json`` marker of ``root`` (written when absent): a StoreError when the
     folder is not a run store this code reads. Shared by every area of the store."""
@@ -95,12 +107,7 @@ class RunStore:
     """Images and rows of one store directory. ``refresh`` reads what other writers appended."""
 
     def __init__(self, root: str | os.PathLike, *, shard: str | None = None):
-        self.root = Path(root)
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"{self.root}: cannot create the run store ({exc.strerror or exc})") from None
-        self._check_format()
+        self.root = open_store_root(root)
         self.shard = shard or default_shard_id()
         self._records_file = AppendOnlyJsonl(self.root / "records" / f"{self.shard}.jsonl")
         self._scores_file = AppendOnlyJsonl(self.root / "scores" / f"{self.shard}.jsonl")
@@ -116,9 +123,6 @@ class RunStore:
         self.refresh()
 
     # --- format -------------------------------------------------------------------------------
-
-    def _check_format(self) -> None:
-        check_store_format(self.root)
 
     # --- reading ------------------------------------------------------------------------------
 
