@@ -34,6 +34,12 @@ if TYPE_CHECKING:
     from diffusers import StableDiffusionPipeline
 
 
+# The detection runner's behaviour (seeding, context, cost counting) and this API, part of every
+# stored score's key (``detection.run``): the plugin API modules are not hashed into a detector's
+# source fingerprint. Bump it when a change of either changes scores.
+DETECTION_CODE_VERSION = "membench-detection/v1"
+
+
 @dataclass(frozen=True)
 class DetectionRequest:
     """One prompt to score, with its own seed (from the run seed and the prompt id)."""

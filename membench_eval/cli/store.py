@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify.add_argument("--repair", action="store_true",
                         help="move damaged PNGs to quarantine/ so the next run regenerates and rescores them")
     verify.set_defaults(func=run_verify)
-    prune = sub.add_parser("prune", help="delete stale entries (edited or removed methods, older engine)",
+    prune = sub.add_parser("prune", help="delete stale entries (edited or removed methods or detectors, older engine)",
                            description="Delete images, rows and scores that current code never reuses.")
     prune.add_argument("store", metavar="DIR", help="run store folder")
     prune.add_argument("--dry-run", action="store_true", help="only list what would be removed")
@@ -46,7 +46,24 @@ def run_verify(args: argparse.Namespace) -> int:
     print(f"membench: {len(store)} image(s) checked, {len(bad)} damaged, {n_rows} edited or damaged row(s)"
           + ("; damaged images quarantined, the next run regenerates them" if args.repair and bad else ""))
     store.close()
-    return 0 if not bad and not n_rows else 3
+    n_detections, bad_detections = _verify_detections(store.root)
+    if n_detections or bad_detections:
+        print(f"membench: {n_detections} detector score(s) checked, {bad_detections} damaged row(s) "
+              "(ignored when read: those prompts are scored again)")
+    return 0 if not bad and not n_rows and not bad_detections else 3
+
+
+def _verify_detections(root) -> tuple[int, int]:  # noqa: ANN001
+    """(rows that pass their checks, damaged rows) of the store's ``detections/`` area, each
+    damaged row printed with its file and line."""
+    from membench_eval.store.detections import DetectionStore
+
+    if not (root / "detections").is_dir():
+        return 0, 0
+    with DetectionStore(root) as detections:
+        for line in detections.problems:
+            print(f"membench: {line}")
+        return len(detections), len(detections.problems)
 
 
 def run_prune(args: argparse.Namespace) -> int:

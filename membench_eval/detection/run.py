@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from membench_eval.detection.checks import call_detector, check_records, check_scores, detector_error
-from membench_eval.detector import DetectionContext, DetectionRequest, Detector
+from membench_eval.detector import DETECTION_CODE_VERSION, DetectionContext, DetectionRequest, Detector
 from membench_eval.errors import MembenchError
 from membench_eval.generation.seeding import image_seed, make_generator, make_rng
 from membench_eval.generation.settings import GenerationSettings
@@ -32,10 +32,6 @@ if TYPE_CHECKING:
     from diffusers import StableDiffusionPipeline
 
     from membench_eval.suites.types import Prompt
-
-# The runner's behaviour (seeding, context, cost counting), part of every key: the plugin API
-# modules are not hashed into a detector's source fingerprint.
-DETECTION_CODE_VERSION = "membench-detection/v1"
 
 
 @dataclass
