@@ -103,16 +103,12 @@ def _check_model(pipe: "StableDiffusionPipeline", suite: Any) -> None:
     """The oracle's memorized images must be those of the model being run: a pipeline loaded from
     a hub id or folder other than the suite's is a usage error (forgot ``--param suite=...``).
     Pipelines built in memory (tests) carry no name and are not checked."""
-    from pathlib import Path
-
-    from membench_eval.generation.pipeline import model_identity
+    from membench_eval.generation.pipeline import is_model, model_identity
 
     ident = model_identity(pipe)
-    if ident["model"] == "in-memory" or ident["model"] == suite.model:
+    if ident["model"] == "in-memory" or is_model(pipe, suite.model):
         return
     path = ident.get("path")
-    if path and Path(path).resolve() == Path(str(suite.model)).expanduser().resolve():
-        return
     raise MitigationError(f"amg: the pipeline is {path or ident['model']!r} but suite {suite.name!r} (the oracle's "
                           f"memorized images) belongs to {suite.model!r}; pass --param suite=<the suite you run>")
 

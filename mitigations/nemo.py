@@ -55,7 +55,6 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from membench_eval.errors import MitigationError
@@ -194,13 +193,12 @@ class NeMo(Mitigation):
     # --- statistics ---------------------------------------------------------------------------
 
     def _prompts(self, pipe: "StableDiffusionPipeline") -> tuple[str, list[str]]:
-        from membench_eval.generation.pipeline import model_identity
+        from membench_eval.generation.pipeline import is_model
         from membench_eval.suites import get_suite
 
         source = self.stats_prompts
         if source == "auto":
-            path = model_identity(pipe).get("path")
-            source = "mini" if path and Path(path).resolve() == Path(get_suite("mini").model).resolve() else "coco"
+            source = "mini" if is_model(pipe, get_suite("mini").model) else "coco"
         if source in ("coco", "mini"):
             prompts = [p.text for p in get_suite(source).general.prompts][: self.MAX_COCO_PROMPTS]
         else:

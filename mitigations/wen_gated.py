@@ -92,7 +92,7 @@ class WenGated(WenEmbeddingOptimization):
 
     def calibration_prompts(self, pipe: "StableDiffusionPipeline") -> tuple[str, list[str]]:
         """(source, prompts): the non-memorized prompts the threshold is calibrated on."""
-        from membench_eval.generation.pipeline import model_identity
+        from membench_eval.generation.pipeline import is_model
         from membench_eval.paths import MINI_DIR
         from membench_eval.suites import get_suite
         from membench_eval.suites.download import resolve_file
@@ -100,8 +100,7 @@ class WenGated(WenEmbeddingOptimization):
 
         source = self.calibration
         if source == "auto":
-            path = model_identity(pipe).get("path")
-            source = "mini" if path and Path(path).resolve() == Path(get_suite("mini").model).resolve() else "webster"
+            source = "mini" if is_model(pipe, get_suite("mini").model) else "webster"
         try:
             if source == "mini":
                 captions = json.loads((MINI_DIR / "training_captions.json").read_text(encoding="utf-8"))

@@ -13,6 +13,7 @@ A bad detector file or parameter is a usage error before anything runs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from membench_eval.detection.prompt_sets import DetectionSet
     from membench_eval.detector import Detector
     from membench_eval.generation.settings import GenerationSettings
+    from membench_eval.suites.types import Suite
 
 PLUGIN_NAME = "membench-detect-session"
 _WORKER_KEY = "membench_detect_results"
@@ -104,23 +106,25 @@ class DetectSession:
             self._detectors = out
         return self._detectors
 
-    def suite_name(self) -> str:
-        return self.config.getoption("membench_suite") or "mini"
+    @functools.cached_property
+    def suite(self) -> "Suite":
+        """The suite, loaded once per process (sd1's CSV is not re-read per item)."""
+        from membench_eval.suites import get_suite
 
+        return get_suite(self.config.getoption("membench_suite") or "mini", self.config.getoption("membench_data_dir"))
+
+    @functools.cached_property
     def detection_set(self) -> "DetectionSet":
         from membench_eval.detection.prompt_sets import suite_detection_set
-        from membench_eval.suites import get_suite
 
-        suite = get_suite(self.suite_name(), self.config.getoption("membench_data_dir"))
-        return suite_detection_set(suite, self.config.getoption("membench_limit"))
+        return suite_detection_set(self.suite, self.config.getoption("membench_limit"))
 
+    @functools.cached_property
     def settings(self) -> "GenerationSettings":
         from membench_eval.generation.settings import GenerationSettings
-        from membench_eval.suites import get_suite
 
         seed = self.config.getoption("membench_seed")
-        suite = get_suite(self.suite_name(), self.config.getoption("membench_data_dir"))
-        return GenerationSettings.for_suite(suite, seed=0 if seed is None else seed)
+        return GenerationSettings.for_suite(self.suite, seed=0 if seed is None else seed)
 
     def store_root(self) -> Path:
         from membench_eval.paths import cache_dir
@@ -138,13 +142,11 @@ class DetectSession:
 
         if detector.needs_model and self._pipe is None:
             from membench_eval.generation.pipeline import load_pipeline
-            from membench_eval.suites import get_suite
 
-            suite = get_suite(self.suite_name(), self.config.getoption("membench_data_dir"))
-            self._pipe = load_pipeline(self.config.getoption("membench_model") or suite.model,
+            self._pipe = load_pipeline(self.config.getoption("membench_model") or self.suite.model,
                                        device=self.config.getoption("membench_device"))
         with DetectionStore(self.store_root()) as store:
-            result = score_prompts(detector, self.detection_set().prompts, self.settings(), store,
+            result = score_prompts(detector, self.detection_set.prompts, self.settings, store,
                                    pipe=self._pipe if detector.needs_model else None)
         return dataclasses.asdict(result)
 
@@ -186,8 +188,8 @@ class DetectSession:
 
         order = {d.label(): k for k, (d, _) in enumerate(self.detectors())}
         results = sorted((DetectionResult(**r) for r in self.results), key=lambda r: order.get(r.label, len(order)))
-        settings = self.settings()
-        self.board = build_detection_leaderboard(self.detection_set(), results, metadata={
+        settings = self.settings
+        self.board = build_detection_leaderboard(self.detection_set, results, metadata={
             "model": self.config.getoption("membench_model") or "suite default", "seed": settings.seed,
             "num_inference_steps": settings.num_inference_steps, "guidance_scale": settings.guidance_scale,
             "height": settings.height, "width": settings.width, "limit": self.config.getoption("membench_limit"),

@@ -95,19 +95,3 @@ def denoise(
         image = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False, generator=ctx.generators)[0]
         images = pipe.image_processor.postprocess(image, output_type="np", do_denormalize=[True] * image.shape[0])
     return list(images)
-
-
-def cfg_noise(
-    pipe: "StableDiffusionPipeline", latents: "torch.Tensor", timestep: int | "torch.Tensor",
-    prompt_embeds: "torch.Tensor", negative_prompt_embeds: "torch.Tensor",
-) -> tuple["torch.Tensor", "torch.Tensor"]:
-    """``(eps_uncond, eps_cond)`` at unscaled ``latents`` and ``timestep``, one UNet call on the
-    ``[uncond, cond]`` batch (as the loop does). For hooks that need the noise at other points
-    (SAIL's perturbed latents, PRSS's modified prompt); gradients flow if enabled."""
-    import torch
-
-    model_input = pipe.scheduler.scale_model_input(torch.cat([latents] * 2), timestep)
-    embeds = torch.cat([negative_prompt_embeds, prompt_embeds]).to(pipe.unet.dtype)
-    eps = pipe.unet(model_input.to(pipe.unet.dtype), timestep, encoder_hidden_states=embeds, return_dict=False)[0]
-    eps_uncond, eps_cond = eps.chunk(2)
-    return eps_uncond, eps_cond

@@ -175,6 +175,17 @@ def model_identity(pipe: "StableDiffusionPipeline") -> dict[str, str]:
     return dict(identity)
 
 
+def is_model(pipe: "StableDiffusionPipeline", model: str) -> bool:
+    """Whether ``pipe`` was loaded from ``model`` (a hub id, or a local folder compared by its
+    resolved path). Pipelines built in memory match nothing. For methods whose data belong to one
+    model (AMG's oracle images, the mini model's own prompt sets)."""
+    ident = model_identity(pipe)
+    if ident["model"] == model:
+        return True
+    path = ident.get("path")
+    return bool(path) and Path(path).resolve() == Path(str(model)).expanduser().resolve()
+
+
 def _weights_hash(pipe: "StableDiffusionPipeline") -> str:
     import torch
 
