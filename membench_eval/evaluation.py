@@ -21,9 +21,6 @@ it (mini, where no CLIP weights exist offline); on the paper's suites missing we
 
 from __future__ import annotations
 
-import importlib.metadata
-import os
-import platform
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -31,9 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from membench_eval.errors import DataError, MembenchError, MissingWeightsError
+from membench_eval.errors import DataError, MembenchError
 from membench_eval.evaluation_plan import SUBSETS, EvalOptions, MethodSpec, Plan, select_prompts
-from membench_eval.metrics.score_rows import AESTHETIC_METRIC, CLIP_METRIC, SSCD_METRIC, score_images
+from membench_eval.image_scores import scorer_id
+from membench_eval.metrics.score_rows import AESTHETIC_METRIC, CLIP_METRIC, SSCD_METRIC
 from membench_eval.report.leaderboard import BASE_LABEL, Leaderboard, build_leaderboard
 from membench_eval.report.records import PromptResult
 
@@ -46,19 +44,6 @@ if TYPE_CHECKING:
     from membench_eval.store.run_store import RunStore
     from membench_eval.suites.references import Coverage
     from membench_eval.suites.types import Prompt, Suite
-
-# Suites on which missing CLIP/aesthetic weights are reported as unavailable instead of an error.
-SUITES_ALLOWING_MISSING_QUALITY_WEIGHTS = frozenset({"mini"})
-
-
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for dist in ("membench-eval", "torch", "diffusers", "transformers", "open_clip_torch", "onnxruntime", "numpy"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return out
 
 
 class Evaluation:
@@ -84,7 +69,10 @@ class Evaluation:
     def settings(self) -> "GenerationSettings":
         from membench_eval.generation.settings import GenerationSettings
 
-        return GenerationSettings.for_suite(self.suite, seed=self.options.seed, batch_size=self.options.batch_size)
+        batch = self.options.batch_size
+        if batch == "auto":
+            return GenerationSettings.for_suite(self.suite, seed=self.options.seed, auto_batch_size=True)
+        return GenerationSettings.for_suite(self.suite, seed=self.options.seed, batch_size=batch)
 
     @property
     def model_name(self) -> str:
@@ -183,7 +171,8 @@ class Evaluation:
     def pipeline(self) -> Any:
         from membench_eval.generation.pipeline import load_pipeline
 
-        return self._load_once("pipeline", lambda: load_pipeline(self.model_name, device=self.options.device))
+        return self._load_once("pipeline", lambda: load_pipeline(self.model_name, device=self.options.device,
+                                                                 compile=self.options.compile))
 
     @property
     def sscd(self) -> Any:
@@ -214,49 +203,10 @@ class Evaluation:
 
     @cached_property
     def _quality(self) -> dict[str, Any]:
-        """CLIP and aesthetic scorers, or the reason each is unavailable.
+        """CLIP and aesthetic scorers, or the reason each is unavailable (``quality_models``)."""
+        from membench_eval.quality_models import load_quality_scorers
 
-        On suites that allow it (mini), an open_clip tag whose weights are not in the local cache is
-        not downloaded (an offline attempt takes a minute of retries): the metric is reported as
-        unavailable with the reason. A checkpoint path given explicitly must exist. On the paper's
-        suites missing weights are an error (MissingWeightsError).
-        """
-        from membench_eval.metrics.aesthetic import DEFAULT_AESTHETIC_CLIP, DEFAULT_AESTHETIC_PRETRAINED
-        from membench_eval.metrics.clip_score import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
-
-        o = self.options
-        lenient = self.suite.name in SUITES_ALLOWING_MISSING_QUALITY_WEIGHTS
-        clip_model, clip_pretrained = self.suite.clip_backend or (DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED)
-        if o.clip_model and o.clip_model != clip_model:  # another model: its own default weights
-            clip_model, clip_pretrained = o.clip_model, DEFAULT_CLIP_PRETRAINED
-        specs = {
-            "clip": (clip_model, o.clip_pretrained or clip_pretrained,
-                     "--membench-clip-pretrained / --clip-pretrained"),
-            "aesthetic": (DEFAULT_AESTHETIC_CLIP, o.aesthetic_pretrained or DEFAULT_AESTHETIC_PRETRAINED,
-                          "--membench-aesthetic-pretrained / --aesthetic-pretrained"),
-        }
-        out: dict[str, Any] = {}
-        for metric, (model, pretrained, flag) in specs.items():
-            out[metric] = None
-            if lenient and not _looks_like_file(pretrained) and not open_clip_weights_cached(model, pretrained):
-                out[metric + "_reason"] = (f"{metric} score not available: open_clip {model} / {pretrained} weights are "
-                                           f"not in the local cache (none can be downloaded here); pass a local "
-                                           f"checkpoint with {flag} PATH")
-                continue
-            try:
-                if metric == "clip":
-                    from membench_eval.metrics.clip_score import ClipScorer
-
-                    out[metric] = ClipScorer(model, pretrained, o.device)
-                else:
-                    from membench_eval.metrics.aesthetic import AestheticScorer
-
-                    out[metric] = AestheticScorer(model, pretrained, o.aesthetic_head, o.device)
-            except MissingWeightsError as exc:
-                if not lenient or _looks_like_file(pretrained):
-                    raise MissingWeightsError(f"{metric} score needed for suite {self.suite.name}: {exc}") from exc
-                out[metric + "_reason"] = f"{metric} score not available: {_one_line(exc)}"
-        return out
+        return load_quality_scorers(self)
 
     @property
     def clip(self) -> Any:
@@ -278,7 +228,7 @@ class Evaluation:
             if self._quality[metric] is None:
                 out["unavailable"].update({c: self._quality[metric + "_reason"] for c in cols})
             else:
-                out[f"{metric}_model"] = _scorer_id(self._quality[metric])
+                out[f"{metric}_model"] = scorer_id(self._quality[metric])
         return out
 
     # --- evaluation ---------------------------------------------------------------------------
@@ -287,6 +237,7 @@ class Evaluation:
         """Generate (or reuse) and score the images of ``prompts``; one PromptResult per prompt."""
         from membench_eval.generation.engine import generate
         from membench_eval.generation.seeding import plan_requests
+        from membench_eval.image_scores import OverlappedScorer
 
         n = self.settings.images_per_prompt(role)  # type: ignore[arg-type]
         if method.kind == "computed_reference":
@@ -295,11 +246,12 @@ class Evaluation:
                 return [saved[1][p.prompt_id] for p in prompts if p.prompt_id in saved[1]]
             return self._gallery_reference(method, role, prompts, n)
         requests = plan_requests(prompts, n, self.settings.seed)
+        scorer = OverlappedScorer(self) if self.options.overlap_scoring else None
         report = generate(self.pipeline, requests, method.mitigation, self.settings, self.store,
-                          progress=self.options.progress)
+                          progress=self.options.progress, on_stored=scorer if scorer and scorer.ready() else None)
         self.counts["generated"] += report.new
         self.counts["reused"] += report.reused
-        scores = self._scores(report.keys, [r.prompt for r in requests])
+        scores = self.score_keys(report.keys, [r.prompt for r in requests])
         for key in report.keys:  # the measured cost (``generation.batch.run_batch``), when stored
             evals = (self.store.record(key).get("records") or {}).get("unet_evals")
             if isinstance(evals, (int, float)):
@@ -310,56 +262,12 @@ class Evaluation:
             results.append(self._aggregate(method, role, prompt, rows))
         return results
 
-    def _scores(self, keys: Sequence[str], texts: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Per-image scores, from the store when present, else computed once and stored.
+    def score_keys(self, keys: Sequence[str], texts: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Per-image scores of stored images, from the store or computed once and stored
+        (``membench_eval.image_scores``)."""
+        from membench_eval.image_scores import score_keys
 
-        SSCD is stored as the similarity to every available reference image (not only the
-        prompt's own), so Top-1 against own and against any memorized image come from one row;
-        a row missing a reference (coverage grew since) is recomputed. Score rows are keyed by
-        the scorer's identity, so different backends never mix.
-        """
-        store = self.store
-        unique = list(dict.fromkeys(keys))
-        ref_ids = sorted(self.reference_embeddings)
-        sscd_backend = self.sscd.fingerprint
-        out: dict[str, dict[str, Any]] = {k: {} for k in unique}
-        todo_sscd = []
-        for k in unique:
-            sims = store.get_score(k, SSCD_METRIC, sscd_backend)
-            if isinstance(sims, dict) and all(i in sims for i in ref_ids):
-                out[k]["sscd"] = sims
-            else:
-                todo_sscd.append(k)
-        if todo_sscd:
-            refs = np.stack([self.reference_embeddings[i] for i in ref_ids]).astype(np.float32)
-            emb = np.asarray(self.sscd.embed([store.get_image(k) for k in todo_sscd]), dtype=np.float32)
-            rows = []
-            for k, row in zip(todo_sscd, emb @ refs.T):
-                out[k]["sscd"] = {i: float(v) for i, v in zip(ref_ids, row)}
-                rows.append({"key": k, "metric": SSCD_METRIC, "backend": sscd_backend, "value": out[k]["sscd"]})
-            store.put_scores(rows)
-        self.counts["scored"] += len(todo_sscd)
-        self.counts["scores_reused"] += len(unique) - len(todo_sscd)
-
-        text_of = dict(zip(keys, texts))
-        for metric, scorer in ((CLIP_METRIC, self.clip), (AESTHETIC_METRIC, self.aesthetic)):
-            if scorer is None:
-                continue
-            backend = _scorer_id(scorer)
-            todo = []
-            for k in unique:
-                value = store.get_score(k, metric, backend)
-                if value is None:
-                    todo.append(k)
-                else:
-                    out[k][metric] = float(value)
-            if todo:
-                values = score_images(scorer, metric, [store.get_image(k) for k in todo], [text_of[k] for k in todo])
-                for k, v in zip(todo, values):
-                    out[k][metric] = v
-                store.put_scores({"key": k, "metric": metric, "backend": backend, "value": v}
-                                 for k, v in zip(todo, values))
-        return out
+        return score_keys(self, keys, texts)
 
     # --- computed references (membench_eval.reference.evaluate) ----------------------------
 
@@ -379,43 +287,14 @@ class Evaluation:
         return gallery_reference(self, method, role, prompts, k)
 
     def _score_loaded(self, images: list[Any], texts: list[str]) -> list[dict[str, Any]]:
-        from membench_eval.reference.evaluate import score_loaded
+        from membench_eval.image_scores import score_images
 
-        return score_loaded(self, images, texts)
+        return score_images(self, images, texts)
 
     def _aggregate(self, method: MethodSpec, role: str, prompt: "Prompt", rows: list[dict[str, Any]]) -> PromptResult:
-        from membench_eval.metrics.aggregate import score_prompt
+        from membench_eval.image_scores import aggregate_prompt
 
-        ref_ids = sorted(self.reference_embeddings)
-        sim_all = np.array([[r["sscd"][i] for i in ref_ids] for r in rows], dtype=np.float64)
-        from membench_eval.generation.seeding import image_seed
-
-        metrics: dict[str, float | None] = {}
-        # Per image (rows are in image-index order): best match over all references (AMS/UMS's gamma),
-        # over the prompt's own (the worst-copy gallery), and the seed (to find the image again).
-        nearest = sim_all.argmax(axis=1)
-        per_image: dict[str, list[Any]] = {
-            "best_sscd": [float(v) for v in sim_all[np.arange(len(rows)), nearest]],
-            "best_ref": [ref_ids[j] for j in nearest],
-            "seed": [image_seed(self.settings.seed, prompt.prompt_id, i) for i in range(len(rows))]}
-        if rows and all("unet_evals" in r for r in rows):
-            per_image["unet_evals"] = [r["unet_evals"] for r in rows]
-        if role == "trigger":
-            own = [i for i in prompt.memorized_ids if i in self.reference_embeddings]
-            sim_own = np.array([[r["sscd"][i] for i in own] for r in rows], dtype=np.float64)
-            s = score_prompt(prompt.prompt_id, sim_own, sim_all)
-            metrics.update(top1_sscd=s.top1, top3_sscd=s.top3, sscd_gt_05=s.frac_above, top1_any=s.top1_any)
-            own_nearest = sim_own.argmax(axis=1)
-            per_image["own_sscd"] = [float(v) for v in sim_own[np.arange(len(rows)), own_nearest]]
-            per_image["own_ref"] = [own[j] for j in own_nearest]
-        else:
-            metrics["top1_any"] = float(sim_all.max())
-        for metric, key in ((CLIP_METRIC, "clip"), (AESTHETIC_METRIC, "aesthetic")):
-            vals = [r.get(metric) for r in rows]
-            metrics[key] = None if any(v is None for v in vals) else float(np.mean(vals))
-        return PromptResult(label=method.label, method=method.name, role=role, prompt_id=prompt.prompt_id,
-                            n_images=len(rows), metrics=metrics, params=dict(method.params),
-                            memorized_ids=tuple(prompt.memorized_ids), per_image=per_image)
+        return aggregate_prompt(self, method, role, prompt, rows)
 
     def evaluate_plan(self, plan: Plan) -> list[PromptResult]:
         """Every (method, prompt set) of the plan in large batches (the CLI's path)."""
@@ -429,49 +308,10 @@ class Evaluation:
     # --- reporting ----------------------------------------------------------------------------
 
     def metadata(self, plan: Plan, quality: dict[str, Any] | None = None) -> dict[str, Any]:
-        """What the leaderboard's numbers depend on (the JSON's ``metadata``)."""
-        s = self.settings
-        quality = quality if quality is not None else self.quality_status()
-        md: dict[str, Any] = {
-            "suite": self.suite.name,
-            "model": self.model_name,
-            "sscd_backend": self.sscd_backend,
-            "clip_model": quality["clip_model"],
-            "aesthetic_model": quality["aesthetic_model"],
-            "seed": s.seed,
-            "seed_scheme": "per-image seed = sha256(run seed, prompt id, image index)",
-            "methods": _method_sources(plan),
-            "batch_size": s.batch_size,
-            "engine": _engine_version(),
-            "generation": {"num_inference_steps": s.num_inference_steps, "guidance_scale": s.guidance_scale,
-                           "height": s.height, "width": s.width},
-            "images_per_prompt": {"trigger": s.trigger_images_per_prompt, "general": s.general_images_per_prompt},
-            "limit": self.options.limit,
-            "subset": self.options.subset,
-            "prompts": {role: len(ps) for role, ps in plan.prompts.items()},
-            "versions": _versions(),
-        }
-        from membench_eval.report.coverage import run_coverage
+        """What the leaderboard's numbers depend on (the JSON's ``metadata``; ``run_metadata``)."""
+        from membench_eval.run_metadata import run_metadata
 
-        suite = plan.suite
-        trigger_total = len(suite.trigger.prompts) if suite.trigger is not None else None
-        cov = plan.coverage
-        line, detail = run_coverage(
-            plan.prompts,
-            trigger_total=trigger_total,
-            trigger_scorable=None if trigger_total is None else trigger_total - plan.excluded_prompts,
-            images_total=len(suite.memorized) if cov is not None else None,
-            images_available=None if cov is None else set(suite.memorized) - set(cov.unavailable),
-            general_total=len(suite.general.prompts) if suite.general is not None else None,
-            limit=self.options.limit, subset=self.options.subset,
-            suite_summary=cov.summary() if cov is not None else None,
-        )
-        md["coverage"] = line  # what this run ran, then the suite's own coverage
-        md["run_coverage"] = detail
-        if cov is not None:
-            md["coverage_detail"] = cov.to_dict()
-            md["trigger_prompts_without_reference"] = plan.excluded_prompts
-        return md
+        return run_metadata(self, plan, quality if quality is not None else self.quality_status())
 
     def leaderboard(self, plan: Plan, results: Sequence[PromptResult],
                     quality: dict[str, Any] | None = None) -> Leaderboard:
@@ -529,65 +369,3 @@ def _same_model(row: dict[str, Any], model: str) -> bool:
         return bool(path) and Path(path).resolve() == Path(model).expanduser().resolve()
     except OSError:
         return False
-
-
-def _scorer_id(scorer: Any) -> str:
-    """Which model produced a score (part of the store's score key, so models never mix)."""
-    md = scorer.metadata() if hasattr(scorer, "metadata") else {}
-    return "|".join(f"{k}={v}" for k, v in sorted(md.items())) or type(scorer).__name__
-
-
-def _looks_like_file(pretrained: str) -> bool:
-    return os.sep in pretrained or pretrained.endswith((".bin", ".pt", ".pth", ".safetensors"))
-
-
-def open_clip_weights_cached(model: str, tag: str) -> bool:
-    """Whether open_clip's ``model``/``tag`` weights are already on disk (checked without network)."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-        from open_clip.pretrained import get_pretrained_cfg
-    except ImportError:
-        return False
-    cfg = get_pretrained_cfg(model, tag) or {}
-    if cfg.get("file"):
-        return Path(cfg["file"]).is_file()
-    hub = cfg.get("hf_hub", "")
-    if hub:
-        repo, filename = hub.rstrip("/").rsplit("/", 1) if not hub.endswith("/") else (hub.rstrip("/"), "")
-        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-        for name in names:
-            found = try_to_load_from_cache(repo, name)
-            if isinstance(found, str):
-                return True
-    url = cfg.get("url", "")
-    if url:
-        cache = Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
-        return cache.is_file()
-    return False
-
-
-def _method_sources(plan: Plan) -> dict[str, dict[str, Any]]:
-    """Leaderboard label -> the method file and the fingerprint of the code its images come from."""
-    from membench_eval.method_source import fingerprint_method
-
-    out = {}
-    for m in plan.methods:
-        if m.mitigation is not None:
-            src = fingerprint_method(m.mitigation)
-            out[m.label] = {"path": src.path, "sha256": src.sha256, "oracle": bool(m.mitigation.oracle)}
-    return out
-
-
-def _engine_version() -> str:
-    from membench_eval.generation.engine import GENERATION_CODE_VERSION
-
-    return GENERATION_CODE_VERSION
-
-
-def _drop_none(**kwargs: Any) -> dict[str, Any]:
-    return {k: v for k, v in kwargs.items() if v is not None}
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from membench_eval.suites.types import Prompt, Suite
 
 SUBSETS = ("stratified",)
+# How the images and scores of a run are computed: in this process (and its pytest-xdist workers),
+# or on a Ray cluster (``membench_eval.scaleout.ray_engine``, the optional ``ray`` extra).
+ENGINES = ("local", "ray")
 
 
 @dataclass
@@ -37,7 +40,7 @@ class EvalOptions:
     aesthetic_pretrained: str | None = None
     aesthetic_head: str | None = None
     seed: int = 0
-    batch_size: int | None = None
+    batch_size: int | str | None = None  # an int, or "auto" (fit to free GPU memory)
     stored_baselines: bool = True
     # A computed reference row (mini: the local-gallery image-search reference) when the suite has one.
     reference: bool = True
@@ -47,8 +50,20 @@ class EvalOptions:
     bootstrap_seed: int = DEFAULT_SEED
     cluster_method: str = "components"
     progress: bool = False
+    engine: str = "local"  # one of ENGINES
+    ray_address: str | None = None  # an existing Ray cluster ("auto", "ray://head:10001"); None: start one here
+    ray_actors: int | None = None  # actors per stage; None: one per GPU of the cluster, else one per CPU
+    # Score each batch while the next one denoises (``image_scores.OverlappedScorer``); False:
+    # score after generation (the same numbers; for measuring the overlap).
+    overlap_scoring: bool = True
+    # torch.compile the UNet's forward (``generation.acceleration``); part of the image key.
+    compile: bool = False
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise MembenchError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
+        if self.ray_actors is not None and self.ray_actors < 1:
+            raise MembenchError(f"ray actors must be >= 1, got {self.ray_actors}")
         if self.limit is not None and self.limit < 1:
             raise MembenchError(f"limit must be >= 1, got {self.limit}")
         if self.subset is not None and self.subset not in SUBSETS:

@@ -110,3 +110,18 @@ def test_missing_quality_weights_are_an_error_on_paper_suites(toy_suite, tmp_pat
     # An explicit checkpoint path that does not exist is an error even on mini.
     with pytest.raises(MissingWeightsError, match="missing.safetensors"):
         _ = _evaluation(toy_suite, tmp_path / "store", clip_pretrained=str(tmp_path / "missing.safetensors")).clip
+
+
+def test_overlapped_scoring_stores_the_same_scores_as_serial(toy_suite, tiny_quality, tmp_path: Path) -> None:
+    """Scoring each batch from memory in the sink's thread (the default) stores exactly the rows
+    that scoring the PNGs after generation stores: same keys, metrics, backends and values."""
+    boards = {}
+    for name, overlap in (("overlap", True), ("serial", False)):
+        ev = _evaluation(toy_suite, tmp_path / name, tiny_quality, overlap_scoring=overlap, batch_size=4)
+        plan = ev.plan([], [])
+        results = ev.evaluate_plan(plan)
+        rows = {(r["key"], r["metric"], r["backend"]): r["value"] for r in ev.store.score_rows()}
+        boards[name] = (rows, [(r.prompt_id, r.metrics) for r in results], dict(ev.counts))
+    assert boards["overlap"][0] == boards["serial"][0] and len(boards["overlap"][0]) == 3 * (3 * 2 + 2)
+    assert boards["overlap"][1] == boards["serial"][1]
+    assert boards["overlap"][2] == boards["serial"][2]  # 8 generated, 8 scored, none reused

@@ -33,6 +33,14 @@ def guidance_scale_condition(pipe: "StableDiffusionPipeline", ctx: "BatchContext
     )
 
 
+def _int_step(scheduler: Any) -> bool:
+    """DDIM indexes its tables by the timestep: an int keeps that on the host. Other schedulers
+    look the step up by value in their (device) timesteps: they get the tensor, as in diffusers."""
+    from diffusers import DDIMScheduler
+
+    return isinstance(scheduler, DDIMScheduler)
+
+
 def denoise(
     pipe: "StableDiffusionPipeline",
     latents: "torch.Tensor",
@@ -53,7 +61,9 @@ def denoise(
     do_cfg = ctx.do_classifier_free_guidance
     scheduler.set_timesteps(ctx.num_inference_steps, device=ctx.device)
     timesteps = scheduler.timesteps
-    ctx.timesteps = [int(t) for t in timesteps]
+    # Python ints, read once: no device->host sync inside the loop (the UNet gets the device
+    # tensor, the scheduler and the hooks the int: DDIM's arithmetic is the same either way).
+    ctx.timesteps = [int(t) for t in timesteps.cpu()]
     extra_step_kwargs = pipe.prepare_extra_step_kwargs(ctx.generators, 0.0)
     timestep_cond = guidance_scale_condition(pipe, ctx, latents.dtype)
     if do_cfg:
@@ -65,7 +75,7 @@ def denoise(
     callback_inputs = list(getattr(pipe, "_callback_tensor_inputs", ["latents", "prompt_embeds", "negative_prompt_embeds"]))
 
     with torch.no_grad():
-        for i, t in enumerate(timesteps):
+        for i, (t, t_int) in enumerate(zip(timesteps, ctx.timesteps)):
             model_input = torch.cat([latents] * 2) if do_cfg else latents
             model_input = scheduler.scale_model_input(model_input, t)
             noise_pred = pipe.unet(
@@ -77,17 +87,18 @@ def denoise(
             else:
                 eps_uncond, eps_cond = None, noise_pred
             if guided:
-                noise_pred = method.guidance(pipe, i, int(t), latents, eps_uncond, eps_cond, ctx)
+                noise_pred = method.guidance(pipe, i, t_int, latents, eps_uncond, eps_cond, ctx)
                 if tuple(noise_pred.shape) != tuple(eps_cond.shape):
                     raise ValueError(f"guidance returned shape {tuple(noise_pred.shape)}, expected {tuple(eps_cond.shape)}")
             elif do_cfg:
                 noise_pred = eps_uncond + ctx.guidance_scale * (eps_cond - eps_uncond)
-            latents = scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
+            latents = scheduler.step(noise_pred, t_int if _int_step(scheduler) else t, latents, **extra_step_kwargs,
+                                     return_dict=False)[0]
             if stepped:
                 values: dict[str, Any] = {"latents": latents, "prompt_embeds": prompt_embeds,
                                           "negative_prompt_embeds": negative_prompt_embeds}
                 callback_kwargs = {k: values[k] for k in callback_inputs if k in values}
-                out = method.on_step_end(pipe, i, int(t), callback_kwargs, ctx)
+                out = method.on_step_end(pipe, i, t_int, callback_kwargs, ctx)
                 out = callback_kwargs if out is None else out
                 latents = out.pop("latents", latents)
                 prompt_embeds = out.pop("prompt_embeds", prompt_embeds)

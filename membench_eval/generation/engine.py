@@ -32,6 +32,7 @@ GENERATION_CODE_VERSION = "membench-generation/v2"
 PADDING_PROMPT_ID = "__membench_padding__"
 
 if TYPE_CHECKING:
+    import numpy as np
     from diffusers import StableDiffusionPipeline
 
     from membench_eval.method_source import MethodSource
@@ -76,7 +77,18 @@ def request_keys(
     pipe: "StableDiffusionPipeline", requests: Sequence[ImageRequest], mitigation: Mitigation, settings: GenerationSettings
 ) -> list[str]:
     """Store keys of ``requests`` (what ``generate`` would store them under)."""
+    settings = resolve_batch_size(pipe, settings)
     return [image_key(f) for f in _request_fields(pipe, requests, mitigation, settings, method_source(mitigation))]
+
+
+def resolve_batch_size(pipe: "StableDiffusionPipeline", settings: GenerationSettings) -> GenerationSettings:
+    """``settings`` with ``--batch-size auto`` resolved for ``pipe``'s device (fit to free GPU
+    memory; the fixed default off CUDA)."""
+    if not settings.auto_batch_size:
+        return settings
+    from membench_eval.generation.acceleration import fit_batch_size
+
+    return settings.replace(batch_size=fit_batch_size(pipe, settings))
 
 
 def batch_shape(requests: Sequence[ImageRequest], settings: GenerationSettings, by_prompt: bool) -> int:
@@ -94,9 +106,11 @@ def _request_fields(
     pipe: "StableDiffusionPipeline", requests: Sequence[ImageRequest], mitigation: Mitigation,
     settings: GenerationSettings, source: "MethodSource",
 ) -> list[dict[str, Any]]:
+    from membench_eval.generation.acceleration import acceleration_flags
     from membench_eval.generation.pipeline import model_identity, scheduler_identity
 
     ident = model_identity(pipe)
+    acceleration = acceleration_flags(pipe)
     sched = scheduler_identity(pipe)
     params = mitigation.params()
     shape = batch_shape(requests, settings, mitigation.batch_by_prompt)
@@ -108,6 +122,7 @@ def _request_fields(
             method_source=source.sha256, engine=GENERATION_CODE_VERSION, prompt_id=r.prompt_id, prompt=r.prompt, seed=r.seed,
             num_inference_steps=settings.num_inference_steps, guidance_scale=settings.guidance_scale,
             height=settings.height, width=settings.width, batch_shape=shape, device_type=device_type, dtype=dtype,
+            acceleration=acceleration,
         )
         for r in requests
     ]
@@ -191,12 +206,23 @@ def generate(
     store: "RunStore",
     *,
     progress: bool = True,
+    on_stored: "Callable[[list[str], list[np.ndarray], list[ImageRequest]], None] | None" = None,
+    background: bool = True,
 ) -> GenerationReport:
-    """Generate every request not already in ``store``; return keys aligned with ``requests``."""
+    """Generate every request not already in ``store``; return keys aligned with ``requests``.
+
+    Each finished batch is stored by a background thread (``generation.sink``: PNG encoding and
+    writes off the denoising thread; ``background=False`` does it inline), which then calls
+    ``on_stored(keys, uint8 arrays, requests)`` for the images it stored (the evaluation scores
+    them there while the next batch denoises). Everything handed over is stored before this
+    returns or raises."""
     from tqdm.auto import tqdm
+
+    from membench_eval.generation.sink import BatchSink
 
     m = mitigation if mitigation is not None else Mitigation()
     start = time.perf_counter()
+    settings = resolve_batch_size(pipe, settings)
     requests = list(requests)
     source = method_source(m)
     fields = _request_fields(pipe, requests, m, settings, source)
@@ -220,9 +246,11 @@ def generate(
 
     bar = tqdm(total=len(pending), unit="img", desc=m.label(), disable=not progress, dynamic_ncols=True, smoothing=0.05)
     bar.set_postfix_str(f"reused {report.reused}")
+    sink = BatchSink(threaded=background)
     run = _BatchRunner(pipe, requests, keys, fields, pending, m, settings, store, shape, common, report, bar)
+    run.sink, run.on_stored = sink, on_stored
     try:
-        with _StopFlag(bar.write) as stop:
+        with sink, _StopFlag(bar.write) as stop:
             deferred = []
             for batch in batches:
                 if not run.claimed_batch(batch):
@@ -267,6 +295,8 @@ class _BatchRunner:
         self.pipe, self.requests, self.keys, self.fields = pipe, requests, keys, fields
         self.pending, self.m, self.settings, self.store = pending, m, settings, store
         self.shape, self.common, self.report, self.bar = shape, common, report, bar
+        self.sink: Any = None
+        self.on_stored: Any = None
 
     def _todo(self, batch: list[int]) -> list[int]:
         todo = [i for i in batch if i in self.pending and not self.store.has(self.keys[i])]
@@ -285,17 +315,18 @@ class _BatchRunner:
         claim = self.store.claims.try_claim([self.keys[i] for i in batch])
         if claim is None:
             return False
+        handed = False
         try:
             self.store.refresh()
             if self._todo(batch):
-                self._generate(batch)
+                handed = self._generate(batch, claim)
         finally:
-            self.store.claims.release(claim)
+            if not handed:  # else the sink releases it once the batch is stored
+                self.store.claims.release(claim)
         return True
 
-    def _generate(self, batch: list[int]) -> None:
-        from PIL import Image
-
+    def _generate(self, batch: list[int], claim: Any) -> bool:
+        """Generate ``batch`` and hand it to the sink (which stores it, then releases ``claim``)."""
         m, requests, keys = self.m, self.requests, self.keys
         reqs = [requests[i] for i in batch]
         t0 = time.perf_counter()
@@ -313,9 +344,21 @@ class _BatchRunner:
             except (TypeError, ValueError) as exc:
                 raise _method_error(m, "records", reqs, j, f"record is not JSON-serialisable ({exc})") from exc
             rows.append((i, j, row))
+        self.sink.submit(lambda: self._store(rows, images), always=lambda: self.store.claims.release(claim))
+        return True
+
+    def _store(self, rows: list[tuple[int, int, dict[str, Any]]], images: list["np.ndarray"]) -> None:
+        """In the sink's thread: write the batch's images, then hand them to ``on_stored``."""
+        from PIL import Image
+
+        stored: list[int] = []
         for i, j, row in rows:
-            self.store.put_image(keys[i], Image.fromarray(images[j]), row)
+            self.store.put_image(self.keys[i], Image.fromarray(images[j]), row)
             self.pending.discard(i)
-            self.report.generated.append(keys[i])
+            self.report.generated.append(self.keys[i])
             self.report.new += 1
+            stored.append(j)
         self.bar.update(len(rows))
+        if self.on_stored is not None and rows:
+            self.on_stored([self.keys[i] for i, _, _ in rows], [images[j] for j in stored],
+                           [self.requests[i] for i, _, _ in rows])

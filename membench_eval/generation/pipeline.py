@@ -41,8 +41,11 @@ def load_pipeline(
     revision: str | None = None,
     device: "str | torch.device | None" = None,
     dtype: "torch.dtype | None" = None,
+    compile: bool = False,
 ) -> "StableDiffusionPipeline":
-    """Load ``model`` (hub id or local directory) ready for generation on ``device``."""
+    """Load ``model`` (hub id or local directory) ready for generation on ``device``; on CUDA
+    with the GPU path's layout and VAE slicing, and ``compile``: the UNet under torch.compile
+    (``generation.acceleration``)."""
     import torch  # noqa: F401
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
@@ -74,6 +77,11 @@ def load_pipeline(
     use_sdpa(pipe)
     pipe.set_progress_bar_config(disable=True)
     pipe = pipe.to(dev)
+    from membench_eval.generation.acceleration import compile_unet, prepare_for_cuda
+
+    prepare_for_cuda(pipe)
+    if compile:
+        compile_unet(pipe)
     setattr(pipe, _IDENTITY_ATTR, identity)
     return pipe
 

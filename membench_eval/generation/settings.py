@@ -31,6 +31,9 @@ class GenerationSettings:
     seed: int = 0
     # Images per pipeline call; results do not depend on it.
     batch_size: int = 10
+    # ``--batch-size auto``: on CUDA the engine replaces ``batch_size`` by the largest batch that
+    # fits in free memory (``generation.acceleration.fit_batch_size``); ignored off CUDA.
+    auto_batch_size: bool = False
 
     def __post_init__(self) -> None:
         for name in ("num_inference_steps", "height", "width", "batch_size"):
@@ -53,7 +56,8 @@ class GenerationSettings:
         if unknown:
             raise ValueError(f"unknown generation setting(s) {unknown}; known: {list(self.field_names())}")
         types = {f.name: f.type for f in dataclasses.fields(self)}
-        coerced = {k: (float(v) if types[k] in (float, "float") else int(v)) for k, v in values.items()}
+        coerced = {k: (float(v) if types[k] in (float, "float") else bool(v) if types[k] in (bool, "bool") else int(v))
+                   for k, v in values.items()}
         return dataclasses.replace(self, **coerced)
 
     @classmethod

@@ -17,7 +17,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from membench_eval.metrics.openclip_models import OpenClipBundle, bundle_from_model, encode_images, load_open_clip
+from membench_eval.metrics.openclip_models import (
+    OpenClipBundle, bundle_from_model, encode_images, fixed_shape_chunks, load_open_clip,
+)
 from membench_eval.metrics.preprocessing import ImageLike, describe_transform
 
 DEFAULT_CLIP_MODEL = "ViT-g-14"
@@ -83,9 +85,9 @@ class ClipScorer:
         prompts = list(prompts)
         rows = []
         with torch.inference_mode():
-            for start in range(0, len(prompts), self.batch_size):
-                tokens, _ = self.tokenize(prompts[start : start + self.batch_size])
-                feats = self.bundle.model.encode_text(tokens.to(self.bundle.device)).float()
+            for chunk, n in fixed_shape_chunks(prompts, self.batch_size):
+                tokens, _ = self.tokenize(chunk)
+                feats = self.bundle.model.encode_text(tokens.to(self.bundle.device)).float()[:n]
                 rows.append(torch.nn.functional.normalize(feats, dim=-1).cpu().numpy())
         return np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
 

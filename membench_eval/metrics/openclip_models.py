@@ -6,6 +6,8 @@ computed from fp32 L2-normalised embeddings either way.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,8 +105,19 @@ def bundle_from_model(
     return OpenClipBundle(model, preprocess, tokenizer, name, pretrained, param.device, param.dtype)
 
 
+def fixed_shape_chunks(items: list, batch_size: int) -> "Iterator[tuple[list, int]]":
+    """``(chunk, n_real)``: ``items`` in chunks of exactly ``batch_size``, the last one padded by
+    repeating its last item. Why: float rounding in the model's kernels depends on the batch
+    shape (measured: 1e-8 on CLIP scores between batches of 4 and 8), so a fixed shape makes an
+    image's score independent of how images were grouped into calls (overlapped scoring scores
+    each generated batch; the serial path scores all at once)."""
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        yield chunk + [chunk[-1]] * (batch_size - len(chunk)), len(chunk)
+
+
 def encode_images(bundle: OpenClipBundle, images: list, batch_size: int) -> "Any":
-    """fp32 L2-normalised image embeddings (numpy, (n, embed_dim)), batch by batch."""
+    """fp32 L2-normalised image embeddings (numpy, (n, embed_dim)), in fixed-shape batches."""
     import numpy as np
     import torch
 
@@ -112,10 +125,9 @@ def encode_images(bundle: OpenClipBundle, images: list, batch_size: int) -> "Any
 
     rows = []
     with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            chunk = images[start : start + batch_size]
+        for chunk, n in fixed_shape_chunks(images, batch_size):
             x = torch.stack([bundle.preprocess(to_rgb_image(im)) for im in chunk])
-            feats = bundle.model.encode_image(x.to(bundle.device, bundle.dtype)).float()
+            feats = bundle.model.encode_image(x.to(bundle.device, bundle.dtype)).float()[:n]
             rows.append(torch.nn.functional.normalize(feats, dim=-1).cpu().numpy())
     width = int(getattr(bundle.model, "embed_dim", 0) or 0)
     return np.concatenate(rows) if rows else np.zeros((0, width), np.float32)

@@ -133,6 +133,9 @@ class OnnxSSCD(SSCDModel):
             providers.insert(0, "CUDAExecutionProvider")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # No busy-waiting between calls: SSCD runs beside generation (``generation.sink``), and a
+        # spinning thread pool takes the CPU the UNet needs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(weights), sess_options=options, providers=providers)
         self._input = self.session.get_inputs()[0].name
         self._output = self.session.get_outputs()[0].name

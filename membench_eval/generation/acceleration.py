@@ -1,0 +1,108 @@
+"""The GPU path: memory layout, VAE slicing, torch.compile and batch size from free memory.
+
+All of it is off on CPU (where images must stay byte-identical to ``StableDiffusionPipeline``'s
+own and to the stored mini images). On CUDA ``load_pipeline`` calls ``prepare_for_cuda``:
+bf16 weights (``runtime.select_dtype``), SDPA attention (``pipeline.use_sdpa``), channels_last
+UNet and VAE, and the VAE decoding one image at a time (its peak memory no longer grows with the
+batch, and decoded pixels no longer depend on the batch shape). Each of these can change float
+rounding, so ``acceleration_flags`` names the active ones and they enter the image key (only when
+set: CPU keys are unchanged).
+
+``fit_batch_size`` picks the images per call from free GPU memory (``--batch-size auto``): a
+probe batch measures the peak memory per image, then the largest entry of ``BATCH_LADDER`` that
+fits is used. A fixed ladder, not any integer, so runs on similar GPUs share batch shapes (the
+shape is part of the key) and trigger prompts of 10 images pack whole.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from diffusers import StableDiffusionPipeline
+
+    from membench_eval.generation.settings import GenerationSettings
+
+BATCH_LADDER = (10, 20, 40, 80, 160)
+# Share of free memory a batch may plan to use, and the headroom factor on the measured peak
+# per image (methods with gradients or extra UNet calls need more than base sampling).
+FREE_MEMORY_SHARE = 0.8
+PEAK_HEADROOM = 2.0
+_COMPILED_ATTR = "_membench_compiled"
+_FIT_ATTR = "_membench_batch_fit"
+
+
+def prepare_for_cuda(pipe: "StableDiffusionPipeline") -> None:
+    """channels_last UNet/VAE and one-image VAE slices; a no-op off CUDA."""
+    import torch
+
+    if pipe.unet.device.type != "cuda":
+        return
+    pipe.unet.to(memory_format=torch.channels_last)
+    pipe.vae.to(memory_format=torch.channels_last)
+    pipe.vae.enable_slicing()
+
+
+def compile_unet(pipe: "StableDiffusionPipeline", *, mode: str | None = None) -> None:
+    """``torch.compile`` the UNet's forward in place (the module, its hooks and its attention
+    processors stay: a method's processor is traced on first use and guarded, so swapping
+    processors recompiles instead of running stale code). The first batches are slow (compiling)."""
+    import torch
+
+    unet = pipe.unet
+    if getattr(unet, _COMPILED_ATTR, False):
+        return
+    unet.forward = torch.compile(unet.forward, mode=mode, dynamic=False)
+    setattr(unet, _COMPILED_ATTR, True)
+
+
+def acceleration_flags(pipe: "StableDiffusionPipeline") -> dict[str, Any]:
+    """The non-default compute options of ``pipe`` that can move pixels (empty on CPU)."""
+    import torch
+
+    flags: dict[str, Any] = {}
+    if getattr(pipe.unet, _COMPILED_ATTR, False):
+        flags["compiled"] = True
+    if getattr(pipe.vae, "use_slicing", False):
+        flags["vae_slicing"] = True
+    weight = next((p for p in pipe.unet.parameters() if p.dim() == 4), None)
+    if weight is not None and weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
+        flags["channels_last"] = True
+    return flags
+
+
+def fit_batch_size(pipe: "StableDiffusionPipeline", settings: "GenerationSettings") -> int:
+    """Images per call for ``--batch-size auto``: ``settings.batch_size`` off CUDA; on CUDA the
+    largest ``BATCH_LADDER`` entry whose measured peak fits in free memory (probed once per
+    pipeline and image size)."""
+    import torch
+
+    device = pipe.unet.device
+    if device.type != "cuda":
+        return settings.batch_size
+    cache: dict[tuple, int] = pipe.__dict__.setdefault(_FIT_ATTR, {})
+    key = (settings.height, settings.width, settings.guidance_scale > 1)
+    if key not in cache:
+        per_image = _probe_bytes_per_image(pipe, settings)
+        free, _total = torch.cuda.mem_get_info(device)
+        fits = [b for b in BATCH_LADDER if b * per_image * PEAK_HEADROOM <= free * FREE_MEMORY_SHARE]
+        cache[key] = max(fits) if fits else BATCH_LADDER[0]
+    return cache[key]
+
+
+def _probe_bytes_per_image(pipe: "StableDiffusionPipeline", settings: "GenerationSettings") -> float:
+    """Peak CUDA memory above the weights per image, from one 1-step base batch of 2 images."""
+    import torch
+
+    from membench_eval.generation.batch import run_batch
+    from membench_eval.mitigation import ImageRequest, Mitigation
+
+    device = pipe.unet.device
+    probe = settings.replace(num_inference_steps=1)
+    reqs = [ImageRequest(prompt_id="__membench_probe__", prompt="a photo", image_index=i, seed=i) for i in range(2)]
+    torch.cuda.synchronize(device)
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    run_batch(pipe, reqs, Mitigation(), probe)
+    torch.cuda.synchronize(device)
+    return max(torch.cuda.max_memory_allocated(device) - base, 1) / len(reqs)

@@ -1,0 +1,207 @@
+"""Per-image scores of a run: computed once, stored in the run store, reused; and per-prompt rows.
+
+SSCD is stored as the similarity to every available reference image (not only the prompt's own),
+so Top-1 against own and against any memorized image come from one row; a row missing a
+reference (coverage grew since) is recomputed. Score rows are keyed by the scorer's identity, so
+different backends never mix. Scores do not depend on how images are grouped into scorer calls.
+
+Two ways in, one computation (``score_images``): ``score_keys`` scores what the store lacks after
+generation, reading the PNGs back; ``OverlappedScorer`` is the engine's ``on_stored`` callback,
+scoring each batch from the arrays already in memory while the next batch denoises (PNG is
+lossless: the same pixels, the same scores), on its own CUDA stream on GPUs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from membench_eval.metrics.score_rows import AESTHETIC_METRIC, CLIP_METRIC, SSCD_METRIC, score_images as _score_metric
+
+# Stored images decoded at once when scoring after generation: a 512x512 image holds 1 MiB
+# decoded, so a whole role (35,000 images) at once would need 34 GiB (measured by
+# bench/cost_scaling.py); the scorers give the same numbers at any chunking.
+DECODE_CHUNK = 64
+
+if TYPE_CHECKING:
+    from membench_eval.evaluation_plan import EvalOptions, MethodSpec
+    from membench_eval.generation.settings import GenerationSettings
+    from membench_eval.mitigation import ImageRequest
+    from membench_eval.report.records import PromptResult
+    from membench_eval.store.run_store import RunStore
+    from membench_eval.suites.types import Prompt
+
+
+class ScoringContext(Protocol):
+    """What scoring reads from a run (an ``Evaluation`` has all of it; bench/gpu_check.py builds
+    one by hand): the scorers (``clip``/``aesthetic`` None when unavailable), the reference
+    embeddings, the store, the counters, the options (device) and the generation settings."""
+
+    sscd: Any
+    clip: Any
+    aesthetic: Any
+    reference_embeddings: dict[str, np.ndarray]
+    store: "RunStore"
+    counts: dict[str, int]
+    options: "EvalOptions"
+    settings: "GenerationSettings"
+
+
+def scorer_id(scorer: Any) -> str:
+    """Which model produced a score (part of the store's score key, so models never mix)."""
+    md = scorer.metadata() if hasattr(scorer, "metadata") else {}
+    return "|".join(f"{k}={v}" for k, v in sorted(md.items())) or type(scorer).__name__
+
+
+def _quality_scorers(ev: ScoringContext) -> list[tuple[str, Any]]:
+    return [(metric, s) for metric, s in ((CLIP_METRIC, ev.clip), (AESTHETIC_METRIC, ev.aesthetic)) if s is not None]
+
+
+def score_images(ev: ScoringContext, images: list[Any], texts: list[str], metrics: Sequence[str] | None = None,
+                 ) -> list[dict[str, Any]]:
+    """Every metric (or those in ``metrics``) of in-memory images: one dict per image with
+    ``sscd`` (reference id -> similarity) and the CLIP / aesthetic values."""
+    rows: list[dict[str, Any]] = [{} for _ in images]
+    if not images:
+        return rows
+    if metrics is None or SSCD_METRIC in metrics:
+        ref_ids = sorted(ev.reference_embeddings)
+        refs = np.stack([ev.reference_embeddings[i] for i in ref_ids]).astype(np.float32)
+        sims = np.asarray(ev.sscd.embed(images), dtype=np.float32) @ refs.T
+        for row, sim in zip(rows, sims):
+            row["sscd"] = {i: float(v) for i, v in zip(ref_ids, sim)}
+    for metric, scorer in _quality_scorers(ev):
+        if metrics is None or metric in metrics:
+            for row, value in zip(rows, _score_metric(scorer, metric, images, texts)):
+                row[metric] = value
+    return rows
+
+
+def _store_rows(ev: ScoringContext, keys: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
+    backends = {SSCD_METRIC: ev.sscd.fingerprint, **{m: scorer_id(s) for m, s in _quality_scorers(ev)}}
+    out = []
+    for key, row in zip(keys, rows):
+        for metric, backend in backends.items():
+            value = row.get("sscd" if metric == SSCD_METRIC else metric)
+            if value is not None:
+                out.append({"key": key, "metric": metric, "backend": backend, "value": value})
+    ev.store.put_scores(out)
+
+
+def score_keys(ev: ScoringContext, keys: Sequence[str], texts: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per-image scores of stored images ``keys`` (``texts``: their prompts, for CLIP), from the
+    store when present, else computed once and stored."""
+    store = ev.store
+    unique = list(dict.fromkeys(keys))
+    text_of = dict(zip(keys, texts))
+    ref_ids = sorted(ev.reference_embeddings)
+    backends = {SSCD_METRIC: ev.sscd.fingerprint, **{m: scorer_id(s) for m, s in _quality_scorers(ev)}}
+    out: dict[str, dict[str, Any]] = {k: {} for k in unique}
+    todo: dict[str, list[str]] = {}
+    for metric, backend in backends.items():
+        field = "sscd" if metric == SSCD_METRIC else metric
+        for k in unique:
+            value = store.get_score(k, metric, backend)
+            complete = isinstance(value, dict) and all(i in value for i in ref_ids) if metric == SSCD_METRIC \
+                else value is not None
+            if complete:
+                out[k][field] = value if metric == SSCD_METRIC else float(value)
+            else:
+                todo.setdefault(metric, []).append(k)
+    fresh = ev.__dict__.setdefault("_scored_here", set())  # by the OverlappedScorer of this run
+    ev.counts["scored"] += len(todo.get(SSCD_METRIC, []))
+    ev.counts["scores_reused"] += sum(1 for k in unique if k not in fresh) - len(todo.get(SSCD_METRIC, []))
+    for metric, metric_keys in todo.items():
+        for start in range(0, len(metric_keys), DECODE_CHUNK):  # decoded images held: one chunk at a time
+            chunk = metric_keys[start:start + DECODE_CHUNK]
+            rows = score_images(ev, [store.get_image(k) for k in chunk], [text_of[k] for k in chunk], [metric])
+            _store_rows(ev, chunk, rows)
+            for k, row in zip(chunk, rows):
+                out[k].update(row)
+    return out
+
+
+class OverlappedScorer:
+    """The engine's ``on_stored`` callback: scores each stored batch in the sink's thread.
+
+    Needs the scorers loaded beforehand (``ready``), so a missing model is reported by the
+    generating thread, not half-way through a background job."""
+
+    def __init__(self, ev: ScoringContext):
+        self.ev = ev
+        self._stream: Any = None
+
+    def ready(self) -> bool:
+        """Load SSCD, the reference embeddings and the quality scorers; False if any fails
+        (then scoring happens after generation, where the failure is raised as before)."""
+        from membench_eval.errors import MembenchError
+
+        try:
+            _ = self.ev.reference_embeddings, self.ev.sscd.fingerprint, _quality_scorers(self.ev)
+        except MembenchError:
+            return False
+        return True
+
+    def __call__(self, keys: list[str], arrays: list["np.ndarray"], requests: list["ImageRequest"]) -> None:
+        import contextlib
+
+        from PIL import Image
+
+        images = [Image.fromarray(a) for a in arrays]
+        with self._on_side_stream() or contextlib.nullcontext():
+            rows = score_images(self.ev, images, [r.prompt for r in requests])
+        _store_rows(self.ev, keys, rows)
+        self.ev.__dict__.setdefault("_scored_here", set()).update(keys)
+        self.ev.counts["scored"] += len(keys)
+
+    def _on_side_stream(self) -> Any:
+        """A CUDA stream of its own (scoring kernels interleave with the UNet's); None on CPU."""
+        import torch
+
+        from membench_eval.runtime import select_device
+
+        device = select_device(self.ev.options.device)
+        if device.type != "cuda":
+            return None
+        if self._stream is None:
+            self._stream = torch.cuda.Stream(device=device)
+        return torch.cuda.stream(self._stream)
+
+
+def aggregate_prompt(ev: ScoringContext, method: "MethodSpec", role: str, prompt: "Prompt",
+                     rows: list[dict[str, Any]]) -> "PromptResult":
+    """One prompt's metrics from its images' score rows (image-index order)."""
+    from membench_eval.generation.seeding import image_seed
+    from membench_eval.metrics.aggregate import score_prompt
+    from membench_eval.report.records import PromptResult
+
+    ref_ids = sorted(ev.reference_embeddings)
+    sim_all = np.array([[r["sscd"][i] for i in ref_ids] for r in rows], dtype=np.float64)
+    metrics: dict[str, float | None] = {}
+    # Per image: best match over all references (AMS/UMS's gamma), over the prompt's own (the
+    # worst-copy gallery), and the seed (to find the image again).
+    nearest = sim_all.argmax(axis=1)
+    per_image: dict[str, list[Any]] = {
+        "best_sscd": [float(v) for v in sim_all[np.arange(len(rows)), nearest]],
+        "best_ref": [ref_ids[j] for j in nearest],
+        "seed": [image_seed(ev.settings.seed, prompt.prompt_id, i) for i in range(len(rows))]}
+    if rows and all("unet_evals" in r for r in rows):
+        per_image["unet_evals"] = [r["unet_evals"] for r in rows]
+    if role == "trigger":
+        own = [i for i in prompt.memorized_ids if i in ev.reference_embeddings]
+        sim_own = np.array([[r["sscd"][i] for i in own] for r in rows], dtype=np.float64)
+        s = score_prompt(prompt.prompt_id, sim_own, sim_all)
+        metrics.update(top1_sscd=s.top1, top3_sscd=s.top3, sscd_gt_05=s.frac_above, top1_any=s.top1_any)
+        own_nearest = sim_own.argmax(axis=1)
+        per_image["own_sscd"] = [float(v) for v in sim_own[np.arange(len(rows)), own_nearest]]
+        per_image["own_ref"] = [own[j] for j in own_nearest]
+    else:
+        metrics["top1_any"] = float(sim_all.max())
+    for metric, key in ((CLIP_METRIC, "clip"), (AESTHETIC_METRIC, "aesthetic")):
+        vals = [r.get(metric) for r in rows]
+        metrics[key] = None if any(v is None for v in vals) else float(np.mean(vals))
+    return PromptResult(label=method.label, method=method.name, role=role, prompt_id=prompt.prompt_id,
+                        n_images=len(rows), metrics=metrics, params=dict(method.params),
+                        memorized_ids=tuple(prompt.memorized_ids), per_image=per_image)
