@@ -66,14 +66,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="local copy of the upstream data (default: $MEMBENCH_DATA_DIR)")
     group.addoption("--membench-no-stored-baselines", action="store_true", default=False,
                     help="do not add the baselines found in the run store to the leaderboard")
+    group.addoption("--membench-compile", action="store_true", default=False,
+                    help="torch.compile the UNet (CUDA; slow first batches; part of the image key)")
+    group.addoption("--membench-engine", choices=["local", "ray"], default="local",
+                    help="local: the items compute (default; -n N spreads them over devices); ray: actor pools "
+                         "on a Ray cluster fill the store first, then the items read it (pip install -e '.[ray]')")
+    group.addoption("--membench-ray-address", default=None, metavar="ADDR",
+                    help="Ray cluster to join (auto, ray://head:10001); default: start a local one")
+    group.addoption("--membench-ray-actors", type=int, default=None, metavar="N",
+                    help="Ray actors per stage (default: one per GPU of the cluster, else one per CPU)")
 
 
 def _options(config: pytest.Config):
     """EvalOptions from the command line (cheap: no heavy imports)."""
     from membench_eval.evaluation import EvalOptions
+    from membench_eval.runtime import device_for_worker
 
     get = config.getoption
     out = get("membench_out")
+    # An xdist worker gwN takes cuda:(N mod visible devices) unless a device index was given.
+    worker = config.workerinput.get("workerid") if hasattr(config, "workerinput") else None  # type: ignore[attr-defined]
     return EvalOptions(
         suite=get("membench_suite") or "mini",
         data_dir=get("membench_data_dir"),
@@ -82,13 +94,17 @@ def _options(config: pytest.Config):
         out_dir=out if out is not None else str(Path.cwd() / "leaderboard"),
         limit=get("membench_limit"),
         subset=get("membench_subset"),
-        device=get("membench_device"),
+        device=device_for_worker(get("membench_device"), worker),
         sscd_backend=get("membench_sscd_backend"),
         clip_model=get("membench_clip_model"),
         clip_pretrained=get("membench_clip_pretrained"),
         aesthetic_pretrained=get("membench_aesthetic_pretrained"),
         seed=get("membench_seed") if get("membench_seed") is not None else 0,
         stored_baselines=not get("membench_no_stored_baselines"),
+        compile=bool(get("membench_compile")),
+        engine=get("membench_engine") or "local",
+        ray_address=get("membench_ray_address"),
+        ray_actors=get("membench_ray_actors"),
     )
 
 
@@ -118,6 +134,9 @@ def pytest_configure(config: pytest.Config) -> None:
             # Fail fast, before any generation, and in the controller: under xdist a bad method
             # file, parameter, gate or suite is reported exactly as in a serial run (exit 4).
             session.gates = _parse_gates_or_usage_error(config)
+            if config.getoption("membench_engine") == "ray" and getattr(config.option, "dist", "no") != "no":
+                raise pytest.UsageError("membench: --membench-engine ray spreads the work over the Ray cluster "
+                                        "itself; run it without -n / --dist")
             session.plan()
             _preflight_or_exit(session)
             if getattr(config.option, "dist", "no") == "load":
@@ -262,6 +281,7 @@ class MembenchSession:
         self.worker_problems: list[str] = []
         self.failed_items = 0
         self._prefetched: dict[tuple[str, str, str], "PromptResult"] = {}
+        self._ray_error: Exception | None = None  # --membench-engine ray: the cluster run's failure
         self.is_worker = hasattr(config, "workerinput")
         # `pytest --membench FILE` with no test paths runs the benchmark only, not the project's
         # tests. Decided by the controller (xdist workers always get explicit args) and sent along.
@@ -285,6 +305,8 @@ class MembenchSession:
         chunk, which the scheduler keeps on this worker. Pixels do not depend on the grouping (the
         engine pads every call to one shape)."""
         key = (item.method.label, item.role, item.prompt.prompt_id)
+        if self._ray_error is not None:
+            raise self._ray_error
         if key not in self._prefetched:
             siblings = [item]
             siblings += [i for i in item.session.items if isinstance(i, MembenchItem) and i is not item
@@ -363,6 +385,8 @@ class MembenchSession:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session):
+        if not self.is_worker and not self.config.option.collectonly and self.evaluation.options.engine == "ray":
+            self._run_on_ray(session)
         outcome = yield
         if self.is_worker or self.config.option.collectonly:
             return outcome
@@ -391,6 +415,28 @@ class MembenchSession:
             self.gate_results = check_gates(gates, self.board, user)
             self._run_gate_items(session)
         return outcome
+
+    def _run_on_ray(self, session: pytest.Session) -> None:
+        """``--membench-engine ray``: the cluster computes every item's result before the items run;
+        each item then takes its own (``result_for``). A failure of the cluster run (a method's
+        error, a store fault) fails every benchmark item with its message."""
+        from membench_eval.errors import MembenchError
+        from membench_eval.scaleout.ray_engine import run_on_ray
+
+        if not any(isinstance(i, MembenchItem) for i in session.items):
+            return
+        try:
+            outcome = run_on_ray(self.evaluation, self.plan(), [str(p) for p in self.config.getoption("membench")],
+                                 list(self.config.getoption("membench_param")))
+        except MembenchError as exc:
+            self._ray_error = exc
+            return
+        for r in outcome.results:
+            self._prefetched[(r.label, r.role, r.prompt_id)] = r
+        self.quality = outcome.quality
+        self.worker_problems.extend(outcome.problems)
+        for k, v in outcome.counts.items():
+            self.counts[k] = self.counts.get(k, 0) + v
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Count failing benchmark items (also those reported by xdist workers)."""

@@ -39,11 +39,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--aesthetic-pretrained", default=None, metavar="TAG_OR_PATH",
                    help="open_clip ViT-L-14 weights for the aesthetic score")
     p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
-    p.add_argument("--batch-size", type=int, default=None, metavar="B", help="images per pipeline call")
+    p.add_argument("--batch-size", type=_batch_size, default=None, metavar="B",
+                   help="images per pipeline call, or 'auto': the largest that fits in free GPU memory (CUDA only; "
+                        "part of the image key, so pin a number to share a store across GPU models)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the UNet (CUDA; slow first batches)")
     p.add_argument("--data-dir", default=None, help="local copy of the upstream data")
     p.add_argument("--no-stored-baselines", action="store_true", help="leave store baselines out of the table")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: this process (default); ray: actor pools on a Ray cluster, one pipeline per "
+                        "device, into the same store (pip install -e '.[ray]'; README: Scale out)")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="Ray cluster to join (auto, ray://head:10001); default: start a local one")
+    p.add_argument("--ray-actors", type=int, default=None, metavar="N",
+                   help="actors per stage (default: one per GPU of the cluster, else one per CPU)")
     p.set_defaults(func=run)
+
+
+def _batch_size(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {value!r}")
+    return n
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,14 +80,15 @@ def run(args: argparse.Namespace) -> int:
         limit=args.limit, subset=args.subset, device=args.device, sscd_backend=args.sscd_backend,
         clip_model=args.clip_model, clip_pretrained=args.clip_pretrained, aesthetic_pretrained=args.aesthetic_pretrained, seed=args.seed,
         batch_size=args.batch_size, stored_baselines=not args.no_stored_baselines, progress=not args.no_progress,
+        compile=args.compile, engine=args.engine, ray_address=args.ray_address, ray_actors=args.ray_actors,
     )
     evaluation = Evaluation(options)
     plan = evaluation.plan(args.files, args.param)
     evaluation.preflight()
-    results = evaluation.evaluate_plan(plan)
-    for line in evaluation.store.problems:
+    results, quality, problems = _compute(evaluation, plan, args)
+    for line in problems:
         print(f"membench: {line}", file=sys.stderr)
-    board = evaluation.leaderboard(plan, results)
+    board = evaluation.leaderboard(plan, results, quality)
     files = write_report(board, args.out, store=evaluation.store, references=evaluation.references[0])
     c = evaluation.counts
     print(to_markdown(board))
@@ -82,3 +105,18 @@ def run(args: argparse.Namespace) -> int:
             print(("PASS " if r.passed else "FAIL ") + r.message, file=sys.stdout if r.passed else sys.stderr)
             failed |= not r.passed
     return 1 if failed else 0
+
+
+def _compute(evaluation, plan, args: argparse.Namespace) -> tuple[list, dict | None, list[str]]:  # noqa: ANN001
+    """(per-prompt results, scorer status or None for this process's, store problems) of the plan,
+    computed here or on a Ray cluster (``membench_eval.scaleout.ray_engine``)."""
+    if evaluation.options.engine != "ray":
+        results = evaluation.evaluate_plan(plan)
+        return results, None, list(evaluation.store.problems)
+    from membench_eval.scaleout.ray_engine import run_on_ray
+
+    outcome = run_on_ray(evaluation, plan, list(args.files), list(args.param))
+    evaluation.counts.update(outcome.counts)
+    print(f"membench: ray engine: {outcome.actors} {outcome.device} actor(s); "
+          + ", ".join(f"{stage} {s:.1f} s" for stage, s in outcome.seconds.items()), file=sys.stderr)
+    return outcome.results, outcome.quality, outcome.problems
