@@ -1,4 +1,4 @@
-"""The GPU path's plumbing, checked on CPU: the background sink, acceleration flags in keys,
+"""The GPU path's plumbing, checked on CPU: the background sink, compute flags in keys,
 counted FLOPs of SD 1.4, and bench/gpu_check.sh's dry mode (the one GPU script runs here)."""
 
 from __future__ import annotations
@@ -64,31 +64,39 @@ def _fields(**extra):
                       **extra)
 
 
-def test_acceleration_flags_enter_the_key_only_when_set() -> None:
+def test_compute_flags_enter_the_key_only_when_set() -> None:
     plain = image_key(_fields())
-    # The key scheme without acceleration flags is unchanged (stores made before stay valid).
+    # The key scheme without compute flags is unchanged (stores made before stay valid).
     assert plain == "90db6ae05849c87cee8c7e815ba469d72434212be9887a5b37347af9856a297e"  # computed before the flags existed
-    assert image_key(_fields(acceleration={})) == plain
-    assert image_key(_fields(acceleration={"compiled": True})) != plain
-    assert image_key(_fields(acceleration={"vae_slicing": True})) != image_key(_fields(acceleration={"compiled": True}))
+    assert image_key(_fields(compute={})) == plain
+    assert image_key(_fields(compute={"compiled": True})) != plain
+    assert image_key(_fields(compute={"vae_slicing": True})) != image_key(_fields(compute={"compiled": True}))
 
 
-def test_cpu_pipeline_has_no_acceleration_flags_and_compile_marks_the_key(monkeypatch) -> None:
+def test_cpu_pipeline_flags_only_its_thread_count_and_compile_marks_the_key(monkeypatch) -> None:
     torch = pytest.importorskip("torch")
-    from membench_eval.generation.acceleration import acceleration_flags, compile_unet, fit_batch_size, prepare_for_cuda
+    from membench_eval.generation.acceleration import compile_unet, compute_flags, fit_batch_size, prepare_for_cuda
     from membench_eval.generation.settings import GenerationSettings
     from membench_eval.models.tiny import build_random_tiny_pipeline
 
     pipe = build_random_tiny_pipeline(seed=0)
     prepare_for_cuda(pipe)  # a no-op on CPU: CPU pixels must not move
-    assert acceleration_flags(pipe) == {}
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert compute_flags(pipe) == {"cpu_threads": 2}  # CPU pixels depend on it
+        torch.set_num_threads(1)
+        assert compute_flags(pipe) == {}  # one thread: the keys stores were made with
+    finally:
+        torch.set_num_threads(threads)
+    torch.set_num_threads(1)
     settings = GenerationSettings(batch_size=7, auto_batch_size=True)
     assert fit_batch_size(pipe, settings) == 7  # 'auto' keeps the fixed batch off CUDA
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: fn)  # plumbing only: no inductor build here
     compile_unet(pipe)
-    assert acceleration_flags(pipe) == {"compiled": True}
+    assert compute_flags(pipe) == {"compiled": True}
     pipe.unet.to(memory_format=torch.channels_last)
-    assert acceleration_flags(pipe)["channels_last"] is True
+    assert compute_flags(pipe)["channels_last"] is True
 
 
 def test_sd14_flops_per_image_are_counted_not_assumed() -> None:

@@ -5,8 +5,10 @@ own and to the stored mini images). On CUDA ``load_pipeline`` calls ``prepare_fo
 bf16 weights (``runtime.select_dtype``), SDPA attention (``pipeline.use_sdpa``), channels_last
 UNet and VAE, and the VAE decoding one image at a time (its peak memory no longer grows with the
 batch, and decoded pixels no longer depend on the batch shape). Each of these can change float
-rounding, so ``acceleration_flags`` names the active ones and they enter the image key (only when
-set: CPU keys are unchanged).
+rounding, so ``compute_flags`` names the active ones and they enter the image key (only when
+set). On CPU the one such option is torch's intra-op thread count: reductions are split by thread,
+so pixels move with it (measured: 2 of 10 mini PNGs differ between 1 and 2 threads); it enters the
+key when it is not 1, so one-thread keys (every test's, and stores made so) are unchanged.
 
 ``fit_batch_size`` picks the images per call from free GPU memory (``--batch-size auto``): a
 probe batch measures the peak memory per image, then the largest entry of ``BATCH_LADDER`` that
@@ -56,11 +58,13 @@ def compile_unet(pipe: "StableDiffusionPipeline", *, mode: str | None = None) ->
     setattr(unet, _COMPILED_ATTR, True)
 
 
-def acceleration_flags(pipe: "StableDiffusionPipeline") -> dict[str, Any]:
-    """The non-default compute options of ``pipe`` that can move pixels (empty on CPU)."""
+def compute_flags(pipe: "StableDiffusionPipeline") -> dict[str, Any]:
+    """The non-default compute options of ``pipe`` that can move pixels (empty on one CPU thread)."""
     import torch
 
     flags: dict[str, Any] = {}
+    if pipe.unet.device.type == "cpu" and torch.get_num_threads() != 1:
+        flags["cpu_threads"] = torch.get_num_threads()
     if getattr(pipe.unet, _COMPILED_ATTR, False):
         flags["compiled"] = True
     if getattr(pipe.vae, "use_slicing", False):

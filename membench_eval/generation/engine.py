@@ -106,11 +106,11 @@ def _request_fields(
     pipe: "StableDiffusionPipeline", requests: Sequence[ImageRequest], mitigation: Mitigation,
     settings: GenerationSettings, source: "MethodSource",
 ) -> list[dict[str, Any]]:
-    from membench_eval.generation.acceleration import acceleration_flags
+    from membench_eval.generation.acceleration import compute_flags
     from membench_eval.generation.pipeline import model_identity, scheduler_identity
 
     ident = model_identity(pipe)
-    acceleration = acceleration_flags(pipe)
+    compute = compute_flags(pipe)
     sched = scheduler_identity(pipe)
     params = mitigation.params()
     shape = batch_shape(requests, settings, mitigation.batch_by_prompt)
@@ -122,7 +122,7 @@ def _request_fields(
             method_source=source.sha256, engine=GENERATION_CODE_VERSION, prompt_id=r.prompt_id, prompt=r.prompt, seed=r.seed,
             num_inference_steps=settings.num_inference_steps, guidance_scale=settings.guidance_scale,
             height=settings.height, width=settings.width, batch_shape=shape, device_type=device_type, dtype=dtype,
-            acceleration=acceleration,
+            compute=compute,
         )
         for r in requests
     ]

@@ -56,12 +56,13 @@ def key_fields(
     batch_shape: int,
     device_type: str,
     dtype: str,
-    acceleration: dict[str, Any] | None = None,
+    compute: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The dict an image key is the hash of (also stored in the image's metadata row).
-    ``acceleration``: the GPU path's options that can move pixels (compile, channels_last, VAE
-    slicing); present only when some are set, so keys made without them are unchanged."""
-    extra = {"acceleration": dict(acceleration)} if acceleration else {}
+    ``compute``: the compute options that can move pixels beyond device and dtype (the GPU
+    path's compile, channels_last, VAE slicing; the CPU's torch thread count when not 1);
+    present only when some are set, so keys made without them are unchanged."""
+    extra = {"compute": dict(compute)} if compute else {}
     return {
         **extra,
         "scheme": KEY_SCHEME,
