@@ -171,7 +171,9 @@ class Evaluation:
     def pipeline(self) -> Any:
         from membench_eval.generation.pipeline import load_pipeline
 
-        return self._load_once("pipeline", lambda: load_pipeline(self.model_name, device=self.options.device,
+        revision = self.suite.revision if self.options.model is None else None
+        return self._load_once("pipeline", lambda: load_pipeline(self.model_name, revision=revision,
+                                                                 device=self.options.device,
                                                                  compile=self.options.compile))
 
     @property

@@ -67,16 +67,23 @@ def list_suites() -> list[str]:
     return list(_BUILDERS)
 
 
-def get_suite(name: str, data_dir: DataDir = None) -> Suite:
-    """Build the suite ``name`` (``sd1``, ``coco``, ``mini`` or a merge like ``sd1+coco``).
+def get_suite(name: str | os.PathLike, data_dir: DataDir = None) -> Suite:
+    """Build the suite ``name`` (``sd1``, ``coco``, ``mini``, a merge like ``sd1+coco``, or a suite
+    file ``path/to/suite.toml``: ``membench_eval.suites.suite_file``).
 
     ``data_dir`` is a local copy of the upstream files (default ``$MEMBENCH_DATA_DIR``; otherwise
     the cache, or a verified download).
     """
+    from membench_eval.suites.suite_file import is_suite_file, load_suite_file
+
+    name = str(name)
+    if is_suite_file(name):
+        return load_suite_file(name, data_dir)
     parts = [p.strip() for p in name.split("+")]
     for part in parts:
         if part not in _BUILDERS:
-            raise DataError("suite", f"unknown suite {part!r} in {name!r}; known: {', '.join(_BUILDERS)}")
+            raise DataError("suite", f"unknown suite {part!r} in {name!r}; known: {', '.join(_BUILDERS)}, "
+                            "or a suite file path/to/suite.toml")
     if len(set(parts)) != len(parts):
         raise DataError("suite", f"suite {name!r} names a part twice")
     suites = [_BUILDERS[p](data_dir) for p in parts]
