@@ -163,3 +163,36 @@ def test_suite_check_cli(folder: Path, capsys: pytest.CaptureFixture[str]) -> No
     (folder / "s.toml").write_text("colour = 1\n" + BASE_TOML)
     assert main(["suite", "check", str(folder / "s.toml")]) == 2
     assert "field 'colour'" in capsys.readouterr().err
+
+
+def test_references_from_a_caption_jsonl(folder: Path) -> None:
+    (folder / "wen.jsonl").write_text(json.dumps({"caption": "p  one", "url": "https://example.org/1.jpg"}) + "\n")
+    (folder / "t.txt").write_text("p one\np two\n")  # no TAB: references come only from the JSONL
+    toml = BASE_TOML.replace('file = "t.csv"\nreferences = "refs"', 'file = "t.txt"\nreferences_from = "wen.jsonl"')
+    (folder / "s.toml").write_text(toml)
+    suite = load_suite_file(folder / "s.toml")
+    assert [len(p.memorized_ids) for p in suite.trigger.prompts] == [1, 0]  # p two: kept, unscorable
+    assert [im.source for im in suite.memorized.values()] == ["https://example.org/1.jpg"]
+
+
+def test_webster_suites(shared_data_dir: Path, tmp_path: Path) -> None:
+    """Webster's lists as built-in suite files: counts, references from Wen's URLs, provenance."""
+    from membench_eval.suites import list_suites
+    from membench_eval.suites.download import MANIFEST_PATH
+
+    assert {"sd1_mem345", "sd2_mem219"} <= set(list_suites())
+    sd1, sd2 = get_suite("sd1_mem345", shared_data_dir), get_suite("sd2_mem219", shared_data_dir)
+    assert (len(sd1.trigger), len(sd2.trigger), len(sd1.general), len(sd2.general)) == (345, 219, 500, 500)
+    assert all(len(p.memorized_ids) == 1 for p in sd1.trigger.prompts) and len(sd1.memorized) == 345
+    assert sum(1 for p in sd2.trigger.prompts if p.memorized_ids) == 172
+    assert sd1.model == "CompVis/stable-diffusion-v1-4" and sd1.generation_defaults["height"] == 512
+    assert sd2.model == "stabilityai/stable-diffusion-2" and sd2.generation_defaults["height"] == 768
+    assert sd1.trigger.prompts[0].prompt_id == "sd1_mem345-0" and sd1.general.prompts[0].prompt_id == "nonmem500-0"
+    assert all(not im.is_local for im in sd1.memorized.values())
+    provenance = json.loads(MANIFEST_PATH.read_text())["suites"]
+    assert {"sd1_mem345", "sd2_mem219"} <= set(provenance)
+    # A user's copy of a built-in file may not take its name (results are filed by name).
+    copy = tmp_path / "mine.toml"
+    copy.write_text((paths.BENCHMARK_DATA / "suites" / "sd1_mem345.toml").read_text())
+    with pytest.raises(DataError, match="field 'name'.*built-in"):
+        load_suite_file(copy, shared_data_dir)

@@ -37,7 +37,8 @@ def run_check(args: argparse.Namespace) -> int:
     print(f"  trigger prompts: {counts['trigger_prompts']} (x{ipp['trigger']} images); "
           f"general prompts: {counts['general_prompts']} (x{ipp['general']} images)")
     print(f"  reference images: {counts['reference_images']} ({counts['local_references']} local files, "
-          f"{counts['url_references']} URLs)")
+          f"{counts['url_references']} URLs); trigger prompts with a reference: "
+          f"{counts['trigger_prompts_with_reference']} of {counts['trigger_prompts']}")
     print(f"  generation: {counts['generation'] or 'SD 1.4 defaults'}; sscd: {counts['sscd_backend']}")
     if counts["sha256"]:
         print(f"  sha256: {counts['sha256']}")

@@ -20,6 +20,10 @@ Schema (paths are relative to the suite file; ``manifest:<key>`` names a file of
     format = "membench"                    # membench (.csv) | jsonl | txt; default from the suffix
     references = "refs"                    # optional: a local folder; the CSV names files in it.
                                            # Absent: the references are http(s) URLs (fetched).
+    references_from = "manifest:wen_sdv1_500"  # optional: a caption/url JSONL (Wen et al.'s format);
+                                           # a prompt whose text is a caption there gets its URL.
+                                           # Prompts left without a reference are kept and reported
+                                           # unscorable (coverage), as a dead link would be.
     id_prefix = "my-suite"                 # prompt id = "<id_prefix>-<row id>"; default: name
     images_per_prompt = 10
     [general]                              # general (COCO-role) prompts
@@ -78,11 +82,13 @@ from membench_eval.suites.types import MemorizedImage, Prompt, PromptSet, Refere
 
 SUPPORTED_PIPELINES = ("StableDiffusionPipeline",)
 BUILTIN_NAMES = frozenset({"mini", "sd1", "coco"})
+# The package's own suite files (benchmark_data/suites/<name>.toml; provenance in manifest.json).
+BUILTIN_FILES = ("sd1_mem345", "sd2_mem219")
 
 _TOP = {"name", "description", "model", "trigger", "general", "generation", "scoring", "targets"}
 _TABLES: dict[str, set[str]] = {
     "model": {"id", "path", "revision", "pipeline"},
-    "trigger": {"file", "format", "references", "id_prefix", "images_per_prompt"},
+    "trigger": {"file", "format", "references", "references_from", "id_prefix", "images_per_prompt"},
     "general": {"file", "format", "id_prefix", "images_per_prompt"},
     "generation": {"height", "width", "num_inference_steps", "guidance_scale"},
     "scoring": {"sscd_backend", "clip_model", "clip_pretrained", "allow_missing_quality_weights"},
@@ -158,8 +164,9 @@ def _check_keys(ctx: _Ctx, table: dict[str, Any], allowed: set[str], prefix: str
             raise ctx.error(where, f"unknown key (value {table[key]!r}); known keys: {', '.join(sorted(allowed))}")
 
 
-def load_suite_file(path: str | os.PathLike, data_dir: Any = None) -> Suite:
-    """Read and validate a suite file; every error is a DataError naming the file, key and value."""
+def load_suite_file(path: str | os.PathLike, data_dir: Any = None, *, builtin: bool = False) -> Suite:
+    """Read and validate a suite file; every error is a DataError naming the file, key and value.
+    ``builtin``: one of the package's own suite files (``BUILTIN_FILES``), which may take its name."""
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise DataError(path, "suite file not found")
@@ -178,9 +185,10 @@ def load_suite_file(path: str | os.PathLike, data_dir: Any = None) -> Suite:
         _check_keys(ctx, table, allowed, name)
         tables[name] = table
     name = ctx.get(doc, "name", str, "", required=True).strip()
-    if not name or "+" in name or "/" in name or "\\" in name or name in BUILTIN_NAMES:
+    reserved = BUILTIN_NAMES | (set() if builtin else set(BUILTIN_FILES))
+    if not name or "+" in name or "/" in name or "\\" in name or name in reserved:
         raise ctx.error("name", f"{name!r} is not a usable suite name (empty, has '+', '/', or is a built-in: "
-                        f"{', '.join(sorted(BUILTIN_NAMES))})")
+                        f"{', '.join(sorted(reserved))})")
     if "model" not in doc:
         raise ctx.error("model", "missing required table [model] (id = hub id, or path = local folder)")
     model, revision = _model(ctx, tables["model"])
@@ -269,7 +277,14 @@ def _trigger(ctx: _Ctx, table: dict[str, Any], name: str, memorized: dict[str, M
     n = _images(ctx, table, "trigger", TRIGGER_IMAGES_PER_PROMPT)
     refs = ctx.get(table, "references", str, "trigger")
     folder = ctx.file(refs, "trigger.references", folder=True) if refs is not None else None
-    if fmt == "membench" and folder is None:
+    from_file = ctx.get(table, "references_from", str, "trigger")
+    matched: dict[str, list[str]] = {}
+    if from_file is not None:
+        from membench_eval.suites.loaders import load_caption_jsonl
+
+        for record in load_caption_jsonl(ctx.file(from_file, "trigger.references_from")):
+            matched.setdefault(_prompt_key(record.caption), []).append(record.url)
+    if fmt == "membench" and folder is None and from_file is None:
         prompt_set, images = load_trigger_prompts(file, id_prefix=prefix)
         memorized.update(images)
         return PromptSet("trigger", prompt_set.prompts, n, str(file))
@@ -277,11 +292,13 @@ def _trigger(ctx: _Ctx, table: dict[str, Any], name: str, memorized: dict[str, M
     prompts: list[Prompt] = []
     seen: dict[str, Any] = {}
     for row, row_id, text, cells in rows:
-        if not cells:
-            raise DataError(file, "no reference: a trigger prompt needs at least one", row=row, field="references")
+        found = matched.get(_prompt_key(text), [])
+        if not cells and from_file is None:
+            raise DataError(file, "no reference: a trigger prompt needs at least one (or set "
+                            "trigger.references_from)", row=row, field="references")
         ids = []
-        for cell in cells:
-            image = _reference(ctx, file, row, cell, folder)
+        for image in [_reference(ctx, file, row, c, folder) for c in cells] + \
+                [_reference(ctx, file, row, url, None) for url in found]:
             known = memorized.setdefault(image.image_id, image)
             if known.source != image.source and not known.is_local:
                 raise DataError(file, f"image id collision between {known.source!r} and {image.source!r}", row=row)
@@ -459,6 +476,7 @@ def suite_counts(suite: Suite) -> dict[str, Any]:
         "suite": suite.name, "file": suite.source_file, "sha256": suite.content_sha256, "model": suite.model,
         "revision": suite.revision,
         "trigger_prompts": len(suite.trigger) if suite.trigger else 0,
+        "trigger_prompts_with_reference": sum(1 for p in suite.trigger.prompts if p.memorized_ids) if suite.trigger else 0,
         "general_prompts": len(suite.general) if suite.general else 0,
         "reference_images": len(suite.memorized), "local_references": local, "url_references": len(suite.memorized) - local,
         "images_per_prompt": {"trigger": suite.trigger.images_per_prompt if suite.trigger else 0,
