@@ -130,7 +130,7 @@ class Evaluation:
             if not paths:
                 raise DataError(f"suite {suite.name}", "no memorized reference image is available: "
                                 f"{coverage.summary()}; fetch them with `membench data fetch-references "
-                                f"--suite {suite.name}`")
+                                f"--suite {suite.cli_name}`")
             scorable = [p for p in suite.trigger.prompts if any(i in paths for i in p.memorized_ids)]
             excluded = len(suite.trigger.prompts) - len(scorable)
             prompts["trigger"] = select_prompts(scorable, role="trigger", limit=self.options.limit,

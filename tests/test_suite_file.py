@@ -196,3 +196,16 @@ def test_webster_suites(shared_data_dir: Path, tmp_path: Path) -> None:
     copy.write_text((paths.BENCHMARK_DATA / "suites" / "sd1_mem345.toml").read_text())
     with pytest.raises(DataError, match="field 'name'.*built-in"):
         load_suite_file(copy, shared_data_dir)
+
+
+def test_saved_web_reference_is_filed_by_result_key(tmp_path: Path) -> None:
+    """Results filed by suite name take the content hash of a suite file (built-ins: the bare name)."""
+    from membench_eval.reference.api_reference import ApiReference, load_saved, save
+
+    for key in ("mine@0123456789ab", "mine@ba9876543210"):
+        save(ApiReference("ref", [], False, {"suite": "mine", "suite_key": key, "label": key}), tmp_path)
+    assert load_saved(tmp_path, "mine@0123456789ab")["label"] == "mine@0123456789ab"
+    assert load_saved(tmp_path, "mine@ba9876543210")["label"] == "mine@ba9876543210"
+    assert load_saved(tmp_path, "mine") is None
+    save(ApiReference("ref", [], False, {"suite": "sd1", "label": "old"}), tmp_path)  # built-in / older file
+    assert (tmp_path / "reference-sd1.json").is_file()

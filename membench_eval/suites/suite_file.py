@@ -64,8 +64,6 @@ which a suite file may not take. Built-in suites have no hash, so their keys and
 
 from __future__ import annotations
 
-import ast
-import csv
 import hashlib
 import json
 import os
@@ -75,9 +73,10 @@ from typing import Any
 
 from membench_eval.errors import DataError
 from membench_eval.suites.loaders import (
-    GENERAL_IMAGES_PER_PROMPT, TRIGGER_IMAGES_PER_PROMPT, _is_http_url, _prompt_key, _read_text,
-    iter_json_objects, load_coco_prompts, load_trigger_prompts,
+    GENERAL_IMAGES_PER_PROMPT, TRIGGER_IMAGES_PER_PROMPT, _is_http_url, _prompt_key, load_coco_prompts,
+    load_trigger_prompts,
 )
+from membench_eval.suites.prompt_files import add_prompt, prompt_rows
 from membench_eval.suites.types import MemorizedImage, Prompt, PromptSet, ReferenceTargets, Suite, memorized_image_id
 
 SUPPORTED_PIPELINES = ("StableDiffusionPipeline",)
@@ -97,7 +96,6 @@ _TABLES: dict[str, set[str]] = {
 _FORMATS = {"trigger": ("membench", "jsonl", "txt"), "general": ("coco", "txt", "jsonl")}
 _SUFFIX_FORMAT = {"trigger": {".csv": "membench", ".jsonl": "jsonl", ".txt": "txt"},
                   "general": {".json": "coco", ".txt": "txt", ".jsonl": "jsonl"}}
-_REF_FIELDS = ("references", "reference", "urls", "url")
 
 
 def _sha256(path: Path) -> str:
@@ -218,7 +216,7 @@ def load_suite_file(path: str | os.PathLike, data_dir: Any = None, *, builtin: b
         name=name, model=model, trigger=trigger, general=general, memorized=memorized,
         targets=_targets(ctx, tables["targets"]), generation_defaults=generation, sscd_backend=sscd,
         clip_backend=(clip_model, clip_pretrained) if clip_model else None,
-        revision=revision, source_file=str(path), content_sha256=digest,
+        revision=revision, source_file=str(path), content_sha256=digest, argument=None if builtin else str(path),
         allow_missing_quality_weights=ctx.get(scoring, "allow_missing_quality_weights", bool, "scoring", False),
     )
 
@@ -288,7 +286,7 @@ def _trigger(ctx: _Ctx, table: dict[str, Any], name: str, memorized: dict[str, M
         prompt_set, images = load_trigger_prompts(file, id_prefix=prefix)
         memorized.update(images)
         return PromptSet("trigger", prompt_set.prompts, n, str(file))
-    rows = _rows(file, fmt, with_refs=True)
+    rows = prompt_rows(file, fmt, with_refs=True)
     prompts: list[Prompt] = []
     seen: dict[str, Any] = {}
     for row, row_id, text, cells in rows:
@@ -304,7 +302,7 @@ def _trigger(ctx: _Ctx, table: dict[str, Any], name: str, memorized: dict[str, M
                 raise DataError(file, f"image id collision between {known.source!r} and {image.source!r}", row=row)
             if image.image_id not in ids:
                 ids.append(image.image_id)
-        _add(prompts, seen, file, row, Prompt(f"{prefix}-{row_id}", text, tuple(ids)))
+        add_prompt(prompts, seen, file, row, Prompt(f"{prefix}-{row_id}", text, tuple(ids)))
     return PromptSet("trigger", tuple(prompts), n, str(file))
 
 
@@ -325,91 +323,6 @@ def _reference(ctx: _Ctx, file: Path, row: Any, cell: str, folder: Path | None) 
     return MemorizedImage(memorized_image_id("sha256:" + digest), str(target))
 
 
-def _add(prompts: list[Prompt], seen: dict[str, Any], file: Path, row: Any, prompt: Prompt) -> None:
-    for key, what in ((prompt.prompt_id, "prompt id"), (_prompt_key(prompt.text), "prompt text")):
-        if (what, key) in seen:
-            raise DataError(file, f"duplicated {what} {key[:60]!r} (first at row {seen[(what, key)]}): it would "
-                            "count twice", row=row, field="id" if what == "prompt id" else "prompt")
-        seen[(what, key)] = row
-    prompts.append(prompt)
-
-
-def _split_refs(cell: str) -> list[str]:
-    cell = cell.strip()
-    if cell.startswith("["):
-        try:
-            value = ast.literal_eval(cell)
-        except (ValueError, SyntaxError):
-            value = None
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return [v.strip() for v in value if v.strip()]
-    return [c.strip() for c in cell.split(",") if c.strip()]
-
-
-def _rows(file: Path, fmt: str, *, with_refs: bool) -> list[tuple[Any, str, str, list[str]]]:
-    """(row as an editor shows it, row id, prompt text, reference cells) of a prompt file."""
-    out: list[tuple[Any, str, str, list[str]]] = []
-    if fmt == "jsonl":
-        for n, (line, obj) in enumerate(iter_json_objects(file)):
-            text = obj.get("prompt")
-            if not isinstance(text, str) or not text.strip():
-                raise DataError(file, f"missing or empty prompt: {text!r}", row=line, field="prompt")
-            row_id = obj.get("id", n)
-            if not isinstance(row_id, (str, int)) or isinstance(row_id, bool) or not str(row_id).strip():
-                raise DataError(file, f"id must be a non-empty string or an integer, got {row_id!r}", row=line,
-                                field="id")
-            refs: list[str] = []
-            if with_refs:
-                field = next((f for f in _REF_FIELDS if f in obj), None)
-                value = obj.get(field) if field else None
-                if isinstance(value, str):
-                    refs = [value]
-                elif isinstance(value, list) and all(isinstance(v, str) for v in value):
-                    refs = list(value)
-                else:
-                    raise DataError(file, f"expected a string or a list of strings, got {value!r}", row=line,
-                                    field=field or "references")
-            out.append((line, str(row_id), text, refs))
-    elif fmt == "txt":
-        lines = _read_text(file).splitlines()
-        while lines and not lines[-1].strip():
-            lines.pop()
-        for n, raw in enumerate(lines):
-            text, _, cells = raw.partition("\t") if with_refs else (raw, "", "")
-            if not text.strip():
-                raise DataError(file, "blank prompt line", row=n + 1, field="prompt")
-            out.append((n + 1, str(n), text, _split_refs(cells)))
-    else:  # membench CSV with local file names in the urls column
-        reader = csv.reader(_read_text(file).splitlines(keepends=True))
-        try:
-            header = next(reader)
-        except (StopIteration, csv.Error):
-            raise DataError(file, "empty or malformed CSV header (expected 'prompt' and 'urls')", row=1) from None
-        cols = {c.strip(): i for i, c in enumerate(header)}
-        for required in ("prompt", "urls"):
-            if required not in cols:
-                raise DataError(file, f"missing column (header is {header!r})", row=1, field=required)
-        index_col = 0 if header[0].strip() in ("", "index", "Unnamed: 0") else None
-        n = -1
-        try:
-            for row in reader:
-                if not any(c.strip() for c in row):
-                    continue
-                n += 1
-                if len(row) != len(header):
-                    raise DataError(file, f"expected {len(header)} cells, found {len(row)}", row=reader.line_num)
-                row_id = row[index_col].strip() if index_col is not None else str(n)
-                text = row[cols["prompt"]]
-                if not text.strip():
-                    raise DataError(file, "empty prompt", row=reader.line_num, field="prompt")
-                out.append((reader.line_num, row_id, text, _split_refs(row[cols["urls"]])))
-        except csv.Error as exc:
-            raise DataError(file, f"malformed CSV: {exc}", row=reader.line_num) from None
-    if not out:
-        raise DataError(file, "no prompts")
-    return out
-
-
 def _general(ctx: _Ctx, table: dict[str, Any], name: str) -> PromptSet:
     file = ctx.file(ctx.get(table, "file", str, "general", required=True), "general.file")
     fmt = _format(ctx, table, "general", file)
@@ -421,8 +334,8 @@ def _general(ctx: _Ctx, table: dict[str, Any], name: str) -> PromptSet:
     prefix = ctx.get(table, "id_prefix", str, "general", default=f"{name}-g")
     prompts: list[Prompt] = []
     seen: dict[str, Any] = {}
-    for row, row_id, text, _ in _rows(file, fmt, with_refs=False):
-        _add(prompts, seen, file, row, Prompt(f"{prefix}-{row_id}", text))
+    for row, row_id, text, _ in prompt_rows(file, fmt, with_refs=False):
+        add_prompt(prompts, seen, file, row, Prompt(f"{prefix}-{row_id}", text))
     return PromptSet("general", tuple(prompts), n, str(file))
 
 

@@ -104,12 +104,19 @@ class Suite:
     content_sha256: str | None = None
     # Missing CLIP/aesthetic weights reported as unavailable instead of an error (mini; suite files).
     allow_missing_quality_weights: bool = False
+    # What to pass to --suite to get this suite again: a user's suite file path; None = ``name``.
+    argument: str | None = None
 
     @property
     def result_key(self) -> str:
         """What results stored BY SUITE are filed under: the name, plus the content hash for a suite
         file, so two different suites with one name never share them."""
         return self.name if self.content_sha256 is None else f"{self.name}@{self.content_sha256[:12]}"
+
+    @property
+    def cli_name(self) -> str:
+        """This suite as a --suite value (in hints such as "fetch them with ...")."""
+        return self.argument or self.name
 
     def prompt_sets(self) -> list[PromptSet]:
         return [s for s in (self.trigger, self.general) if s is not None]
