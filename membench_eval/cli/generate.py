@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     requests = suite_requests(suite, settings, roles, args.limit)
     if not requests:
         raise CliError(f"suite {args.suite!r} has no prompts for role(s) {', '.join(roles)}")
-    pipe = load_pipeline(args.model or suite.model, revision=args.revision, device=args.device)
+    pipe = load_pipeline(args.model or suite.model, revision=args.revision or (None if args.model else suite.revision),
+                         device=args.device)
     store = RunStore(args.out)
     try:
         for method in methods:
