@@ -130,7 +130,9 @@ class _Ctx:
             raise self.error(full, f"expected {_type_names(types)}, got {value!r}")
         return value
 
-    def file(self, value: str, key: str, *, folder: bool = False) -> Path:
+    def file(self, value: str, key: str, *, folder: bool = False, hashed: bool = True) -> Path:
+        """``value`` as a path (relative to the suite file, or ``manifest:<key>``) that must exist;
+        a ``hashed`` file is part of the suite's content hash."""
         if value.startswith("manifest:"):
             from membench_eval.suites.download import resolve_file
 
@@ -146,7 +148,7 @@ class _Ctx:
                 raise self.error(key, f"{value!r}: folder {found} does not exist")
         elif not found.is_file():
             raise self.error(key, f"{value!r}: file {found} does not exist")
-        else:
+        elif hashed:
             self.read[str(found)] = _sha256(found)
         return found
 
@@ -209,7 +211,8 @@ def load_suite_file(path: str | os.PathLike, data_dir: Any = None, *, builtin: b
         raise ctx.error("scoring.clip_pretrained" if clip_model else "scoring.clip_model",
                         "clip_model and clip_pretrained go together (give both or neither)")
     if clip_pretrained is not None and clip_pretrained.endswith((".safetensors", ".bin", ".pt")):
-        clip_pretrained = str(ctx.file(clip_pretrained, "scoring.clip_pretrained"))
+        # Not hashed: a scorer's weights are in every score row's key already (and may be GBs).
+        clip_pretrained = str(ctx.file(clip_pretrained, "scoring.clip_pretrained", hashed=False))
     digest = hashlib.sha256(json.dumps({"suite_file": hashlib.sha256(raw).hexdigest(),
                                         "files": sorted(ctx.read.values())}).encode()).hexdigest()
     return Suite(
