@@ -209,3 +209,15 @@ def test_saved_web_reference_is_filed_by_result_key(tmp_path: Path) -> None:
     assert load_saved(tmp_path, "mine") is None
     save(ApiReference("ref", [], False, {"suite": "sd1", "label": "old"}), tmp_path)  # built-in / older file
     assert (tmp_path / "reference-sd1.json").is_file()
+
+
+def test_python_api_takes_a_suite_file(folder: Path, tmp_path: Path) -> None:
+    """EvalOptions(suite=FILE.toml): the same get_suite path; planning sees the file's prompts."""
+    from membench_eval.evaluation import EvalOptions, Evaluation
+
+    ev = Evaluation(EvalOptions(suite=str(folder / "s.toml"), store_dir=str(tmp_path / "store"),
+                                out_dir=str(tmp_path / "out"), reference=False))
+    plan = ev.plan([])
+    assert ev.suite.name == "mymini" and ev.settings.height == 64 and ev.settings.num_inference_steps == 20
+    assert [p.prompt_id for p in plan.prompts["trigger"]] == ["mini-t000", "mini-t001"]
+    assert len(plan.prompts["general"]) == 2 and plan.coverage.images_ok == 2
