@@ -130,7 +130,7 @@ class Evaluation:
             if not paths:
                 raise DataError(f"suite {suite.name}", "no memorized reference image is available: "
                                 f"{coverage.summary()}; fetch them with `membench data fetch-references "
-                                f"--suite {suite.name}`")
+                                f"--suite {suite.cli_name}`")
             scorable = [p for p in suite.trigger.prompts if any(i in paths for i in p.memorized_ids)]
             excluded = len(suite.trigger.prompts) - len(scorable)
             prompts["trigger"] = select_prompts(scorable, role="trigger", limit=self.options.limit,
@@ -171,7 +171,9 @@ class Evaluation:
     def pipeline(self) -> Any:
         from membench_eval.generation.pipeline import load_pipeline
 
-        return self._load_once("pipeline", lambda: load_pipeline(self.model_name, device=self.options.device,
+        revision = self.suite.revision if self.options.model is None else None
+        return self._load_once("pipeline", lambda: load_pipeline(self.model_name, revision=revision,
+                                                                 device=self.options.device,
                                                                  compile=self.options.compile))
 
     @property

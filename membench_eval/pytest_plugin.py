@@ -35,8 +35,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--membench-detect", action="extend", nargs="+", default=[], metavar="FILE",
                     help="detector file(s) to benchmark, e.g. detectors/*.py: writes the detection "
                     "leaderboard <out>/<suite>.detect.md/.json/.roc.png (membench_eval.detection.pytest_detect)")
-    group.addoption("--membench-suite", default=None, metavar="NAME",
-                    help="suite: mini | sd1 | coco | sd1+coco (default: mini)")
+    group.addoption("--membench-suite", default=None, metavar="NAME_OR_TOML",
+                    help="suite: mini | sd1 | coco | sd1+coco | path/to/suite.toml (default: mini)")
     group.addoption("--membench-model", default=None, metavar="ID_OR_DIR",
                     help="diffusers model (hub id or local directory); default: the suite's model")
     group.addoption("--membench-param", action="append", default=[], metavar="K=V",

@@ -25,7 +25,8 @@ def load_quality_scorers(ev: Any) -> dict[str, Any]:
     from membench_eval.metrics.clip_score import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
 
     o = ev.options
-    lenient = ev.suite.name in SUITES_ALLOWING_MISSING_QUALITY_WEIGHTS
+    lenient = (ev.suite.content_sha256 is None and ev.suite.name in SUITES_ALLOWING_MISSING_QUALITY_WEIGHTS) \
+        or ev.suite.allow_missing_quality_weights
     clip_model, clip_pretrained = ev.suite.clip_backend or (DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED)
     if o.clip_model and o.clip_model != clip_model:  # another model: its own default weights
         clip_model, clip_pretrained = o.clip_model, DEFAULT_CLIP_PRETRAINED

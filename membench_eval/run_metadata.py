@@ -17,6 +17,8 @@ def run_metadata(ev: Any, plan: "Plan", quality: dict[str, Any]) -> dict[str, An
     s = ev.settings
     md: dict[str, Any] = {
         "suite": ev.suite.name,
+        **({"suite_file": ev.suite.source_file, "suite_sha256": ev.suite.content_sha256}
+           if ev.suite.content_sha256 is not None else {}),
         "model": ev.model_name,
         "sscd_backend": ev.sscd_backend,
         "clip_model": quality["clip_model"],

@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fetch = sub.add_parser("fetch-references", help="download a suite's memorized reference images (or your own "
                                                     "URL list) and print coverage")
     source = fetch.add_mutually_exclusive_group()
-    source.add_argument("--suite", default=None, help="suite name (default sd1)")
+    source.add_argument("--suite", default=None, help="suite name or suite file .toml (default sd1)")
     source.add_argument("--urls", default=None, metavar="FILE",
                         help="your own image URLs: one per line (# comments, blank lines skipped) or a .csv/.tsv "
                              "with a 'url' column; needs --out")

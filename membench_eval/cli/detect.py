@@ -113,7 +113,7 @@ def score_prompts(args: argparse.Namespace, suite, prompts: list[str]):  # noqa:
     from membench_eval.generation.settings import GenerationSettings
 
     settings = GenerationSettings.for_suite(suite, num_inference_steps=args.steps)
-    pipe = load_pipeline(args.model or suite.model, device=args.device)
+    pipe = load_pipeline(args.model or suite.model, revision=None if args.model else suite.revision, device=args.device)
     if args.score == "single":
         return single_step_scores(pipe, prompts, seed=args.seed, batch_size=args.batch_size or 50,
                                   height=settings.height, width=settings.width, progress=True)
@@ -149,7 +149,7 @@ def run_detectors_cli(args: argparse.Namespace, suite) -> int:  # noqa: ANN001
     def load_pipe():  # noqa: ANN202 - only when a detector needs the model
         from membench_eval.generation.pipeline import load_pipeline
 
-        return load_pipeline(args.model or suite.model, device=args.device)
+        return load_pipeline(args.model or suite.model, revision=None if args.model else suite.revision, device=args.device)
 
     root = Path(args.store) if args.store else cache_dir() / "runs"
     with DetectionStore(root) as store:

@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Generate the trigger and general images of a suite with a mitigation method into the run "
         "store under --out. Re-running skips every image already stored.",
     )
-    p.add_argument("--suite", required=True, help="suite name (e.g. mini, sd1, coco, sd1+coco)")
+    p.add_argument("--suite", required=True, help="suite name (e.g. mini, sd1, coco, sd1+coco) or suite file .toml")
     p.add_argument("--out", required=True, help="run store directory (created if missing)")
     p.add_argument("--data-dir", default=None, help="local copy of the upstream suite files (default $MEMBENCH_DATA_DIR)")
     p.add_argument("--method", default=None, metavar="FILE", help="mitigation file (e.g. mitigations/rna.py); default: base")
@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     requests = suite_requests(suite, settings, roles, args.limit)
     if not requests:
         raise CliError(f"suite {args.suite!r} has no prompts for role(s) {', '.join(roles)}")
-    pipe = load_pipeline(args.model or suite.model, revision=args.revision, device=args.device)
+    pipe = load_pipeline(args.model or suite.model, revision=args.revision or (None if args.model else suite.revision),
+                         device=args.device)
     store = RunStore(args.out)
     try:
         for method in methods:

@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "image mode with $GOOGLE_API_KEY / $GOOGLE_CSE_ID, cached and resumable; or the suite's local gallery by "
         "CLIP retrieval) and score them like a method's generations. The API result is saved in the cache and "
         "shown by later runs' leaderboards on the same scorers.")
-    p.add_argument("--suite", default="mini", help="suite name (default: mini)")
+    p.add_argument("--suite", default="mini", help="suite name or suite file .toml (default: mini)")
     p.add_argument("--source", choices=("api", "gallery"), default=None,
                    help="api (web search) or gallery (local); default: gallery when the suite has one, else api")
     p.add_argument("--images-per-prompt", type=int, default=10, metavar="K", help="results per prompt (1-10)")

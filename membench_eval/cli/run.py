@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "method(s) on a suite; write <out>/<suite>.md and .json with 95% cluster-bootstrap intervals.",
     )
     p.add_argument("files", nargs="*", metavar="FILE", help="mitigation file(s), e.g. mitigations/rna.py")
-    p.add_argument("--suite", default="mini", help="mini | sd1 | coco | sd1+coco (default: mini)")
+    p.add_argument("--suite", default="mini", help="mini | sd1 | coco | sd1+coco | path/to/suite.toml (default: mini)")
     p.add_argument("--model", default=None, help="diffusers model (hub id or local dir); default: the suite's")
     p.add_argument("--param", action="append", default=[], metavar="K=V",
                    help="method parameter; K=V1,V2 sweeps; 'strongest' / 'sweep' (repeatable)")

@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     mlm_spec = args.mlm or default_mlm(suite.name)
     stop_words = read_stop_words(args.stop_words) if args.stop_words else ()
     mlm = load_masked_lm(mlm_spec, device=args.device, prefix=args.prefix, stop_words=stop_words)
-    pipe = load_pipeline(args.model or suite.model, device=args.device)
+    pipe = load_pipeline(args.model or suite.model, revision=None if args.model else suite.revision, device=args.device)
     scorer = diffusion_scorer(pipe, batch_size=args.batch_size, height=settings.height, width=settings.width)
     progress = not args.no_progress
     args.out.mkdir(parents=True, exist_ok=True)

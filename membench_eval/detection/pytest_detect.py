@@ -143,7 +143,8 @@ class DetectSession:
         if detector.needs_model and self._pipe is None:
             from membench_eval.generation.pipeline import load_pipeline
 
-            self._pipe = load_pipeline(self.config.getoption("membench_model") or self.suite.model,
+            model = self.config.getoption("membench_model")
+            self._pipe = load_pipeline(model or self.suite.model, revision=None if model else self.suite.revision,
                                        device=self.config.getoption("membench_device"))
         with DetectionStore(self.store_root()) as store:
             result = score_prompts(detector, self.detection_set.prompts, self.settings, store,

@@ -90,7 +90,7 @@ def compute_api_reference(ev: Any, prompts: list["Prompt"], client: Any, folder:
         result = ev._aggregate(spec, "trigger", p, kept)
         result.metrics["reference_copies"] = float(sum(is_copy))
         results.append(result)
-    summary = {"format": RESULT_FORMAT, "suite": ev.suite.name, "label": spec.label, "dates": dates,
+    summary = {"format": RESULT_FORMAT, "suite": ev.suite.name, "suite_key": ev.suite.result_key, "label": spec.label, "dates": dates,
                "prompts_total": len(prompts), "prompts_scored": len(results), "prompts_without_image": no_image,
                "images": total, "memorized_copies": copies, "exclude_memorized": exclude_memorized,
                "sscd_backend": ev.sscd.fingerprint, "clip_model": ev.quality_status()["clip_model"], "k": k}
@@ -98,7 +98,8 @@ def compute_api_reference(ev: Any, prompts: list["Prompt"], client: Any, folder:
 
 
 def save(reference: ApiReference, folder: Path) -> Path:
-    path = result_path(folder, reference.summary["suite"])
+    # Filed by result_key (name, plus the content hash of a suite file): never shared by two suites.
+    path = result_path(folder, reference.summary.get("suite_key", reference.summary["suite"]))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({**reference.summary, "per_prompt": [r.to_dict() for r in reference.results]},
@@ -123,7 +124,7 @@ def saved_spec(ev: Any, folder: Path) -> "tuple[MethodSpec, dict[str, PromptResu
     """The saved API reference of this suite, when it was scored with this run's scorers."""
     from membench_eval.evaluation_plan import MethodSpec
 
-    data = load_saved(folder, ev.suite.name)
+    data = load_saved(folder, ev.suite.result_key)
     if data is None or data.get("sscd_backend") != ev.sscd.fingerprint:
         return None
     if data.get("clip_model") != ev.quality_status()["clip_model"]:

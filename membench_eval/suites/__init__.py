@@ -1,5 +1,7 @@
 """Benchmark suites by name: ``sd1`` (MemBench trigger prompts), ``coco`` (general prompts),
-``mini`` (the bundled miniature benchmark), and merges such as ``sd1+coco``.
+``mini`` (the bundled miniature benchmark), Webster's ``sd1_mem345`` and ``sd2_mem219`` (suite
+files in ``benchmark_data/suites``), merges such as ``sd1+coco``, and a user's suite file
+``path/to/suite.toml`` (``membench_eval.suites.suite_file``).
 
 A small explicit registry: each name maps to one builder function below; nothing is discovered
 dynamically, so what a suite name means can be read in this file.
@@ -59,7 +61,23 @@ def _mini(data_dir: DataDir) -> Suite:
     return load_mini_suite()
 
 
-_BUILDERS: dict[str, Callable[[DataDir], Suite]] = {"sd1": _sd1, "coco": _coco, "mini": _mini}
+def _builtin_file(name: str) -> Callable[[DataDir], Suite]:
+    """A suite the package ships as a suite file (``benchmark_data/suites/<name>.toml``)."""
+
+    def build(data_dir: DataDir) -> Suite:
+        from membench_eval.paths import BENCHMARK_DATA
+        from membench_eval.suites.suite_file import load_suite_file
+
+        return load_suite_file(BENCHMARK_DATA / "suites" / f"{name}.toml", data_dir, builtin=True)
+
+    return build
+
+
+_BUILDERS: dict[str, Callable[[DataDir], Suite]] = {
+    "sd1": _sd1, "coco": _coco, "mini": _mini,
+    # Webster's lists (suite files: membench_eval.suites.suite_file; provenance in manifest.json).
+    "sd1_mem345": _builtin_file("sd1_mem345"), "sd2_mem219": _builtin_file("sd2_mem219"),
+}
 
 
 def list_suites() -> list[str]:
@@ -67,16 +85,23 @@ def list_suites() -> list[str]:
     return list(_BUILDERS)
 
 
-def get_suite(name: str, data_dir: DataDir = None) -> Suite:
-    """Build the suite ``name`` (``sd1``, ``coco``, ``mini`` or a merge like ``sd1+coco``).
+def get_suite(name: str | os.PathLike, data_dir: DataDir = None) -> Suite:
+    """Build the suite ``name`` (``sd1``, ``coco``, ``mini``, a merge like ``sd1+coco``, or a suite
+    file ``path/to/suite.toml``: ``membench_eval.suites.suite_file``).
 
     ``data_dir`` is a local copy of the upstream files (default ``$MEMBENCH_DATA_DIR``; otherwise
     the cache, or a verified download).
     """
+    from membench_eval.suites.suite_file import is_suite_file, load_suite_file
+
+    name = str(name)
+    if is_suite_file(name):
+        return load_suite_file(name, data_dir)
     parts = [p.strip() for p in name.split("+")]
     for part in parts:
         if part not in _BUILDERS:
-            raise DataError("suite", f"unknown suite {part!r} in {name!r}; known: {', '.join(_BUILDERS)}")
+            raise DataError("suite", f"unknown suite {part!r} in {name!r}; known: {', '.join(_BUILDERS)}, "
+                            "or a suite file path/to/suite.toml")
     if len(set(parts)) != len(parts):
         raise DataError("suite", f"suite {name!r} names a part twice")
     suites = [_BUILDERS[p](data_dir) for p in parts]

@@ -424,7 +424,7 @@ def reference_paths(suite: Suite, cache: str | os.PathLike | None = None, *,
         elif record is not None and record.status == OK and record.url == image.source:
             unavailable[image_id] = "stored file missing from the cache (fetch again)"
         else:
-            unavailable[image_id] = f"not fetched yet (membench data fetch-references --suite {suite.name})"
+            unavailable[image_id] = f"not fetched yet (membench data fetch-references --suite {suite.cli_name})"
     prompts = suite.trigger.prompts if suite.trigger is not None else ()
     scorable = sum(1 for p in prompts if any(i in paths for i in p.memorized_ids))
     coverage = Coverage(images_ok=len(paths), images_total=len(suite.memorized),

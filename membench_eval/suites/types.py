@@ -96,6 +96,27 @@ class Suite:
     clip_backend: tuple[str, str] | None = None
     # A local image-search gallery (folder with manifest.json) for a computed reference row (mini).
     reference_gallery: Path | None = None
+    # Hub revision of ``model`` (suite files); None = the default branch.
+    revision: str | None = None
+    # Suite files (``membench_eval.suites.suite_file``): the file, and the sha256 of it and every
+    # file it reads. None for built-in suites, whose keys and result files stay as they were.
+    source_file: str | None = None
+    content_sha256: str | None = None
+    # Missing CLIP/aesthetic weights reported as unavailable instead of an error (mini; suite files).
+    allow_missing_quality_weights: bool = False
+    # What to pass to --suite to get this suite again: a user's suite file path; None = ``name``.
+    argument: str | None = None
+
+    @property
+    def result_key(self) -> str:
+        """What results stored BY SUITE are filed under: the name, plus the content hash for a suite
+        file, so two different suites with one name never share them."""
+        return self.name if self.content_sha256 is None else f"{self.name}@{self.content_sha256[:12]}"
+
+    @property
+    def cli_name(self) -> str:
+        """This suite as a --suite value (in hints such as "fetch them with ...")."""
+        return self.argument or self.name
 
     def prompt_sets(self) -> list[PromptSet]:
         return [s for s in (self.trigger, self.general) if s is not None]
