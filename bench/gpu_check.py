@@ -108,6 +108,7 @@ def harness_run(pipe: Any, scorers: Any, settings: Any, prompts: list[str], n: i
     """``generate`` with overlapped scoring into a fresh store; images/s end to end (scores stored)."""
     from membench_eval.generation.engine import generate, resolve_batch_size
     from membench_eval.image_scores import OverlappedScorer
+    from membench_eval.metrics.score_rows import SSCD_METRIC
     from membench_eval.store.run_store import RunStore
 
     store = RunStore(store_dir)
@@ -119,7 +120,7 @@ def harness_run(pipe: Any, scorers: Any, settings: Any, prompts: list[str], n: i
     report = generate(pipe, reqs, None, settings, store, progress=False, on_stored=OverlappedScorer(scorers))
     _sync(pipe.unet.device)
     seconds = time.perf_counter() - t0
-    scored = sum(1 for k in report.keys if store.get_score(k, "sscd_similarities", scorers.sscd.fingerprint) is not None)
+    scored = sum(1 for k in report.keys if store.get_score(k, SSCD_METRIC, scorers.sscd.fingerprint) is not None)
     return {"images": len(reqs), "scored": scored, "batch_size": settings.batch_size, "seconds": seconds,
             "images_per_s": len(reqs) / seconds}
 

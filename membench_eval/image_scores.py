@@ -79,12 +79,17 @@ def score_images(ev: ScoringContext, images: list[Any], texts: list[str], metric
     return rows
 
 
+def _backends(ev: ScoringContext) -> dict[str, tuple[str, str]]:
+    """Store metric -> (field of a score row from ``score_images``, the scorer's identity)."""
+    return {SSCD_METRIC: ("sscd", ev.sscd.fingerprint), **{m: (m, scorer_id(s)) for m, s in _quality_scorers(ev)}}
+
+
 def _store_rows(ev: ScoringContext, keys: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
-    backends = {SSCD_METRIC: ev.sscd.fingerprint, **{m: scorer_id(s) for m, s in _quality_scorers(ev)}}
+    backends = _backends(ev)
     out = []
     for key, row in zip(keys, rows):
-        for metric, backend in backends.items():
-            value = row.get("sscd" if metric == SSCD_METRIC else metric)
+        for metric, (field, backend) in backends.items():
+            value = row.get(field)
             if value is not None:
                 out.append({"key": key, "metric": metric, "backend": backend, "value": value})
     ev.store.put_scores(out)
@@ -97,11 +102,9 @@ def score_keys(ev: ScoringContext, keys: Sequence[str], texts: Sequence[str]) ->
     unique = list(dict.fromkeys(keys))
     text_of = dict(zip(keys, texts))
     ref_ids = sorted(ev.reference_embeddings)
-    backends = {SSCD_METRIC: ev.sscd.fingerprint, **{m: scorer_id(s) for m, s in _quality_scorers(ev)}}
     out: dict[str, dict[str, Any]] = {k: {} for k in unique}
     todo: dict[str, list[str]] = {}
-    for metric, backend in backends.items():
-        field = "sscd" if metric == SSCD_METRIC else metric
+    for metric, (field, backend) in _backends(ev).items():
         for k in unique:
             value = store.get_score(k, metric, backend)
             complete = isinstance(value, dict) and all(i in value for i in ref_ids) if metric == SSCD_METRIC \

@@ -247,8 +247,8 @@ def generate(
     bar = tqdm(total=len(pending), unit="img", desc=m.label(), disable=not progress, dynamic_ncols=True, smoothing=0.05)
     bar.set_postfix_str(f"reused {report.reused}")
     sink = BatchSink(threaded=background)
-    run = _BatchRunner(pipe, requests, keys, fields, pending, m, settings, store, shape, common, report, bar)
-    run.sink, run.on_stored = sink, on_stored
+    run = _BatchRunner(pipe, requests, keys, fields, pending, m, settings, store, shape, common, report, bar,
+                       sink=sink, on_stored=on_stored)
     try:
         with sink, _StopFlag(bar.write) as stop:
             deferred = []
@@ -291,12 +291,12 @@ class _BatchRunner:
     """Generates one batch at a time under a claim (``store.claims``), storing only what no other
     writer stored first."""
 
-    def __init__(self, pipe, requests, keys, fields, pending, m, settings, store, shape, common, report, bar):  # noqa: ANN001
+    def __init__(self, pipe, requests, keys, fields, pending, m, settings, store, shape, common, report, bar, *,  # noqa: ANN001
+                 sink: Any, on_stored: Any):
         self.pipe, self.requests, self.keys, self.fields = pipe, requests, keys, fields
         self.pending, self.m, self.settings, self.store = pending, m, settings, store
         self.shape, self.common, self.report, self.bar = shape, common, report, bar
-        self.sink: Any = None
-        self.on_stored: Any = None
+        self.sink, self.on_stored = sink, on_stored
 
     def _todo(self, batch: list[int]) -> list[int]:
         todo = [i for i in batch if i in self.pending and not self.store.has(self.keys[i])]
@@ -351,14 +351,12 @@ class _BatchRunner:
         """In the sink's thread: write the batch's images, then hand them to ``on_stored``."""
         from PIL import Image
 
-        stored: list[int] = []
         for i, j, row in rows:
             self.store.put_image(self.keys[i], Image.fromarray(images[j]), row)
             self.pending.discard(i)
             self.report.generated.append(self.keys[i])
             self.report.new += 1
-            stored.append(j)
         self.bar.update(len(rows))
         if self.on_stored is not None and rows:
-            self.on_stored([self.keys[i] for i, _, _ in rows], [images[j] for j in stored],
+            self.on_stored([self.keys[i] for i, _, _ in rows], [images[j] for _, j, _ in rows],
                            [self.requests[i] for i, _, _ in rows])
