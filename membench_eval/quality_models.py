@@ -14,9 +14,6 @@ from typing import Any
 
 from membench_eval.errors import MissingWeightsError
 
-# Suites on which missing CLIP/aesthetic weights are reported as unavailable instead of an error.
-SUITES_ALLOWING_MISSING_QUALITY_WEIGHTS = frozenset({"mini"})
-
 
 def load_quality_scorers(ev: Any) -> dict[str, Any]:
     """``{"clip": scorer | None, "aesthetic": scorer | None, "<metric>_reason": why not}`` for
@@ -25,8 +22,9 @@ def load_quality_scorers(ev: Any) -> dict[str, Any]:
     from membench_eval.metrics.clip_score import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
 
     o = ev.options
-    lenient = (ev.suite.content_sha256 is None and ev.suite.name in SUITES_ALLOWING_MISSING_QUALITY_WEIGHTS) \
-        or ev.suite.allow_missing_quality_weights
+    # Missing CLIP/aesthetic weights reported as unavailable instead of an error (the suite file's
+    # scoring.allow_missing_quality_weights: the mini's, so a bare checkout runs).
+    lenient = ev.suite.allow_missing_quality_weights
     clip_model, clip_pretrained = ev.suite.clip_backend or (DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED)
     if o.clip_model and o.clip_model != clip_model:  # another model: its own default weights
         clip_model, clip_pretrained = o.clip_model, DEFAULT_CLIP_PRETRAINED

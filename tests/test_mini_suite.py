@@ -112,7 +112,7 @@ def test_bad_mini_data_names_file_row_field(tmp_path: Path) -> None:
     with pytest.raises(MissingWeightsError, match="model"):
         load_mini_suite(root)
     (root / "model").mkdir()
-    (root / "model" / "model_index.json").write_text("{}")
+    (root / "model" / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
     (root / "trigger_prompts.csv").write_text(",prompt,urls\n0,a cat,mini://chelsea.png\n1,a dog,mini://dog.png\n")
     with pytest.raises(DataError, match=r"row 3, field 'urls'"):
         load_mini_suite(root)

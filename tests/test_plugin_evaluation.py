@@ -31,7 +31,7 @@ def toy_suite(tmp_path_factory: pytest.TempPathFactory, memorized_pair) -> Suite
     general = PromptSet("general", (Prompt("g0", "a green field"), Prompt("g1", "a city at night")), 1)
     return Suite("mini", str(root / "model"), trigger, general, memorized,
                  generation_defaults={"height": 64, "width": 64, "num_inference_steps": 3},
-                 sscd_backend="disc_mixup_onnx")
+                 sscd_backend="disc_mixup_onnx", allow_missing_quality_weights=True)
 
 
 @pytest.fixture(scope="module")

@@ -138,7 +138,7 @@ def test_model_folder_of_another_pipeline_class(folder: Path) -> None:
 def test_prompt_file_errors_name_row_and_field(folder: Path) -> None:
     (folder / "t.csv").write_text(",prompt,urls\nt0,p one,astronaut.png\nt1,p two,missing.png\n")
     message = _error(folder, BASE_TOML)
-    assert "t.csv, row 3, field 'references'" in message and "'missing.png' points nowhere" in message
+    assert "t.csv, row 3, field 'urls'" in message and "'missing.png' points nowhere" in message
     (folder / "t.csv").write_text(",prompt,urls\nt0,,astronaut.png\n")
     assert "t.csv, row 2, field 'prompt'" in _error(folder, BASE_TOML)
     (folder / "t.csv").write_text(",prompt,urls\nt0,p one,astronaut.png\nt1,p  one,coffee.png\n")
@@ -221,3 +221,35 @@ def test_python_api_takes_a_suite_file(folder: Path, tmp_path: Path) -> None:
     assert ev.suite.name == "mymini" and ev.settings.height == 64 and ev.settings.num_inference_steps == 20
     assert [p.prompt_id for p in plan.prompts["trigger"]] == ["mini-t000", "mini-t001"]
     assert len(plan.prompts["general"]) == 2 and plan.coverage.images_ok == 2
+
+
+def test_builtin_suites_are_suite_files(folder: Path) -> None:
+    """mini, sd1, coco are TOML files read by the same loader; mini keeps its ids (mini-t000, mini://
+    reference ids), so stored images and scores stay valid."""
+    from membench_eval.suites import builtin_suite_file, list_suites
+    from membench_eval.suites.types import memorized_image_id
+
+    for name in list_suites():
+        assert builtin_suite_file(name).is_file(), name
+    mini = get_suite("mini")
+    rows = list(csv.reader((MINI / "trigger_prompts.csv").open(encoding="utf-8")))[1:]
+    assert [p.prompt_id for p in mini.trigger.prompts] == [f"mini-t{i:03d}" for i in range(len(rows))]
+    assert [p.memorized_ids for p in mini.trigger.prompts] == [(memorized_image_id(r[2]),) for r in rows]
+    assert mini.general.prompts[0].prompt_id == "mini-g000" and mini.content_sha256 is None
+    assert mini.clip_backend[0] == "mini-clip" and mini.reference_gallery == MINI / "gallery"
+    assert mini.allow_missing_quality_weights and mini.reference_dir == MINI / "references"
+    # The scheme and id_format keys, in a user's file: ids by name, and bad formats named.
+    (folder / "m.csv").write_text(",prompt,urls\n0,p one,mini://astronaut.png\n", encoding="utf-8")
+    toml = BASE_TOML.replace('file = "t.csv"', 'file = "m.csv"\nreference_scheme = "mini://"').replace(
+        'id_prefix = "mini"', 'id_format = "x{n:02d}"')
+    (folder / "m.toml").write_text(toml, encoding="utf-8")
+    suite = load_suite_file(folder / "m.toml")
+    assert suite.trigger.prompts[0].prompt_id == "x00"
+    assert suite.trigger.prompts[0].memorized_ids == (memorized_image_id("mini://astronaut.png"),)
+    (folder / "m.toml").write_text(toml.replace("x{n:02d}", "x{nope}"), encoding="utf-8")
+    with pytest.raises(DataError, match=r"field 'trigger.id_format'.*x\{nope\}"):
+        load_suite_file(folder / "m.toml")
+    (folder / "m.csv").write_text(",prompt,urls\n0,p one,astronaut.png\n", encoding="utf-8")
+    (folder / "m.toml").write_text(toml, encoding="utf-8")
+    with pytest.raises(DataError, match=r"m.csv, row 2, field 'urls'.*not a mini:// reference"):
+        load_suite_file(folder / "m.toml")

@@ -127,3 +127,11 @@ def test_suite_file_gives_the_builtin_numbers(pytester: pytest.Pytester, tmp_pat
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert json.loads((out3 / "my-mini.json").read_text())["per_prompt"] == mine["per_prompt"]
+
+    # `membench report --suite FILE.toml` rebuilds that leaderboard, and refuses once the file changed.
+    from membench_eval.cli import main
+
+    assert main(["report", "--out", str(out3), "--suite", str(toml), "--store", str(file_store)]) == 0
+    assert (out3 / "my-mini.html").is_file()
+    toml.write_text(toml.read_text() + "# edited\n")
+    assert main(["report", "--out", str(out3), "--suite", str(toml), "--store", str(file_store)]) == 2

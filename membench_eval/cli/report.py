@@ -25,7 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default="leaderboard", metavar="DIR",
                    help="leaderboard folder to read <stem>.json from and write into (default: leaderboard)")
-    p.add_argument("--suite", default=None, help="which leaderboard of the folder (default: the only one there)")
+    p.add_argument("--suite", default=None, help="which leaderboard of the folder: a suite name or the suite file "
+                   "path/to/suite.toml the run used (checked against the hash the run recorded); default: the only one")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="local copy of the upstream files a --suite FILE.toml reads (default: $MEMBENCH_DATA_DIR or the cache)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="the leaderboard of a --limit N run")
     p.add_argument("--subset", choices=["stratified"], default=None, help="the leaderboard of a --subset run")
     p.add_argument("--failed", action="store_true", help="the .failed leaderboard of a run with failing items")
@@ -43,6 +46,7 @@ def find_json(args: argparse.Namespace) -> Path:
     from membench_eval.errors import MembenchError
     from membench_eval.report.output import leaderboard_stem
     from membench_eval.report.rebuild import EXPECTED, is_leaderboard_json
+    from membench_eval.suites.suite_file import is_suite_file
 
     if args.json:
         return Path(args.json)
@@ -51,7 +55,8 @@ def find_json(args: argparse.Namespace) -> Path:
         raise MembenchError(f"{out}: no such folder; expected the leaderboard folder of a previous run (its --out), "
                             f"holding {EXPECTED}")
     if args.suite:
-        stem = leaderboard_stem(args.suite, args.limit, args.subset) + (".failed" if args.failed else "")
+        name = suite_of(args).name if is_suite_file(args.suite) else args.suite
+        stem = leaderboard_stem(name, args.limit, args.subset) + (".failed" if args.failed else "")
         path = out / f"{stem}.json"
         if not path.is_file():
             have = sorted(p.name for p in out.glob("*.json"))
@@ -74,6 +79,32 @@ def find_json(args: argparse.Namespace) -> Path:
         raise MembenchError(f"{out}: several leaderboards ({', '.join(p.name for p in found)}); choose one with "
                             "--suite [--limit N] [--subset S] [--failed], or --json FILE")
     return found[0]
+
+
+def suite_of(args: argparse.Namespace):
+    """The suite file of ``--suite FILE.toml``, validated (read once per command)."""
+    if getattr(args, "_suite", None) is None:
+        from membench_eval.suites.suite_file import load_suite_file
+
+        args._suite = load_suite_file(args.suite, args.data_dir)
+    return args._suite
+
+
+def check_suite_hash(args: argparse.Namespace, path: Path, metadata: dict) -> None:
+    """A leaderboard rebuilt for ``--suite FILE.toml`` must come from that file's content: files are
+    named by suite name, so another version of the file (or another file of that name) may have
+    written it."""
+    from membench_eval.errors import MembenchError
+    from membench_eval.suites.suite_file import is_suite_file
+
+    if not (args.suite and is_suite_file(args.suite)):
+        return
+    want, have = suite_of(args).content_sha256, metadata.get("suite_sha256")
+    if have != want:
+        made = f"from a suite with content sha256 {have[:12]}... ({metadata.get('suite_file')})" if have else \
+            "from a built-in suite, not a suite file"
+        raise MembenchError(f"{path}: this leaderboard was made {made}; {args.suite} now has sha256 {want[:12]}... "
+                            f"(the file or a file it reads changed): rerun `membench run --suite {args.suite}`")
 
 
 def open_store(path: str | None):
@@ -107,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         raise MembenchError(f"--bands: {exc}") from None
     path = find_json(args)
     data = read_leaderboard_json(path)
+    check_suite_hash(args, path, data.get("metadata") or {})
     failed = path.name.endswith(".failed.json")
     store = None if args.no_store else open_store(args.store)
     warnings: list[str] = []

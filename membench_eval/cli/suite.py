@@ -24,14 +24,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from membench_eval.suites import get_suite
+    from membench_eval.suites import builtin_suite_file, get_suite
     from membench_eval.suites.suite_file import suite_counts
 
     counts = suite_counts(get_suite(args.file, args.data_dir))
     if args.json:
         print(json.dumps(counts, sort_keys=True))
         return 0
-    print(f"{counts['suite']}: ok ({counts['file'] or 'built-in'})")
+    where = counts["file"] or ("built-in: " + ", ".join(str(builtin_suite_file(part)) for part in args.file.split("+")))
+    print(f"{counts['suite']}: ok ({where})")
     print(f"  model: {counts['model']}" + (f" @ {counts['revision']}" if counts["revision"] else ""))
     ipp = counts["images_per_prompt"]
     print(f"  trigger prompts: {counts['trigger_prompts']} (x{ipp['trigger']} images); "

@@ -1,15 +1,17 @@
 """Benchmark suites by name: ``sd1`` (MemBench trigger prompts), ``coco`` (general prompts),
-``mini`` (the bundled miniature benchmark), Webster's ``sd1_mem345`` and ``sd2_mem219`` (suite
-files in ``benchmark_data/suites``), merges such as ``sd1+coco``, and a user's suite file
-``path/to/suite.toml`` (``membench_eval.suites.suite_file``).
+``mini`` (the bundled miniature benchmark), Webster's ``sd1_mem345`` and ``sd2_mem219``, merges
+such as ``sd1+coco``, and a user's suite file ``path/to/suite.toml``.
 
-A small explicit registry: each name maps to one builder function below; nothing is discovered
-dynamically, so what a suite name means can be read in this file.
+Every suite is a suite file (``membench_eval.suites.suite_file``): the built-ins are
+``benchmark_data/suites/<name>.toml`` and ``benchmark_data/mini/suite.toml``, read by the same
+code as a user's. A small explicit registry maps each name to its file; nothing is discovered
+dynamically, so what a suite name means can be read in this file and the TOML it names.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Callable
 
 from membench_eval.errors import DataError
@@ -27,31 +29,15 @@ __all__ = [
     "SD1_MODEL", "SD1_TARGETS", "get_suite", "list_suites", "merge_suites",
 ]
 
-SD1_MODEL = "CompVis/stable-diffusion-v1-4"
-# MemBench's "Reference (image search)" row: the numbers a perfect mitigation would approach.
-# Measured with Meta's sscd_disc_large and open_clip ViT-g-14 / laion2b_s12b_b42k (the paper's
-# Table 3 setup; the same names as metrics.sscd's backends and metrics.clip_score's defaults).
-SD1_TARGETS = ReferenceTargets(top1_sscd=0.088, clip=0.310, source="MemBench paper, image-search reference",
-                               sscd_backend="disc_large", clip_model="ViT-g-14", clip_pretrained="laion2b_s12b_b42k")
-
 DataDir = str | os.PathLike | None
 
 
-def _sd1(data_dir: DataDir) -> Suite:
-    from membench_eval.suites.download import resolve_file
-    from membench_eval.suites.loaders import load_trigger_prompts
+def builtin_suite_file(name: str) -> Path:
+    """Where the built-in suite ``name`` is written down (every built-in is a suite file)."""
+    from membench_eval.paths import BENCHMARK_DATA, MINI_DIR
+    from membench_eval.suites.mini import SUITE_FILE
 
-    trigger, images = load_trigger_prompts(resolve_file("sd1_trigger_csv", data_dir))
-    return Suite(name="sd1", model=SD1_MODEL, trigger=trigger, memorized=images,
-                 targets=SD1_TARGETS, sscd_backend="disc_large")
-
-
-def _coco(data_dir: DataDir) -> Suite:
-    from membench_eval.suites.download import resolve_file
-    from membench_eval.suites.loaders import load_coco_prompts
-
-    general = load_coco_prompts(resolve_file("coco_captions_val2017", data_dir))
-    return Suite(name="coco", model=SD1_MODEL, general=general, sscd_backend="disc_large")
+    return MINI_DIR / SUITE_FILE if name == "mini" else BENCHMARK_DATA / "suites" / f"{name}.toml"
 
 
 def _mini(data_dir: DataDir) -> Suite:
@@ -62,22 +48,28 @@ def _mini(data_dir: DataDir) -> Suite:
 
 
 def _builtin_file(name: str) -> Callable[[DataDir], Suite]:
-    """A suite the package ships as a suite file (``benchmark_data/suites/<name>.toml``)."""
-
     def build(data_dir: DataDir) -> Suite:
-        from membench_eval.paths import BENCHMARK_DATA
         from membench_eval.suites.suite_file import load_suite_file
 
-        return load_suite_file(BENCHMARK_DATA / "suites" / f"{name}.toml", data_dir, builtin=True)
+        return load_suite_file(builtin_suite_file(name), data_dir, builtin=True)
 
     return build
 
 
 _BUILDERS: dict[str, Callable[[DataDir], Suite]] = {
-    "sd1": _sd1, "coco": _coco, "mini": _mini,
-    # Webster's lists (suite files: membench_eval.suites.suite_file; provenance in manifest.json).
+    "sd1": _builtin_file("sd1"), "coco": _builtin_file("coco"), "mini": _mini,
     "sd1_mem345": _builtin_file("sd1_mem345"), "sd2_mem219": _builtin_file("sd2_mem219"),
 }
+
+
+def __getattr__(name: str) -> object:
+    """``SD1_MODEL`` / ``SD1_TARGETS``: read from ``sd1.toml`` (the one place they are written)."""
+    if name not in ("SD1_MODEL", "SD1_TARGETS"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from membench_eval.suites.suite_file import read_toml
+
+    doc = read_toml(builtin_suite_file("sd1"))[1]
+    return doc["model"]["id"] if name == "SD1_MODEL" else ReferenceTargets(**doc["targets"])
 
 
 def list_suites() -> list[str]:
@@ -126,6 +118,11 @@ def merge_suites(suites: list[Suite]) -> Suite:
                             f"({first.sscd_backend} vs {suite.sscd_backend})")
         if suite.generation_defaults != first.generation_defaults:
             raise DataError("suite", f"cannot merge {name!r}: generation defaults differ")
+        if suite.clip_backend != first.clip_backend:
+            raise DataError("suite", f"cannot merge {name!r}: CLIP backends differ")
+        if suite.content_sha256 is not None:
+            raise DataError("suite", f"cannot merge {name!r}: {suite.name} is a suite file with a content hash; "
+                            "write one suite file holding both prompt sets instead")
         if suite.trigger is not None:
             if trigger is not None:
                 raise DataError("suite", f"cannot merge {name!r}: two parts give trigger prompts")
@@ -147,4 +144,6 @@ def merge_suites(suites: list[Suite]) -> Suite:
             reference_dir = suite.reference_dir
     return Suite(name=name, model=first.model, trigger=trigger, general=general, memorized=memorized,
                  targets=targets, reference_dir=reference_dir,
-                 generation_defaults=dict(first.generation_defaults), sscd_backend=first.sscd_backend)
+                 generation_defaults=dict(first.generation_defaults), sscd_backend=first.sscd_backend,
+                 clip_backend=first.clip_backend,
+                 allow_missing_quality_weights=all(s.allow_missing_quality_weights for s in suites))
