@@ -93,8 +93,8 @@ class ImageScorer:
 
     Every text of one attribution uses the base prompt's seeds (``image_seed(run seed, base id,
     i)``), so image i of every variant starts from the same noise: the effect of a word is the
-    paired difference per image. A text is stored under ``variant_prompt_id``: the same text asked
-    twice (attribution, then the minimal-trigger search) is generated once."""
+    paired difference per image. Every text is stored under ``variant_prompt_id`` (base id + text
+    hash): the same text asked twice (attribution, then the minimal-trigger search) is generated once."""
 
     def __init__(self, pipe: "StableDiffusionPipeline", sscd: Any, reference_embeddings: dict[str, np.ndarray],
                  store: "RunStore", settings: "GenerationSettings", *, progress: bool = False):
@@ -109,23 +109,29 @@ class ImageScorer:
         return [image_seed(self.settings.seed, base_id, i) for i in range(k)]
 
     def similarities(self, texts: Sequence[str], base_id: str, k: int) -> list[list[dict[str, float]]]:
-        """Per text, per image: SSCD to every available reference (``{image id: similarity}``)."""
+        """Per text, per image: SSCD to every available reference (``{image id: similarity}``);
+        every text on the seeds of ``base_id``."""
+        return self.similarities_of([(t, base_id) for t in texts], k)
+
+    def similarities_of(self, items: Sequence[tuple[str, str]], k: int) -> list[list[dict[str, float]]]:
+        """``similarities`` for (text, base id) pairs, each text on its own base id's seeds."""
         from membench_eval.generation.engine import generate
         from membench_eval.image_scores import score_keys
         from membench_eval.mitigation import ImageRequest
 
-        seeds = self.seeds(base_id, k)
-        unique = list(dict.fromkeys(texts))
-        requests = [ImageRequest(prompt_id=base_id if j == 0 else variant_prompt_id(base_id, t), prompt=t,
-                                 image_index=i, seed=seeds[i])
-                    for j, t in enumerate(unique) for i in range(k)]
+        unique = list(dict.fromkeys(items))
+        requests = []
+        for text, base_id in unique:
+            seeds = self.seeds(base_id, k)
+            pid = variant_prompt_id(base_id, text)  # the same text, the same images, whoever asks
+            requests += [ImageRequest(prompt_id=pid, prompt=text, image_index=i, seed=seeds[i]) for i in range(k)]
         report = generate(self.pipe, requests, None, self.settings, self.ctx.store, progress=self.progress,
                           background=False)
         self.generated += report.new
         self.reused += report.reused
         rows = score_keys(self.ctx, report.keys, [r.prompt for r in requests])
-        per_text = {t: [rows[report.keys[j * k + i]]["sscd"] for i in range(k)] for j, t in enumerate(unique)}
-        return [per_text[t] for t in texts]
+        per_item = {item: [rows[report.keys[j * k + i]]["sscd"] for i in range(k)] for j, item in enumerate(unique)}
+        return [per_item[item] for item in items]
 
     def own_top1(self, texts: Sequence[str], base_id: str, k: int, own: Sequence[str]) -> np.ndarray:
         """(len(texts), k): each image's best SSCD to the references ``own``."""
