@@ -84,7 +84,7 @@ def test_g2_and_pmi_match_their_definitions():
     g2 = chi2_contingency(table, correction=False, lambda_="log-likelihood").statistic
     assert scores["cup"]["g2"] == pytest.approx(g2)
     assert scores["cup"]["pmi"] == pytest.approx(math.log((3 / 3) / (3 / 6)))
-    assert scores["blue"]["g2"] < 0 and math.isnan(scores["blue"]["pmi"])  # tied to the other captions
+    assert scores["blue"]["g2"] < 0 and scores["blue"]["pmi"] is None  # tied to the other captions
     red = chi2_contingency(np.array([[2, 1], [1, 2]]), correction=False, lambda_="log-likelihood").statistic
     assert scores["red"]["g2"] == pytest.approx(red) and red > 0  # 2 of 3 vs 1 of 3: positive, weak
 
@@ -157,3 +157,17 @@ def test_cli_bad_inputs_are_one_line_errors(tmp_path, capsys):
     bad.write_text("<x/>", encoding="utf-8")
     assert main(["attribute", "--suite", "mini", "--prompt-id", "mini-t000", "--captions", str(bad), "--out", out]) == 2
     assert "caps.xml: unknown caption file format '.xml'" in capsys.readouterr().err
+
+
+def test_probe_pairs_each_neutral_prompt_with_its_keyword_version():
+    from membench_eval.analysis.probe import probe_items
+    from membench_eval.suites import get_suite
+
+    suite = get_suite("mini")
+    n_general = len(suite.general.prompts)
+    items = probe_items(suite, " astronaut ", n_general + 2)
+    assert len(items) == n_general + 2 and len({base for base, _, _ in items}) == n_general + 2  # own seeds each
+    assert all(kw == f"{text}, astronaut" for _, text, kw in items)
+    assert items[n_general][1] == items[0][1]  # cycled: the same neutral prompt, a new seed
+    with pytest.raises(DataError, match="empty keyword"):
+        probe_items(suite, "  ", 2)

@@ -141,7 +141,7 @@ def image_caption_mask(captions: CaptionList, suite: "Suite", image_id: str) -> 
 
 
 def word_association(captions: CaptionList, mask: np.ndarray) -> dict[str, dict[str, float]]:
-    """Per word of the list: signed G^2, PMI (NaN when absent from the image's captions), and counts."""
+    """Per word of the list: signed G^2, PMI (None when absent from the image's captions), and counts."""
     from scipy.special import xlogy
     from sklearn.feature_extraction.text import CountVectorizer
 
@@ -159,7 +159,8 @@ def word_association(captions: CaptionList, mask: np.ndarray) -> dict[str, dict[
     sign = np.where(a * n >= total * n_in, 1.0, -1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         pmi = np.where(a > 0, np.log(a * n / (n_in * total)), np.nan) if n_in else np.full_like(a, np.nan)
-    return {w: {"g2": float(sign[j] * max(g2[j], 0.0)), "pmi": float(pmi[j]), "in_image": int(a[j]), "total": int(total[j])}
+    return {w: {"g2": float(sign[j] * max(g2[j], 0.0)), "pmi": None if np.isnan(pmi[j]) else float(pmi[j]),
+                "in_image": int(a[j]), "total": int(total[j])}
             for w, j in vec.vocabulary_.items()}
 
 

@@ -162,7 +162,7 @@ def _attribute(args: argparse.Namespace, suite, captions) -> int:  # noqa: ANN00
     minimal = result.get("minimal")
     if minimal:
         print(f"\nminimal trigger (greedy removal, Top-1 >= {minimal['threshold']:g}): " + (
-            f"{minimal['trigger']!r} ({minimal['n_words']} words), Top-1 {minimal['top1']:.3f}" if minimal["reached"]
+            f"{minimal['trigger']!r} ({minimal['n_words']} word(s)), Top-1 {minimal['top1']:.3f}" if minimal["reached"]
             else f"none: the full prompt's Top-1 {minimal['base_top1']:.3f} is below the threshold"))
     for image_id, common in result["common_words"].items():
         print(f"words common to all {common['n_prompts']} suite prompt(s) of {image_id}: {' '.join(common['words'])}")
@@ -182,7 +182,7 @@ def _duplication(result: dict, captions, suite) -> dict:  # noqa: ANN001
     first: dict[str, dict] = {}
     for w in result["words"]:
         first.setdefault(w["word"].lower(), w)
-    dup = {w: scores.get(w, {"g2": 0.0, "pmi": float("nan"), "in_image": 0, "total": 0}) for w in first}
+    dup = {w: scores.get(w, {"g2": 0.0, "pmi": None, "in_image": 0, "total": 0}) for w in first}
     g2 = [dup[w]["g2"] for w in first]
     corr = {name: rank_correlation(g2, [first[w][a][b]["mean"] if b else first[w][a]["mean"] for w in first])
             for name, (a, b) in {"SSCD drop removed": ("removed", "sscd"), "signal drop removed": ("removed", "signal"),
