@@ -171,3 +171,17 @@ def test_probe_pairs_each_neutral_prompt_with_its_keyword_version():
     assert items[n_general][1] == items[0][1]  # cycled: the same neutral prompt, a new seed
     with pytest.raises(DataError, match="empty keyword"):
         probe_items(suite, "  ", 2)
+
+
+def test_common_words_of_prompts_sharing_a_memorized_image():
+    from membench_eval.analysis.minimal import common_words
+    from membench_eval.suites.types import MemorizedImage, Prompt, PromptSet, Suite
+
+    prompts = (Prompt("p0", "The Starry Night by Van Gogh", ("m1",)), Prompt("p1", "van gogh starry night poster", ("m1", "m2")),
+               Prompt("p2", "a red poster", ("m2",)))
+    suite = Suite("t", "model", trigger=PromptSet("trigger", prompts, 1),
+                  memorized={m: MemorizedImage(m, f"{m}.png") for m in ("m1", "m2")})
+    got = common_words(suite, ["m1", "m2", "m3"])
+    assert got["m1"] == {"n_prompts": 2, "words": ["starry", "night", "van", "gogh"]}
+    assert got["m2"] == {"n_prompts": 2, "words": ["poster"]}
+    assert got["m3"] == {"n_prompts": 0, "words": []}
