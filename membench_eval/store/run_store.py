@@ -10,6 +10,7 @@ Layout under ``root``::
     quarantine/files/             the damaged PNGs themselves, for inspection
     claims/<batch>.claim          batches being generated right now (``store.claims``)
     detections/<shard>.jsonl      detector scores per prompt (``store.detections.DetectionStore``)
+    analysis/<kind>/<key>.json    attribution and probe results (``store.results.ResultStore``)
 
 Crash safety: a PNG is written to a temporary name and renamed into place, and only then is its
 row appended, so a row always points at a complete PNG; a killed writer leaves at most a stray
