@@ -252,6 +252,37 @@ class Attack:
         sims = [float(scores[k]["sscd"][image_id]) for k in report.keys]
         return [sims[i * n:(i + 1) * n] for i in range(len(prompts))]
 
+    def whitebox_image(self, spec: "MethodSpec", target: Target, steps: int) -> dict[str, Any]:
+        """White-box variant (``attack.whitebox``) for one image: E optimised from its first trigger
+        prompt through the method's processor, generated as many times as a fixed trigger prompt."""
+        from membench_eval.attack.whitebox import (SubmittedEmbedding, embedding_sha256, optimise_embedding,
+                                                   stored_embedding, whitebox_reason)
+        from membench_eval.generation.batch import method_source
+        from membench_eval.generation.pipeline import model_identity
+        from membench_eval.generation.seeding import image_seed
+        from membench_eval.mitigation import Mitigation
+        from membench_eval.suites.types import Prompt
+
+        m = spec.mitigation if spec.mitigation is not None else Mitigation()
+        reason = whitebox_reason(m)
+        if reason is not None:
+            return {"image_id": target.image_id, "reason": reason}
+        ev, prompt = self.ev, target.prompts[0]
+        seed = image_seed(ev.settings.seed, f"whitebox:{target.image_id}", 0) % 2**32
+        processor = scorer_identity(m) if m.overrides("cross_attention_processor") else None
+        fields = {"model": model_identity(ev.pipeline), "processor": processor, "origin": prompt.text, "seed": seed,
+                  "steps": steps, "height": ev.settings.height, "width": ev.settings.width}
+        embeds, history, fresh = stored_embedding(ev.store.root, fields, lambda: optimise_embedding(
+            ev.pipeline, m, prompt.text, seed=seed, settings=ev.settings, steps=steps))
+        sha = embedding_sha256(embeds)
+        pid = f"whitebox-{target.image_id}-{sha[:12]}"
+        wrapper = SubmittedEmbedding(method=m.label(), method_sha256=method_source(m).sha256,
+                                     embedding_sha256=sha).bind(m, {pid: embeds})
+        sims = self._generate_and_score(wrapper, [Prompt(pid, prompt.text)], ev.settings.trigger_images_per_prompt,
+                                        target.image_id)[0]
+        return {"image_id": target.image_id, "top1": float(max(sims)), "signal_start": history[0],
+                "signal_end": history[-1], "steps": steps, "optimised_now": fresh}
+
     @property
     def _scoring(self) -> _SscdOnly:
         if "_sscd_ctx" not in self.__dict__:

@@ -54,9 +54,35 @@ class AttackTable:
     suite: str
     rows: list[AttackRow]
     metadata: dict[str, Any]
+    # White-box variant, reported separately: label -> {"reason"} (n/a) or estimates and per-image results.
+    whitebox: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"suite": self.suite, "columns": COLUMNS, "metadata": self.metadata, "rows": [r.to_dict() for r in self.rows]}
+        return {"suite": self.suite, "columns": COLUMNS, "metadata": self.metadata, "rows": [r.to_dict() for r in self.rows],
+                "whitebox": self.whitebox}
+
+
+def whitebox_rows(rows: Sequence[AttackRow], results: dict[str, list[dict[str, Any]]], *, n_resamples: int,
+                  seed: int) -> dict[str, dict[str, Any]]:
+    """Per method: white-box Top-1, its paired difference to the fixed-prompt Top-1, re-extracted."""
+    from membench_eval.stats import ClusterBootstrap
+
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        per_image = results.get(row.label)
+        if per_image is None:
+            continue
+        reasons = {r["reason"] for r in per_image if "reason" in r}
+        if reasons:
+            out[row.label] = {"reason": sorted(reasons)[0]}
+            continue
+        boot = ClusterBootstrap(np.arange(len(per_image)), n_resamples=n_resamples, seed=seed)
+        fixed = np.array([r.fixed_top1 for r in row.images])
+        top1 = np.array([r["top1"] for r in per_image])
+        out[row.label] = {"whitebox_top1": boot.estimate(top1).to_dict(), "delta": boot.paired_delta(top1, fixed).to_dict(),
+                          "re_extracted": boot.estimate((top1 > COPY_THRESHOLD).astype(float)).to_dict(),
+                          "fixed_top1": row.estimates["fixed_top1"].to_dict(), "images": per_image}
+    return out
 
 
 def build_table(suite: str, results: dict[str, tuple[str, str, list[ImageResult]]], metadata: dict[str, Any], *,
@@ -86,6 +112,12 @@ def build_table(suite: str, results: dict[str, tuple[str, str, list[ImageResult]
     return AttackTable(suite, rows, metadata)
 
 
+def _est(d: dict[str, Any]) -> "Estimate":
+    from membench_eval.stats import Estimate
+
+    return Estimate(**d)
+
+
 def _fmt(e: "Estimate", signed: bool = False) -> str:
     f = "{:+.3f}" if signed else "{:.3f}"
     return f"{f.format(e.mean)} [{f.format(e.low)}, {f.format(e.high)}]"
@@ -111,6 +143,21 @@ def to_markdown(table: AttackTable) -> str:
         cells = [_fmt(r.estimates[k], signed=(k == "delta")) for k in COLUMNS]
         lines.append(f"| {r.label} | " + " | ".join(cells)
                      + f" | {r.candidates_mean:.0f} | {r.unet_rows_mean:.0f} | {r.scorer} |")
+    if table.whitebox:
+        steps = md.get("whitebox_steps")
+        lines += ["", "## White-box: prompt embedding optimised against the method (reported separately)", "",
+                  f"Adam on the trigger prompt's text-encoder output ({steps} steps of one forward and backward pass "
+                  f"over two UNet rows), maximising the same signal with the method's cross-attention processor "
+                  f"installed; generated {md['fixed_images_per_prompt']} times through the mitigated pipeline.", "",
+                  "| method | Top-1 SSCD (fixed prompts) | Top-1 SSCD, white-box | white-box - fixed | images re-extracted |",
+                  "|---|---|---|---|---|"]
+        for label, w in table.whitebox.items():
+            if "reason" in w:
+                lines.append(f"| {label} | n/a | n/a ({w['reason']}) | n/a | n/a |")
+                continue
+            e = {k: _est(w[k]) for k in ("fixed_top1", "whitebox_top1", "delta", "re_extracted")}
+            lines.append(f"| {label} | {_fmt(e['fixed_top1'])} | {_fmt(e['whitebox_top1'])} | "
+                         f"{_fmt(e['delta'], signed=True)} | {_fmt(e['re_extracted'])} |")
     lines += ["", f"Best attack prompt per image ({table.rows[-1].label if table.rows else '-'}):", ""]
     if table.rows:
         for img in table.rows[-1].images[:50]:
@@ -120,11 +167,21 @@ def to_markdown(table: AttackTable) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table(table: AttackTable, out_dir: str | Path, stem: str) -> tuple[Path, Path]:
+def write_table(table: AttackTable, out_dir: str | Path, stem: str, store_root: str | Path | None = None) -> tuple[Path, Path]:
+    """``<out>/<stem>.attack.md`` and ``.json``; with ``store_root`` also the store's copy, which
+    leaderboards over that store show (``report.attack_section``)."""
+    from membench_eval.report.attack_section import attack_table_path
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     md_path, json_path = out / f"{stem}.attack.md", out / f"{stem}.attack.json"
-    for path, text in ((md_path, to_markdown(table)), (json_path, json.dumps(table.to_dict(), indent=2) + "\n")):
+    text_json = json.dumps(table.to_dict(), indent=2) + "\n"
+    files = [(md_path, to_markdown(table)), (json_path, text_json)]
+    if store_root is not None:
+        stored = attack_table_path(store_root, stem, table.metadata["seed"])
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        files.append((stored, text_json))
+    for path, text in files:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
@@ -146,8 +203,9 @@ def attack_methods(ev: Any, files: Sequence[str], params: Sequence[str]) -> list
     return specs
 
 
-def run_attack(ev: Any, specs: Sequence[Any], options: Any) -> AttackTable:
-    """Attack every method of ``specs`` (``MethodSpec``s, base first) on the same memorized images."""
+def run_attack(ev: Any, specs: Sequence[Any], options: Any, *, whitebox_steps: int | None = None) -> AttackTable:
+    """Attack every method of ``specs`` (``MethodSpec``s, base first) on the same memorized images;
+    with ``whitebox_steps`` also the white-box variant (``attack.whitebox``)."""
     from membench_eval.attack.run import Attack
     from membench_eval.attack.signal import scorer_note
     from membench_eval.generation.pipeline import model_identity
@@ -171,5 +229,13 @@ def run_attack(ev: Any, specs: Sequence[Any], options: Any) -> AttackTable:
         "bootstrap": {"resamples": ev.options.bootstrap_resamples, "seed": ev.options.bootstrap_seed,
                       "cluster": "memorized image"},
     }
-    return build_table(ev.suite.name, results, metadata, n_resamples=ev.options.bootstrap_resamples,
-                       seed=ev.options.bootstrap_seed)
+    table = build_table(ev.suite.name, results, metadata, n_resamples=ev.options.bootstrap_resamples,
+                        seed=ev.options.bootstrap_seed)
+    if whitebox_steps is not None:
+        if whitebox_steps < 1:
+            raise AttackError(f"attack: --whitebox-steps must be >= 1, got {whitebox_steps}")
+        wb = {spec.label: [attack.whitebox_image(spec, t, whitebox_steps) for t in targets] for spec in specs}
+        table.whitebox = whitebox_rows(table.rows, wb, n_resamples=ev.options.bootstrap_resamples,
+                                       seed=ev.options.bootstrap_seed)
+        table.metadata["whitebox_steps"] = whitebox_steps
+    return table

@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=int, default=200, help="candidate words per step, at most (reference: 200)")
     p.add_argument("--steps", type=int, default=50, help="steps per chain, at most (reference: 50)")
     p.add_argument("--temperature", type=float, default=1.5, help="softmax temperature (reference: 1.5)")
+    p.add_argument("--whitebox-steps", type=int, default=None, metavar="S",
+                   help="also the white-box variant: S Adam steps on the prompt embedding against the method "
+                        "(reported separately; not for text-only methods such as RNA, RTA)")
     p.add_argument("--mlm", default=None, help="proposal masked LM (default: mini-mlm on mini, bert-base-uncased)")
     p.add_argument("--out", default="leaderboard", metavar="DIR", help="output directory (default: leaderboard)")
     p.add_argument("--store", default=None, metavar="DIR", help="run store (default: the user cache)")
@@ -59,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
                                 device=args.device, seed=args.seed, progress=not args.no_progress))
     specs = attack_methods(ev, args.files, args.param)
     ev.preflight()
-    table = run_attack(ev, specs, options)
-    md_path, json_path = write_table(table, args.out, ev.suite.result_key)
+    table = run_attack(ev, specs, options, whitebox_steps=args.whitebox_steps)
+    md_path, json_path = write_table(table, args.out, ev.suite.result_key, ev.store.root)
     print(to_markdown(table))
     c = table.metadata["counts"]
     print(f"membench: {c['searches_run']} searches run, {c['searches_reused']} reused; {c['generated']} images "
