@@ -215,7 +215,6 @@ class Attack:
     # --- generation and scoring -----------------------------------------------------------------
 
     def attack_image(self, spec: "MethodSpec", target: Target) -> ImageResult:
-        from membench_eval.generation.seeding import plan_requests
         from membench_eval.mitigation import Mitigation
         from membench_eval.suites.types import Prompt
 
