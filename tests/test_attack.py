@@ -186,18 +186,14 @@ RECORDED_RNA_DELTA = (0.207, 0.23, 0.023, -0.031, 0.073, 0.125)
 
 
 @pytest.mark.slow
-def test_rna_at_its_strongest_under_attack_on_mini(tmp_path):
+def test_rna_at_its_strongest_under_attack_on_mini(mini_ev, tmp_path):
     """The issue's measurement: RNA n=6's attacked minus fixed-prompt Top-1 SSCD over mini images,
     with its paired interval; recorded above and in the README (its interval includes zero)."""
-    import torch
-
     from membench_eval.attack.table import run_attack, write_table
-    from membench_eval.evaluation import EvalOptions, Evaluation
     from membench_eval.evaluation_plan import MethodSpec
 
-    torch.set_num_threads(1)
-    ev = Evaluation(EvalOptions(suite="mini", store_dir=str(tmp_path / "store"), device="cpu"))
-    ev.__dict__["settings"] = ev.settings.replace(trigger_images_per_prompt=4, batch_size=8)
+    ev = _fresh(mini_ev, tmp_path)  # the module's loaded models, an empty store
+    ev.__dict__["settings"] = mini_ev.settings.replace(trigger_images_per_prompt=4, batch_size=8)
     rna = load_mitigation(ROOT / "mitigations" / "rna.py", None, {"n": 6})
     spec = MethodSpec(rna.label(), "method", "rna", rna.params(), "mitigations/rna.py", rna)
     table = run_attack(ev, [spec], AttackOptions(budget=200, images_per_prompt=2, max_images=8))
