@@ -5,7 +5,8 @@ test items (one per method config x scenario x prompt), collects the per-prompt 
 pytest-xdist workers through ``workeroutput``), and, in the controller only, writes the leaderboard
 and runs one gate item per method. Without ``--membench`` it does nothing but add options and
 fixtures; heavy imports (torch, diffusers, scorers) happen only when an item or fixture needs them.
-``--membench-detect detectors/foo.py`` adds the detection benchmark (``detection.pytest_detect``).
+``--membench-detect detectors/foo.py`` adds the detection benchmark (``detection.pytest_detect``);
+``--membench-attack`` the adaptive attack (``attack.pytest_attack``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--membench-detect", action="extend", nargs="+", default=[], metavar="FILE",
                     help="detector file(s) to benchmark, e.g. detectors/*.py: writes the detection "
                     "leaderboard <out>/<suite>.detect.md/.json/.roc.png (membench_eval.detection.pytest_detect)")
+    group.addoption("--membench-attack", action="store_true", default=False,
+                    help="also run the adaptive attack on the --membench files (membench_eval.attack.pytest_attack)")
+    group.addoption("--membench-attack-budget", type=int, default=2000, metavar="N",
+                    help="adaptive attack: scored candidate prompts per memorized image (default 2000)")
     group.addoption("--membench-suite", default=None, metavar="NAME_OR_TOML",
                     help="suite: mini | sd1 | coco | sd1+coco | path/to/suite.toml (default: mini)")
     group.addoption("--membench-model", default=None, metavar="ID_OR_DIR",
@@ -127,6 +132,10 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(detect, DETECT_PLUGIN)
         if not detect.is_worker:
             detect.detectors()  # a bad detector file or parameter: usage error before anything runs
+    if config.getoption("membench") and config.getoption("membench_attack"):
+        from membench_eval.attack.pytest_attack import PLUGIN_NAME as ATTACK_PLUGIN, AttackSession
+
+        config.pluginmanager.register(AttackSession(config, _options), ATTACK_PLUGIN)
     if config.getoption("membench"):
         session = MembenchSession(config)
         config.pluginmanager.register(session, _PLUGIN_NAME)

@@ -56,6 +56,11 @@ def run_metadata(ev: Any, plan: "Plan", quality: dict[str, Any]) -> dict[str, An
     if cov is not None:
         md["coverage_detail"] = cov.to_dict()
         md["trigger_prompts_without_reference"] = plan.excluded_prompts
+    from membench_eval.report.attack_section import stored_attack_summary
+
+    attack = stored_attack_summary(ev.store.root, ev.suite.result_key, s.seed)  # `membench attack` results
+    if attack is not None:
+        md["adaptive_attack"] = attack
     return md
 
 
