@@ -41,7 +41,7 @@ def mlm():
 
 
 def test_is_the_mini_default_and_has_clearly_more_words_than_the_search_top_k(mlm):
-    from membench_eval.cli.search import default_mlm
+    from membench_eval.search.mlm import default_mlm
     from membench_eval.search.gibbs import ChainConfig
     from membench_eval.search.tiny_mlm import suite_texts
 

@@ -147,7 +147,7 @@ class Attack:
     @property
     def mlm(self) -> "MaskedLM":
         if self._mlm is None:
-            from membench_eval.cli.search import default_mlm
+            from membench_eval.search.mlm import default_mlm
             from membench_eval.search.mlm import load_masked_lm
 
             self._mlm = load_masked_lm(self.options.mlm or default_mlm(self.ev.suite.name), device=self.ev.options.device)

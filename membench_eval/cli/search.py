@@ -24,13 +24,7 @@ import sys
 from pathlib import Path
 
 from membench_eval.search.mini_mlm import MINI_MLM_SPEC
-from membench_eval.search.mlm import DEFAULT_MLM, DEFAULT_PREFIX
-
-
-def default_mlm(suite_name: str) -> str:
-    """The proposal model when ``--mlm`` is not given: the mini suite ships its own trained one
-    (``bert-base-uncased`` is not available offline); other suites use the reference's BERT."""
-    return MINI_MLM_SPEC if suite_name == "mini" else DEFAULT_MLM
+from membench_eval.search.mlm import DEFAULT_MLM, DEFAULT_PREFIX, default_mlm
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -132,6 +132,14 @@ class MaskedLM:
         return top
 
 
+def default_mlm(suite_name: str) -> str:
+    """The proposal model when none is given: the mini suite ships its own trained one
+    (``bert-base-uncased`` is not available offline); other suites use the reference's BERT."""
+    from membench_eval.search.mini_mlm import MINI_MLM_SPEC
+
+    return MINI_MLM_SPEC if suite_name == "mini" else DEFAULT_MLM
+
+
 def load_masked_lm(
     spec: str = DEFAULT_MLM,
     *,
