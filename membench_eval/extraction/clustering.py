@@ -23,9 +23,31 @@ def cluster_embeddings(embeddings: np.ndarray, k: int, *, seed: int, n_init: int
         raise ExtractionError(f"clustering needs a finite (n, d) embedding matrix, got shape {x.shape}")
     if not 1 <= k <= len(x):
         raise ExtractionError(f"clusters={k}: needs 1 <= clusters <= pool size ({len(x)})")
-    raw = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(x)
-    order = sorted(range(k), key=lambda c: (-int((raw == c).sum()), int(np.flatnonzero(raw == c)[0])
-                                            if (raw == c).any() else len(x)))
-    remap = np.empty(k, dtype=np.int64)
-    remap[order] = np.arange(k)
-    return remap[raw]
+    return _by_size(KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(x))
+
+
+def cluster_near_copies(embeddings: np.ndarray, threshold: float) -> np.ndarray:
+    """int64 labels, one cluster per group of near-copies: average-linkage agglomerative clustering
+    on SSCD cosine distance, merged while the mean distance is below ``threshold`` (0.4 = SSCD 0.6,
+    the high band's edge). Deterministic (no random init); renumbered by size like k-means'.
+
+    Why besides k-means: a plain-sampling pool is dominated by the most duplicated images, so k-means
+    spends most of its k on sub-clusters of those few; grouping by a copy threshold gives each
+    reproduced image one pseudo-class, which is what a surrogate condition per training image needs."""
+    from sklearn.cluster import AgglomerativeClustering
+
+    x = np.asarray(embeddings, dtype=np.float64)
+    if x.ndim != 2 or len(x) < 2 or not np.isfinite(x).all():
+        raise ExtractionError(f"clustering needs a finite (n >= 2, d) embedding matrix, got shape {x.shape}")
+    if not 0.0 < threshold < 2.0:
+        raise ExtractionError(f"threshold={threshold}: a cosine distance in (0, 2)")
+    raw = AgglomerativeClustering(n_clusters=None, metric="cosine", linkage="average",
+                                  distance_threshold=threshold).fit_predict(x)
+    return _by_size(raw)
+
+
+def _by_size(raw: np.ndarray) -> np.ndarray:
+    ids = np.unique(raw)
+    order = sorted(ids, key=lambda c: (-int((raw == c).sum()), int(np.flatnonzero(raw == c)[0])))
+    remap = {int(c): i for i, c in enumerate(order)}
+    return np.array([remap[int(c)] for c in raw], dtype=np.int64)
