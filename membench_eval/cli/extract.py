@@ -10,7 +10,7 @@ run store (``--store``), so a rerun or a resumed run reuses what is done.
 
 Example (the bundled tiny 32x32 model; a few minutes on one CPU thread)::
 
-    membench extract --suite mini-uncond --method side --pool 256 --seeds 3
+    membench extract --suite mini-uncond --method side --pool 128 --seeds 3
 """
 
 from __future__ import annotations

@@ -144,6 +144,14 @@ class Runner:
         self.references = stack_embeddings(refs, self.reference_ids)
         self.base_fields = {"code": EXTRACTION_CODE_VERSION, "model": self.pipe.identity,
                             "steps": suite.num_inference_steps, "sscd": self.sscd.fingerprint}
+        import torch
+
+        # CPU results differ in the last bits between thread counts (as for images: the
+        # generation key's 'cpu_threads'), so a non-default count is part of every key.
+        if self.pipe.device.type == "cpu" and torch.get_num_threads() != 1:
+            self.base_fields["cpu_threads"] = torch.get_num_threads()
+        elif self.pipe.device.type != "cpu":
+            self.base_fields["device"] = self.pipe.device.type
 
     # -- the pieces a method is handed (ExtractionContext) -------------------------------------
 
