@@ -11,6 +11,7 @@ n, so UMS (which depends on n) is comparable across methods. Intervals are over 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,8 +204,6 @@ class Runner:
                 if arr.shape != (n, h, w, c):
                     raise ExtractionError(f"extraction method {method.name!r}, seed {seed}: generate() returned "
                                           f"images of shape {tuple(arr.shape)}, expected {n} of {c}x{h}x{w}")
-                import json
-
                 return {"images": arr, "records": np.frombuffer(json.dumps(records).encode(), dtype=np.uint8)}
 
             out = self.cache.get_or_compute("generated", fields, generate)
@@ -214,8 +213,6 @@ class Runner:
                                             lambda: {"embeddings": self.embed(images)})["embeddings"]
             sim = similarity_matrix(emb, self.references)
             scores = memorization_scores(sim, self.suite.bands, self.reference_ids)
-            import json
-
             results.append(SeedResult(seed, scores, json.loads(out["records"].tobytes().decode() or "{}")))
         cache = {"computed": _diff(self.cache.computed, before_c), "reused": _diff(self.cache.reused, before_r)}
         return ExtractionResult(method.name, method.label(), method.params(), self.suite.name, n, results,

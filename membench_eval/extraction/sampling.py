@@ -85,7 +85,7 @@ def load_uncond_pipeline(model: str | os.PathLike, device: str | None = None) ->
         from diffusers import DDIMScheduler
 
         config = dict(DDIMScheduler.load_config(str(model), subfolder="scheduler"))
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError) as exc:
         raise ExtractionError(f"{model}: cannot load an unconditional UNet2DModel pipeline ({str(exc).splitlines()[0]})") from None
     dev = select_device(device)
     unet = unet.to(dev, torch.float32).eval().requires_grad_(False)
