@@ -55,6 +55,11 @@ class DetectorError(MitigationError):
     names the detector and the prompt ids (``details``: the traceback of the user's frames)."""
 
 
+class ExtractionError(MitigationError):
+    """An extraction method failed, or was given bad input (a model that is not an unconditional
+    diffusers pipeline, a bad setting); the message names the method, the model or the setting."""
+
+
 def user_traceback(exc: BaseException, files: "Iterable[str]") -> str:
     """The traceback of ``exc`` cut to the frames in ``files`` (the user's method files), then the
     exception line: what a user needs to find the failing line of their own code."""

@@ -1,4 +1,4 @@
-"""Loading a plugin class (a ``Mitigation`` or a ``Detector``) from a Python file, with typed,
+"""Loading a plugin class (a ``Mitigation``, a ``Detector`` or an ``ExtractionMethod``) from a Python file, with typed,
 validated, sweepable parameters.
 
 Both plugin kinds are dataclasses whose fields are their hyperparameters, defined in a user's file.
@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from membench_eval.detector import Detector
-from membench_eval.errors import DetectorError, MitigationError
+from membench_eval.errors import DetectorError, ExtractionError, MitigationError
+from membench_eval.extraction_method import ExtractionMethod
 from membench_eval.mitigation import Mitigation
 
 _TRUE = {"true", "1", "yes", "on"}
@@ -45,7 +46,9 @@ class PluginKind:
 
 MITIGATION = PluginKind(Mitigation, "method", "mitigation", "class MyMethod(Mitigation): ...", MitigationError)
 DETECTOR = PluginKind(Detector, "detector", "detector", "class MyDetector(Detector): ...", DetectorError)
-KINDS = (MITIGATION, DETECTOR)
+EXTRACTION = PluginKind(ExtractionMethod, "extraction method", "extraction",
+                        "class MyAttack(ExtractionMethod): ...", ExtractionError)
+KINDS = (MITIGATION, DETECTOR, EXTRACTION)
 
 
 def kind_of(cls: type) -> PluginKind:
@@ -53,7 +56,7 @@ def kind_of(cls: type) -> PluginKind:
     for kind in KINDS:
         if issubclass(cls, kind.base):
             return kind
-    raise TypeError(f"{cls!r} is neither a Mitigation nor a Detector subclass")
+    raise TypeError(f"{cls!r} is not a Mitigation, Detector or ExtractionMethod subclass")
 
 
 def parse_params(items: list[str] | None) -> list[dict[str, str]]:

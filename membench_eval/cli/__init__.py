@@ -25,7 +25,7 @@ import sys
 
 # One module per command group; each defines register(subparsers) -> None.
 _COMMAND_MODULES = ["data", "generate", "sscd", "run", "report", "detect", "search", "store", "reference", "suite",
-                    "attribute", "attack"]
+                    "attribute", "attack", "extract"]
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 70, 130
 
