@@ -5,7 +5,7 @@ method's name, parameters and source hash, the model's identity, n, seed and ste
 embeds them with SSCD, takes the (n x training-set) similarity matrix and scores it with the ONE
 AMS/UMS implementation (``metrics.memorization.memorization_scores``). Every method gets the same
 n, so UMS (which depends on n) is comparable across methods. Intervals are over seeds
-(``table.seed_interval``).
+(``stats.seeds.seed_interval``).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class ExtractionResult:
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready: per band mean and interval over seeds, and the per-seed figures."""
-        from membench_eval.extraction.table import seed_interval
+        from membench_eval.stats.seeds import seed_interval
         from membench_eval.metrics.memorization import BAND_NAMES
 
         bands = self.per_seed[0].scores.bands

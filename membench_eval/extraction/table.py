@@ -8,7 +8,6 @@ marked ``n=1``. Rows must share N: UMS divides by N, so rows of different N are 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,24 +17,6 @@ from membench_eval.metrics.memorization import BAND_NAMES
 
 if TYPE_CHECKING:
     from membench_eval.extraction.run import ExtractionResult
-
-CONFIDENCE = 0.95
-
-
-def seed_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> dict[str, float | int]:
-    """``{"mean", "low", "high", "n"}``: mean and t-interval over seeds, clipped to [0, 1]."""
-    from scipy import stats
-
-    v = [float(x) for x in values]
-    if not v:
-        raise ValueError("no per-seed values")
-    mean = sum(v) / len(v)
-    if len(v) == 1:
-        return {"mean": mean, "low": mean, "high": mean, "n": 1}
-    sd = math.sqrt(sum((x - mean) ** 2 for x in v) / (len(v) - 1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(v) - 1)) * sd / math.sqrt(len(v))
-    return {"mean": mean, "low": max(0.0, mean - half), "high": min(1.0, mean + half), "n": len(v)}
-
 
 def _cell(est: dict[str, float | int]) -> str:
     return f"{est['mean']:.3f} [{est['low']:.3f}, {est['high']:.3f}]"
