@@ -325,7 +325,6 @@ def _short(text: str) -> str:
 
 
 def _write_json(path: Path, obj: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    from membench_eval.store.atomic import write_atomic
+
+    write_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")

@@ -179,12 +179,11 @@ def write_table(table: AttackTable, out_dir: str | Path, stem: str, store_root: 
     files = [(md_path, to_markdown(table)), (json_path, text_json)]
     if store_root is not None:
         stored = attack_table_path(store_root, stem, table.metadata["seed"])
-        stored.parent.mkdir(parents=True, exist_ok=True)
         files.append((stored, text_json))
+    from membench_eval.store.atomic import write_atomic
+
     for path, text in files:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(path, text)
     return md_path, json_path
 
 

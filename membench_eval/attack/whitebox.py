@@ -22,6 +22,7 @@ and one backward pass over two UNet rows).
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -155,8 +156,9 @@ def stored_embedding(store_root: Path, key_fields: dict[str, Any], compute: Any)
         saved = torch.load(path, map_location="cpu", weights_only=True)
         return saved["embeds"], list(saved["history"].tolist()), False
     embeds, history = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"embeds": embeds.detach().to("cpu"), "history": torch.tensor(history, dtype=torch.float64)}, tmp)
-    tmp.replace(path)
+    from membench_eval.store.atomic import write_atomic
+
+    buf = io.BytesIO()
+    torch.save({"embeds": embeds.detach().to("cpu"), "history": torch.tensor(history, dtype=torch.float64)}, buf)
+    write_atomic(path, buf.getvalue())
     return embeds, history, True

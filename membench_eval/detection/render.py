@@ -123,13 +123,13 @@ def plot_roc(board: DetectionLeaderboard, path: str | Path) -> Path:
 
 def write_detection_leaderboard(board: DetectionLeaderboard, out_dir: str | os.PathLike) -> dict[str, Path]:
     """Write the three files atomically; returns ``{"md", "json", "png"}`` paths."""
-    from membench_eval.report.output import _atomic_write
+    from membench_eval.store.atomic import write_atomic
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"md": out / f"{board.name}.detect.md", "json": out / f"{board.name}.detect.json",
              "png": out / f"{board.name}.roc.png"}
-    _atomic_write(paths["json"], json.dumps(to_json(board), indent=1, ensure_ascii=False) + "\n")
-    _atomic_write(paths["md"], to_markdown(board))
+    write_atomic(paths["json"], json.dumps(to_json(board), indent=1, ensure_ascii=False) + "\n")
+    write_atomic(paths["md"], to_markdown(board))
     plot_roc(board, paths["png"])
     return paths

@@ -18,7 +18,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -26,16 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from membench_eval.store.keys import canonical_json
+from membench_eval.store.atomic import write_atomic
+from membench_eval.store.keys import image_key
 from membench_eval.store.run_store import open_store_root
 
 AREA = "extraction"
 CACHE_SCHEME = "membench-extraction-cache/v1"
-
-
-def stage_key(fields: dict[str, Any]) -> str:
-    """64 hex characters: sha256 of the canonical JSON of ``fields``."""
-    return hashlib.sha256(canonical_json(fields).encode("utf-8")).hexdigest()
 
 
 class StageCache:
@@ -59,7 +54,7 @@ class StageCache:
         if not stage.replace("_", "").replace("-", "").isalnum():
             raise ValueError(f"stage name {stage!r}: use letters, digits, '-' and '_'")
         full = {"scheme": CACHE_SCHEME, "stage": stage, **fields}
-        key = stage_key(full)
+        key = image_key(full)
         found = self._read(stage, key, full)
         if found is not None:
             self.reused[stage] += 1
@@ -78,7 +73,7 @@ class StageCache:
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             blob = data_path.read_bytes()
-            if meta.get("key") != key or stage_key(meta.get("fields", {})) != key:
+            if meta.get("key") != key or image_key(meta.get("fields", {})) != key:
                 raise ValueError("key does not match its fields")
             if hashlib.sha256(blob).hexdigest() != meta.get("npz_sha256"):
                 raise ValueError("npz content does not match its recorded sha256")
@@ -90,21 +85,9 @@ class StageCache:
 
     def _write(self, stage: str, key: str, fields: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         data_path, meta_path = self.paths(stage, key)
-        data_path.parent.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         blob = buf.getvalue()
         meta = {"key": key, "fields": fields, "npz_sha256": hashlib.sha256(blob).hexdigest()}
-        _write_atomic(data_path, blob)
-        _write_atomic(meta_path, (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode("utf-8"))
-
-
-def _write_atomic(path: Path, blob: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(blob)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        write_atomic(data_path, blob)
+        write_atomic(meta_path, (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode("utf-8"))

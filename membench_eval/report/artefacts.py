@@ -22,7 +22,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from membench_eval.report.output import _atomic_write, write_leaderboard
+from membench_eval.report.output import write_leaderboard
+from membench_eval.store.atomic import write_atomic
 from membench_eval.report.render import to_markdown
 
 if TYPE_CHECKING:
@@ -127,7 +128,7 @@ def write_report(
 
     html_path = md_path.parent / f"{stem}.html"
     rel = files.name
-    _atomic_write(md_path, to_markdown(board).rstrip() + "\n\n" + _links_markdown(out, rel, html_path.name))
+    write_atomic(md_path, to_markdown(board).rstrip() + "\n\n" + _links_markdown(out, rel, html_path.name))
     from membench_eval.report.html import write_html
 
     links = {"markdown": md_path.name, "JSON": json_path.name, "LaTeX": out.latex.name, "CSV": out.csv.name}

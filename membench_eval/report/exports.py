@@ -98,9 +98,9 @@ def _num(x: float | None) -> str:
 
 def write_exports(board: "Leaderboard", md_path: Path) -> tuple[Path, Path]:
     """``<stem>.tex`` and ``<stem>.csv`` beside ``md_path`` (``<stem>.md``), written atomically."""
-    from membench_eval.report.output import _atomic_write
+    from membench_eval.store.atomic import write_atomic
 
     tex, csv_path = md_path.with_suffix(".tex"), md_path.with_suffix(".csv")
-    _atomic_write(tex, to_latex(board))
-    _atomic_write(csv_path, to_csv(board))
+    write_atomic(tex, to_latex(board))
+    write_atomic(csv_path, to_csv(board))
     return tex, csv_path

@@ -198,7 +198,7 @@ def _gallery_html(board: "Leaderboard", files_dir: str, galleries: Mapping[str, 
 
 
 def write_html(board: "Leaderboard", path: Path, **kwargs: Any) -> Path:
-    from membench_eval.report.output import _atomic_write
+    from membench_eval.store.atomic import write_atomic
 
-    _atomic_write(path, to_html(board, **kwargs))
+    write_atomic(path, to_html(board, **kwargs))
     return path

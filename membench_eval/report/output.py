@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from membench_eval.report.leaderboard import Leaderboard
 from membench_eval.report.render import to_markdown
+from membench_eval.store.atomic import write_atomic
 
 # 2: reference comparability, row completeness, few_clusters, delta_reason. Added since, without a
 # version bump (additive, older readers ignore them): "memorization" (AMS/UMS bands), "paper" (the
@@ -88,20 +88,6 @@ def write_leaderboard(board: Leaderboard, out_dir: str | os.PathLike, *, failed:
     if failed:
         stem += ".failed"
     md_path, json_path = out / f"{stem}.md", out / f"{stem}.json"
-    _atomic_write(json_path, json.dumps(to_json(board), indent=1, sort_keys=False, default=str) + "\n")
-    _atomic_write(md_path, to_markdown(board))
+    write_atomic(json_path, json.dumps(to_json(board), indent=1, sort_keys=False, default=str) + "\n")
+    write_atomic(md_path, to_markdown(board))
     return md_path, json_path
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is as readable as any file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from membench_eval.errors import StoreError
-from membench_eval.store.run_store import RunStore, _atomic_write
+from membench_eval.store.atomic import write_atomic
+from membench_eval.store.run_store import RunStore
 
 
 @dataclass
@@ -123,7 +124,7 @@ def prune(store: RunStore, *, dry_run: bool = False) -> PruneReport:
             kept = [line for line in lines if not _is_stale_line(line, keys)]
             setattr(report, counter, getattr(report, counter) + len(lines) - len(kept))
             if len(kept) != len(lines) and not dry_run:
-                _atomic_write(shard, b"".join(kept))
+                write_atomic(shard, b"".join(kept))
     for key in sorted(stale):
         path = store.image_path(key)
         if path.exists():

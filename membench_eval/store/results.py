@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from membench_eval.store.atomic import write_atomic
 from membench_eval.store.keys import canonical_json, image_key
 
 AREA = "analysis"
@@ -47,15 +48,9 @@ class ResultStore:
         path = self.path(fields)
         doc = {"key": path.stem, "fields": json.loads(canonical_json(fields)), "result": json.loads(canonical_json(result))}
         doc["sha256"] = _digest(doc)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(path, json.dumps(doc, ensure_ascii=False, indent=1) + "\n")
         return path
 
 
 def _digest(doc: dict[str, Any]) -> str:
-    import hashlib
-
-    body = {k: v for k, v in doc.items() if k != "sha256"}
-    return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
+    return image_key({k: v for k, v in doc.items() if k != "sha256"})

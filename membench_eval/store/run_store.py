@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from membench_eval.errors import DataError, StoreError
+from membench_eval.store.atomic import write_atomic
 from membench_eval.store.claims import Claims
 from membench_eval.store.jsonl import AppendOnlyJsonl, read_new_rows, json_default
 from membench_eval.store.keys import canonical_json, image_key
@@ -110,7 +111,7 @@ def check_store_format(root: Path) -> None:
                 "code, so none can be reused safely: use a new --store folder (or delete this one)")
         return
     try:
-        _atomic_write(marker, json.dumps({"format": STORE_FORMAT, "version": STORE_VERSION}).encode())
+        write_atomic(marker, json.dumps({"format": STORE_FORMAT, "version": STORE_VERSION}).encode())
     except OSError as exc:
         raise StoreError(f"{marker}: cannot write the store marker ({exc.strerror or exc})") from None
 
@@ -332,7 +333,7 @@ class RunStore:
 
     def _write_image(self, key: str, data: bytes, digest: str, row: dict[str, Any]) -> dict[str, Any]:
         path = self.image_path(key)
-        _atomic_write(path, data)
+        write_atomic(path, data)
         full = {
             "key": key,
             **row,
@@ -412,16 +413,3 @@ class RunStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same directory, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -1,0 +1,27 @@
+"""One atomic file write for every store area: a temporary file beside the target, then a rename.
+
+Why: a killed run (Ctrl-C, kill -9, a full disk) must leave each file whole or absent, and two
+processes writing the same file (xdist workers, Ray actors) must not share a temporary name.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write ``data`` (``str``: UTF-8) to ``path`` via a uniquely named temporary file in the same
+    folder (created if missing), renamed over ``path``; the temporary file never outlives a failure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = data.encode("utf-8") if isinstance(data, str) else data
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(blob)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
