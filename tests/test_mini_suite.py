@@ -11,7 +11,7 @@ import pytest
 
 from membench_eval import paths
 from membench_eval.errors import DataError, MissingWeightsError
-from membench_eval.suites.mini import load_mini_suite, resolve_mini_url
+from membench_eval.suites.mini import load_mini_suite
 from membench_eval.suites.types import memorized_image_id
 
 MINI = paths.MINI_DIR
@@ -57,7 +57,7 @@ def test_mini_csv_is_membench_format_and_ids_come_from_urls() -> None:
     for row, prompt in zip(rows[1:], suite.trigger.prompts):
         assert row[1] == prompt.text
         assert prompt.memorized_ids == (memorized_image_id(row[2]),)
-        assert resolve_mini_url(row[2], MINI) == Path(suite.memorized[prompt.memorized_ids[0]].source)
+        assert MINI / "references" / row[2].removeprefix("mini://") == Path(suite.memorized[prompt.memorized_ids[0]].source)
 
 
 def test_general_prompts_were_not_training_captions() -> None:

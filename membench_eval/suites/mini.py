@@ -2,7 +2,7 @@
 
 Why: no CI runner has SD 1.4 weights, yet the whole path (generate, score, mitigate, report) must
 run for real. ``benchmark_data/mini/`` ships a tiny trained pipeline, MemBench-format trigger
-prompts whose ``urls`` are ``mini://<file>`` references (resolved to ``references/<file>``), and
+prompts whose ``urls`` are ``mini://<file>`` references (resolved to ``references/<file>`` by ``suite.toml``'s ``reference_scheme``), and
 general prompts in COCO's role. Built by ``benchmark_data/mini/build.py``; see its README.
 No heavy imports here: loading the suite only reads small text files.
 """
@@ -15,20 +15,8 @@ from membench_eval import paths
 from membench_eval.errors import MissingWeightsError
 from membench_eval.suites.types import Suite
 
-MINI_URL_SCHEME = "mini://"
 SUITE_FILE = "suite.toml"
-REFERENCE_DIR = "references"
 MODEL_DIR = "model"
-
-def resolve_mini_url(url: str, root: Path) -> Path:
-    """``mini://astronaut.png`` -> ``<root>/references/astronaut.png`` (no path escapes): what the
-    suite file's ``reference_scheme = "mini://"`` means, for the build scripts and tests."""
-    if not url.startswith(MINI_URL_SCHEME):
-        raise ValueError(f"not a {MINI_URL_SCHEME} reference: {url!r}")
-    name = url[len(MINI_URL_SCHEME):]
-    if not name or "/" in name or "\\" in name or name in (".", ".."):
-        raise ValueError(f"bad {MINI_URL_SCHEME} reference: {url!r}")
-    return root / REFERENCE_DIR / name
 
 
 def load_mini_suite(root: Path = paths.MINI_DIR) -> Suite:

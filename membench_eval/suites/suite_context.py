@@ -27,6 +27,7 @@ class SuiteFileContext:
         self.path, self.data_dir, self.builtin = path, data_dir, builtin
         self.base = base if base is not None else path.parent
         self.read: dict[str, str] = {}  # file -> sha256 (the files in the suite's content hash)
+        self.hashing = True  # False for a suite without a content hash: read files, hash none
 
     def error(self, key: str, message: str) -> DataError:
         return DataError(self.path, message, field=key)
@@ -77,6 +78,6 @@ class SuiteFileContext:
                 raise self.error(key, f"{value!r}: folder {found} does not exist")
         elif not found.is_file():
             raise self.error(key, f"{value!r}: file {found} does not exist")
-        elif hashed:
+        elif hashed and self.hashing:
             self.hash_file(found)
         return found

@@ -139,6 +139,7 @@ def load_suite_file(path: str | os.PathLike, data_dir: Any = None, *, builtin: b
     if not name or "+" in name or "/" in name or "\\" in name or name in reserved:
         raise ctx.error("name", f"{name!r} is not a usable suite name (empty, has '+', '/', or is a built-in: "
                         f"{', '.join(sorted(reserved))})")
+    ctx.hashing = not (builtin and name in UNHASHED_BUILTINS)
     if "model" not in doc:
         raise ctx.error("model", "missing required table [model] (id = hub id, or path = local folder)")
     model, revision = _model(ctx, tables["model"])
@@ -167,8 +168,7 @@ def load_suite_file(path: str | os.PathLike, data_dir: Any = None, *, builtin: b
         clip_pretrained = str(ctx.file(clip_pretrained, "scoring.clip_pretrained", hashed=False, must_exist=not lenient))
     gallery = ctx.get(tables["reference"], "gallery", str, "reference")
     digest = hashlib.sha256(json.dumps({"suite_file": hashlib.sha256(raw).hexdigest(),
-                                        "files": sorted(ctx.read.values())}).encode()).hexdigest()
-    unhashed = builtin and name in UNHASHED_BUILTINS
+                                        "files": sorted(ctx.read.values())}).encode()).hexdigest() if ctx.hashing else None
     return Suite(
         name=name, model=model, trigger=trigger, general=general, memorized=memorized,
         targets=_targets(ctx, tables["targets"]), reference_dir=reference_dir,
@@ -178,7 +178,7 @@ def load_suite_file(path: str | os.PathLike, data_dir: Any = None, *, builtin: b
         # (a built-in's copy may lack it: it is only read for the computed reference row).
         reference_gallery=None if gallery is None else ctx.file(gallery, "reference.gallery", folder=True,
                                                                 must_exist=not builtin),
-        revision=revision, source_file=None if unhashed else str(path), content_sha256=None if unhashed else digest,
+        revision=revision, source_file=str(path) if ctx.hashing else None, content_sha256=digest,
         argument=None if builtin else str(path),
         allow_missing_quality_weights=lenient,
     )

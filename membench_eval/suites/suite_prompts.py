@@ -130,10 +130,13 @@ def _reference(ctx: SuiteFileContext, file: Path, row: Any, field: str, cell: st
     target = folder / name
     if not target.is_file():
         raise DataError(file, f"reference {cell!r} points nowhere: {target} does not exist", row=row, field=field)
-    digest = ctx.hash_file(target)
     # Without a scheme the id is the content's, not the name's: a same-named file with other bytes is
     # another image. With one, the id is the cell's (a URL-like name, as the mini's mini://<file>).
-    return MemorizedImage(memorized_image_id(cell if scheme else "sha256:" + digest), str(target))
+    if scheme is None:
+        return MemorizedImage(memorized_image_id("sha256:" + ctx.hash_file(target)), str(target))
+    if ctx.hashing:
+        ctx.hash_file(target)
+    return MemorizedImage(memorized_image_id(cell), str(target))
 
 
 def general_set(ctx: SuiteFileContext, table: dict[str, Any], name: str) -> PromptSet:
