@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from membench_eval.scaleout import RAY_ACTORS_HELP, RAY_ADDRESS_HELP
+
 if TYPE_CHECKING:
     from membench_eval.evaluation import Evaluation, MethodSpec, Plan
     from membench_eval.gates import GateResult
@@ -76,10 +78,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--membench-engine", choices=["local", "ray"], default="local",
                     help="local: the items compute (default; -n N spreads them over devices); ray: actor pools "
                          "on a Ray cluster fill the store first, then the items read it (pip install -e '.[ray]')")
-    group.addoption("--membench-ray-address", default=None, metavar="ADDR",
-                    help="Ray cluster to join (auto, ray://head:10001); default: start a local one")
-    group.addoption("--membench-ray-actors", type=int, default=None, metavar="N",
-                    help="Ray actors per stage (default: one per GPU of the cluster, else one per CPU)")
+    group.addoption("--membench-ray-address", default=None, metavar="ADDR", help=RAY_ADDRESS_HELP)
+    group.addoption("--membench-ray-actors", type=int, default=None, metavar="N", help=RAY_ACTORS_HELP)
 
 
 def _options(config: pytest.Config):

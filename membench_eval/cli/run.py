@@ -12,6 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from membench_eval.scaleout import RAY_ACTORS_HELP, RAY_ADDRESS_HELP
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -49,10 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: this process (default); ray: actor pools on a Ray cluster, one pipeline per "
                         "device, into the same store (pip install -e '.[ray]'; README: Scale out)")
-    p.add_argument("--ray-address", default=None, metavar="ADDR",
-                   help="Ray cluster to join (auto, ray://head:10001); default: start a local one")
-    p.add_argument("--ray-actors", type=int, default=None, metavar="N",
-                   help="actors per stage (default: one per GPU of the cluster, else one per CPU)")
+    p.add_argument("--ray-address", default=None, metavar="ADDR", help=RAY_ADDRESS_HELP)
+    p.add_argument("--ray-actors", type=int, default=None, metavar="N", help=RAY_ACTORS_HELP)
     p.set_defaults(func=run)
 
 
