@@ -23,11 +23,8 @@ from membench_eval.generation.batch import _execution_device, _method_error, met
 from membench_eval.generation.settings import GenerationSettings
 from membench_eval.mitigation import ImageRequest, Mitigation
 from membench_eval.store.jsonl import dumps_line
-from membench_eval.store.keys import image_key, key_fields
+from membench_eval.store.keys import GENERATION_CODE_VERSION, image_key, key_fields
 
-# Version of the generation code path (engine + Mitigation API): part of every image key. Bump it
-# when a change of this code changes pixels; v2: every pipeline call padded to a fixed shape.
-GENERATION_CODE_VERSION = "membench-generation/v2"
 # prompt_id of the throw-away requests that pad a short batch to the run's fixed shape.
 PADDING_PROMPT_ID = "__membench_padding__"
 

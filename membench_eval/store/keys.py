@@ -20,6 +20,11 @@ import math
 from typing import Any
 
 KEY_SCHEME = "membench-key/v2"
+# Version of the generation code path (engine + Mitigation API): part of every image key. Bump it
+# when a change of this code changes pixels; v2: every pipeline call padded to a fixed shape.
+# It lives here, with the key scheme, so the store can tell stale images without importing the
+# generation engine (the store sits below generation).
+GENERATION_CODE_VERSION = "membench-generation/v2"
 
 
 def canonical_json(obj: Any) -> str:

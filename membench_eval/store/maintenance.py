@@ -44,8 +44,7 @@ class PruneReport:
 
 def stale_reason(row: dict[str, Any], fingerprints: dict[str, str | None]) -> str | None:
     """Why the image of ``row`` can never be reused, or None when it is current."""
-    from membench_eval.generation.engine import GENERATION_CODE_VERSION
-    from membench_eval.store.keys import KEY_SCHEME
+    from membench_eval.store.keys import GENERATION_CODE_VERSION, KEY_SCHEME
 
     if row.get("scheme") != KEY_SCHEME:
         return f"key scheme {row.get('scheme')!r} (current {KEY_SCHEME})"
