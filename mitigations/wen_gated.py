@@ -95,7 +95,7 @@ class WenGated(WenEmbeddingOptimization):
         from membench_eval.generation.pipeline import is_model
         from membench_eval.paths import MINI_DIR
         from membench_eval.suites import get_suite
-        from membench_eval.suites.download import resolve_file
+        from membench_eval.fetch.download import resolve_file
         from membench_eval.suites.loaders import load_prompt_lines
 
         source = self.calibration

@@ -15,7 +15,7 @@ from typing import Iterator
 import pytest
 
 from membench_eval.errors import DataError
-from membench_eval.suites.download import (
+from membench_eval.fetch.download import (
     ManifestEntry,
     UnverifiedFileWarning,
     load_manifest,

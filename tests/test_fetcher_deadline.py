@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from membench_eval.errors import MembenchError
-from membench_eval.suites.download import DownloadTimeout, download_url
+from membench_eval.fetch.download import DownloadTimeout, download_url
 from membench_eval.suites.references import (
     FetchSettings,
     FetchSettingsError,

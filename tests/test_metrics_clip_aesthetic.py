@@ -126,7 +126,7 @@ def test_missing_aesthetic_head_names_the_file(tiny_clip, tmp_path, monkeypatch)
     def offline(name, *args, **kwargs):
         raise DataError(name, "not found (test: no download)")
 
-    monkeypatch.setattr("membench_eval.suites.download.resolve_file", offline)
+    monkeypatch.setattr("membench_eval.fetch.download.resolve_file", offline)
     model, preprocess, _ = tiny_clip
     with pytest.raises(MissingWeightsError, match=r"sac\+logos\+ava1-l14-linearMSE.pth.*head=PATH"):
         AestheticScorer.from_open_clip(model, preprocess)

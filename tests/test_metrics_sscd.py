@@ -121,7 +121,7 @@ def test_disc_large_missing_or_foreign_file_names_how_to_get_it(tmp_path, monkey
     def offline(name, *args, **kwargs):
         raise DataError(name, "not found (test: no download)")
 
-    monkeypatch.setattr("membench_eval.suites.download.resolve_file", offline)
+    monkeypatch.setattr("membench_eval.fetch.download.resolve_file", offline)
     with pytest.raises(MissingWeightsError, match="sscd_disc_large.torchscript.pt.*dl.fbaipublicfiles.com.*weights=PATH"):
         load_sscd("disc_large")
     with pytest.raises(MissingWeightsError, match="not found"):

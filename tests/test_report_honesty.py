@@ -122,7 +122,7 @@ def test_no_comparable_target_omits_the_reference_row_and_says_why() -> None:
 
 def test_sd1_targets_name_the_papers_models() -> None:
     from membench_eval.metrics.clip_score import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
-    from membench_eval.metrics.sscd import SSCD_BACKENDS
+    from membench_eval.metrics.backends import SSCD_BACKENDS
 
     assert SD1_TARGETS.sscd_backend == "disc_large" and SD1_TARGETS.sscd_backend in SSCD_BACKENDS
     assert (SD1_TARGETS.clip_model, SD1_TARGETS.clip_pretrained) == (DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED)

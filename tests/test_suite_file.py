@@ -178,7 +178,7 @@ def test_references_from_a_caption_jsonl(folder: Path) -> None:
 def test_webster_suites(shared_data_dir: Path, tmp_path: Path) -> None:
     """Webster's lists as built-in suite files: counts, references from Wen's URLs, provenance."""
     from membench_eval.suites import list_suites
-    from membench_eval.suites.download import MANIFEST_PATH
+    from membench_eval.fetch.download import MANIFEST_PATH
 
     assert {"sd1_mem345", "sd2_mem219"} <= set(list_suites())
     sd1, sd2 = get_suite("sd1_mem345", shared_data_dir), get_suite("sd2_mem219", shared_data_dir)

@@ -180,7 +180,7 @@ def train_mini_clip(data, vae, out: Path, *, to_tensor, to_uint8, seed: int, ste
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
     save_file(state, folder / WEIGHTS_FILE)
     (folder / WEIGHTS_FILE).chmod(0o644)  # save_file writes 0600; shipped files are world-readable
-    from membench_eval.suites.download import file_sha256
+    from membench_eval.fetch.download import file_sha256
 
     digest = file_sha256(folder / WEIGHTS_FILE)
     (folder / CHECKSUMS_FILE).write_text(json.dumps({WEIGHTS_FILE: digest}, indent=1) + "\n")

@@ -50,8 +50,8 @@ REPO = HERE.parents[1]
 if str(REPO) not in sys.path:  # run as a script from a source checkout
     sys.path.insert(0, str(REPO))
 
+from membench_eval.fetch.download import file_sha256
 from membench_eval.search.tiny_mlm import SPECIAL_TOKENS, nested_strings, split_words
-from membench_eval.suites.download import file_sha256
 
 if TYPE_CHECKING:
     import numpy as np

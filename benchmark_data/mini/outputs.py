@@ -86,7 +86,7 @@ def write_gallery(data: Dataset, out: Path, n_general: int = 132) -> None:
     plus center crops of bundled photos the model never saw, and NO memorized photo. The harness
     retrieves from it by text (mini CLIP) to compute mini's reference row, in the role of
     MemBench's Google image search. ``manifest.json`` lists every file with its sha256."""
-    from membench_eval.suites.download import file_sha256
+    from membench_eval.fetch.download import file_sha256
 
     folder = out / "gallery"
     folder.mkdir(parents=True, exist_ok=True)

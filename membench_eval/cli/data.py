@@ -79,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def summary_counts(data_dir: str | None = None, cache: str | None = None) -> dict[str, int]:
     """Counts of every upstream prompt file (each file parsed and validated in full)."""
-    from membench_eval.suites.download import resolve_file
+    from membench_eval.fetch.download import resolve_file
     from membench_eval.suites.loaders import (
         load_caption_jsonl,
         load_coco_prompts,
@@ -110,7 +110,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 def cmd_files(args: argparse.Namespace) -> int:
     from membench_eval.errors import DataError
-    from membench_eval.suites.download import load_manifest, resolve_file
+    from membench_eval.fetch.download import load_manifest, resolve_file
 
     failed = 0
     for name, entry in load_manifest().items():

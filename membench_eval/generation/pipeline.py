@@ -137,7 +137,7 @@ def directory_content_hash(path: str | os.PathLike) -> str:
     copy is hashed once, not at every run.
     """
     from membench_eval.paths import cache_dir
-    from membench_eval.suites.download import file_sha256
+    from membench_eval.fetch.download import file_sha256
 
     root = Path(path).resolve()
     cache_file = cache_dir() / "file-sha256.json"

@@ -113,7 +113,7 @@ class ClipScorer:
         path = Path(pretrained).expanduser()
         if not (os.sep in pretrained and path.is_file()):
             return pretrained
-        from membench_eval.suites.download import file_sha256  # memoised per (path, size, mtime)
+        from membench_eval.fetch.download import file_sha256  # memoised per (path, size, mtime)
 
         return f"{path.name}@sha256:{file_sha256(path)[:16]}"
 

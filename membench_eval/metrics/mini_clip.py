@@ -16,8 +16,8 @@ import json
 from pathlib import Path
 
 from membench_eval.errors import MissingWeightsError
+from membench_eval.fetch.download import require_sha256
 from membench_eval.paths import MINI_DIR
-from membench_eval.suites.download import require_sha256
 
 MINI_CLIP_MODEL = "mini-clip"
 MINI_CLIP_DIR = MINI_DIR / "clip"

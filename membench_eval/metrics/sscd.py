@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from membench_eval.errors import MissingWeightsError
+from membench_eval.fetch.download import file_sha256
+from membench_eval.metrics.backends import SSCD_BACKENDS
 from membench_eval.metrics.preprocessing import (
     SSCD_PREPROCESSING,
     ImageLike,
@@ -33,12 +35,10 @@ from membench_eval.metrics.preprocessing import (
     sscd_preprocess,
 )
 from membench_eval.metrics.weights import SSCD_DISC_LARGE, resolve_weights
-from membench_eval.suites.download import file_sha256
 
 if TYPE_CHECKING:
     import torch
 
-SSCD_BACKENDS: tuple[str, ...] = ("disc_large", "disc_mixup_onnx")
 DEFAULT_BATCH_SIZE = 16
 
 

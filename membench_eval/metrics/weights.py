@@ -1,5 +1,5 @@
 """Where scorer weights come from: an explicit path, else the suite manifest's verified resolver
-(``membench_eval.suites.download.resolve_file``: data dir, then cache, then a sha256-checked
+(``membench_eval.fetch.download.resolve_file``: data dir, then cache, then a sha256-checked
 download).
 
 One resolver for every metric, so a missing file always gives the same error naming the file,
@@ -50,7 +50,7 @@ def resolve_weights(spec: WeightsFile, explicit: str | os.PathLike | None = None
         if not path.is_file():
             raise MissingWeightsError(f"{spec.key}: weights file not found at {path} (download {spec.url})")
         return path
-    from membench_eval.suites.download import resolve_file
+    from membench_eval.fetch.download import resolve_file
 
     try:
         return Path(resolve_file(spec.key, download=download))

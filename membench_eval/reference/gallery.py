@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from membench_eval.errors import DataError, MissingWeightsError
-from membench_eval.suites.download import file_sha256
+from membench_eval.fetch.download import file_sha256
 
 # A retrieved image whose best SSCD to any memorized image exceeds this is counted as a copy of it
 # (MemBench's own "SSCD > 0.5" copy threshold).

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from membench_eval.errors import MissingWeightsError
+from membench_eval.fetch.download import require_sha256
 from membench_eval.paths import MINI_DIR
-from membench_eval.suites.download import require_sha256
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase

@@ -35,7 +35,7 @@ from typing import Callable, Iterable
 
 from membench_eval.errors import DataError, MembenchError
 from membench_eval.paths import cache_dir
-from membench_eval.suites.download import Deadline, DownloadTimeout, iter_body
+from membench_eval.fetch.download import Deadline, DownloadTimeout, iter_body
 from membench_eval.suites.loaders import _is_http_url, _read_text
 from membench_eval.suites.types import MemorizedImage, Suite, memorized_image_id
 

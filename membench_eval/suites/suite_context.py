@@ -52,7 +52,7 @@ class SuiteFileContext:
                 raise self.error(where, f"unknown key (value {table[key]!r}); known keys: {', '.join(sorted(allowed))}")
 
     def hash_file(self, path: Path) -> str:
-        from membench_eval.suites.download import file_sha256
+        from membench_eval.fetch.download import file_sha256
 
         return self.read.setdefault(str(path), file_sha256(path))
 
@@ -60,7 +60,7 @@ class SuiteFileContext:
         """``value`` as a path (relative to ``base``, or ``manifest:<key>``) that must exist (unless
         not ``must_exist``); a ``hashed`` file is part of the suite's content hash."""
         if value.startswith("manifest:"):
-            from membench_eval.suites.download import resolve_file
+            from membench_eval.fetch.download import resolve_file
 
             try:
                 found = Path(resolve_file(value[len("manifest:"):], self.data_dir))

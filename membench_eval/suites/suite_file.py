@@ -228,7 +228,7 @@ def _generation(ctx: SuiteFileContext, table: dict[str, Any]) -> dict[str, objec
 
 
 def _check_sscd(ctx: SuiteFileContext, name: str, key: str) -> None:
-    from membench_eval.metrics.sscd import SSCD_BACKENDS
+    from membench_eval.metrics.backends import SSCD_BACKENDS
 
     if name not in SSCD_BACKENDS:
         raise ctx.error(key, f"{name!r} is not an SSCD backend; known: {', '.join(SSCD_BACKENDS)}")
