@@ -27,7 +27,8 @@ from membench_eval.reference.image_search import (
     download_hits,
     search_prompts,
 )
-from membench_eval.suites.references import FetchSettings, ReferenceStore
+from membench_eval.suites.fetch_settings import FetchSettings
+from membench_eval.suites.reference_store import ReferenceStore
 from tests.loopback_http import LoopbackServer, QuietHandler
 
 KEY = "AIzaTEST-secret_key+/=42"  # URL-encodes differently from its raw form
