@@ -27,7 +27,7 @@ import numpy as np
 
 from membench_eval.store.atomic import write_atomic
 from membench_eval.store.keys import image_key
-from membench_eval.store.run_store import open_store_root
+from membench_eval.store.format import open_store_root
 
 AREA = "extraction"
 CACHE_SCHEME = "membench-extraction-cache/v1"

@@ -25,7 +25,7 @@ from typing import Any
 from membench_eval.errors import DataError
 from membench_eval.store.jsonl import AppendOnlyJsonl, read_new_rows, dumps_line
 from membench_eval.store.keys import image_key
-from membench_eval.store.run_store import default_shard_id, open_store_root, row_checksum
+from membench_eval.store.format import default_shard_id, open_store_root, row_checksum
 
 DETECTION_KEY_SCHEME = "membench-detection-key/v1"
 AREA = "detections"
