@@ -31,18 +31,15 @@ def _distinguishing(captions: dict, name: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def mini():
-    from membench_eval.generation.pipeline import load_pipeline
-    from membench_eval.generation.settings import GenerationSettings
-    from membench_eval.suites import get_suite
-
-    suite = get_suite("mini")
+def mini(mini):
+    """The shared mini (conftest) plus, per trigger prompt, the words only its photo's captions have."""
+    suite, pipe, settings = mini
     captions = json.loads((MINI_DIR / "training_captions.json").read_text(encoding="utf-8"))
     photos = []
     for p in suite.trigger.prompts:
         name = Path(suite.memorized[p.memorized_ids[0]].source).stem
         photos.append((p, _distinguishing(captions, name)))
-    return suite, load_pipeline(suite.model, device="cpu"), GenerationSettings.for_suite(suite), photos
+    return suite, pipe, settings, photos
 
 
 def _wins(words, effects: np.ndarray, dist: set[str]) -> bool:  # noqa: ANN001

@@ -15,10 +15,8 @@ PROMPTS = ["an astronaut riding a horse", "a cup of coffee", "", "the no limits 
 
 
 @pytest.fixture(scope="module")
-def pipe():
-    from membench_eval.models.tiny import build_random_tiny_pipeline
-
-    return build_random_tiny_pipeline(seed=3)
+def pipe(make_tiny_pipeline):
+    return make_tiny_pipeline(seed=3)
 
 
 def test_single_step_matches_direct_unet_call_at_t999(pipe):

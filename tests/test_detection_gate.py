@@ -68,14 +68,6 @@ def test_score_gate_memoises_per_prompt_text():
 torch = pytest.importorskip("torch")
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    from membench_eval.models.tiny import build_random_tiny_pipeline
-
-    torch.set_num_threads(1)
-    return build_random_tiny_pipeline(seed=0)
-
-
 def test_score_is_the_wen_single_detector_score(pipe):
     from membench_eval.detection.gate import wen_single_step_score_fn
     from membench_eval.detector import DetectionContext, DetectionRequest

@@ -10,16 +10,6 @@ import pytest
 from membench_eval.detection.roc import detection_metrics
 
 
-@pytest.fixture(scope="module")
-def mini():
-    from membench_eval.generation.pipeline import load_pipeline
-    from membench_eval.generation.settings import GenerationSettings
-    from membench_eval.suites import get_suite
-
-    suite = get_suite("mini")
-    return suite, load_pipeline(suite.model, device="cpu"), GenerationSettings.for_suite(suite)
-
-
 def _sides(suite):  # noqa: ANN001
     return [p.text for p in suite.trigger.prompts], [p.text for p in suite.general.prompts]
 

@@ -212,25 +212,15 @@ def test_a_damaged_row_is_reported_and_rescored(tmp_path, text_file):
     assert (again.new, again.scores[0]) == (1, 5.0)
 
 
-@pytest.fixture(scope="module")
-def tiny_pipe():
-    import torch
-
-    from membench_eval.models.tiny import build_random_tiny_pipeline
-
-    torch.set_num_threads(1)
-    return build_random_tiny_pipeline(seed=0)
-
-
-def test_model_detector_batching_order_unet_rows_and_setup(tmp_path, tiny_pipe):
+def test_model_detector_batching_order_unet_rows_and_setup(tmp_path, pipe):
     from membench_eval.detection.run import run_detectors, score_prompts
 
     path = _file(tmp_path, UNET_DETECTOR, "unet_norm.py")
     det = _load(path)
     with _store(tmp_path, "a") as store:
-        a = score_prompts(det, PROMPTS, SETTINGS.replace(batch_size=4), store, pipe=tiny_pipe)
+        a = score_prompts(det, PROMPTS, SETTINGS.replace(batch_size=4), store, pipe=pipe)
     with _store(tmp_path, "b") as store:
-        b = run_detectors([det], PROMPTS[::-1], SETTINGS.replace(batch_size=1), store, load_pipe=lambda: tiny_pipe)[0]
+        b = run_detectors([det], PROMPTS[::-1], SETTINGS.replace(batch_size=1), store, load_pipe=lambda: pipe)[0]
     np.testing.assert_allclose(a.scores, b.scores[::-1], rtol=1e-5)
     assert len(set(np.round(a.scores, 4))) == 5  # prompts (and their seeds) differ
     assert a.unet_rows == [1.0] * 5 and b.unet_rows == [1.0] * 5  # one UNet row per prompt, batched or not
@@ -241,4 +231,4 @@ def test_model_detector_batching_order_unet_rows_and_setup(tmp_path, tiny_pipe):
     with _store(tmp_path, "a") as store:
         with pytest.raises(DetectorError, match=r"detector 'unet_norm timestep=999': needs a model"):
             score_prompts(det, PROMPTS, SETTINGS, store)
-        assert score_prompts(det, PROMPTS, SETTINGS.replace(batch_size=3), store, pipe=tiny_pipe).new == 0
+        assert score_prompts(det, PROMPTS, SETTINGS.replace(batch_size=3), store, pipe=pipe).new == 0

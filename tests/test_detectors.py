@@ -127,31 +127,22 @@ def expected_entropy(a: float) -> float:
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    from membench_eval.models.tiny import build_random_tiny_pipeline
-
-    torch.set_num_threads(1)
-    return build_random_tiny_pipeline(seed=0)
+def tiny(make_tiny_pipeline):
+    return make_tiny_pipeline(seed=0)
 
 
 @pytest.fixture(scope="module")
-def marked():
-    from membench_eval.models.tiny import build_random_tiny_pipeline
-
-    torch.set_num_threads(1)
-    pipe = build_random_tiny_pipeline(seed=0)
+def marked(make_tiny_pipeline):
+    pipe = make_tiny_pipeline(seed=0)
     pipe.unet = MarkedUNet(pipe.unet, _Strengths(pipe, dict(zip(MARKED, STRENGTHS))))
     return pipe
 
 
 @pytest.fixture(scope="module")
-def controlled_attention():
+def controlled_attention(make_tiny_pipeline):
     from diffusers.models.attention_processor import Attention
 
-    from membench_eval.models.tiny import build_random_tiny_pipeline
-
-    torch.set_num_threads(1)
-    pipe = build_random_tiny_pipeline(seed=0)
+    pipe = make_tiny_pipeline(seed=0)
     strength = _Strengths(pipe, dict(zip(MARKED, [0.5, 1.0, 2.0, 3.0, 4.0, 5.0])))
     for name, module in pipe.unet.named_modules():
         if isinstance(module, Attention) and name.endswith("attn2"):

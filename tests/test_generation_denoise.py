@@ -19,13 +19,8 @@ SETTINGS = GenerationSettings(num_inference_steps=3, height=32, width=32, seed=3
 
 
 @pytest.fixture(scope="module")
-def pipe():
-    import torch
-
-    from membench_eval.models.tiny import build_random_tiny_pipeline
-
-    torch.set_num_threads(1)
-    return build_random_tiny_pipeline(seed=2, sample_size=32)
+def pipe(make_tiny_pipeline):
+    return make_tiny_pipeline(seed=2, sample_size=32)
 
 
 def _bare(pipe, requests, guidance_scale):

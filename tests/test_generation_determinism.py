@@ -18,13 +18,8 @@ SETTINGS = GenerationSettings(num_inference_steps=3, height=32, width=32, seed=7
 
 
 @pytest.fixture(scope="module")
-def pipe():
-    import torch
-
-    from membench_eval.models.tiny import build_random_tiny_pipeline
-
-    torch.set_num_threads(1)  # tiny models: one thread avoids OpenMP thrashing on a busy 2-core machine
-    return build_random_tiny_pipeline(seed=1, sample_size=32)
+def pipe(make_tiny_pipeline):
+    return make_tiny_pipeline(seed=1, sample_size=32)
 
 
 def _png_bytes(pipe, tmp_path, name: str, requests, batch_size: int, settings=SETTINGS) -> dict[tuple[str, int], bytes]:

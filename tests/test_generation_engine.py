@@ -20,13 +20,8 @@ SETTINGS = GenerationSettings(num_inference_steps=2, height=32, width=32, seed=3
 
 
 @pytest.fixture(scope="module")
-def pipe():
-    import torch
-
-    from membench_eval.models.tiny import build_random_tiny_pipeline
-
-    torch.set_num_threads(1)  # tiny models: one thread avoids OpenMP thrashing on a busy 2-core machine
-    return build_random_tiny_pipeline(seed=2, sample_size=32)
+def pipe(make_tiny_pipeline):
+    return make_tiny_pipeline(seed=2, sample_size=32)
 
 
 def test_same_images_as_a_bare_diffusers_call_and_rerun_reuses(pipe, tmp_path):

@@ -27,14 +27,6 @@ PROMPTS = [Prompt("p0", "an astronaut in a spacesuit"), Prompt("p1", "a cup of c
 CAPTION = "a memorized caption"
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    from membench_eval.models.tiny import build_random_tiny_pipeline
-
-    torch.set_num_threads(1)
-    return build_random_tiny_pipeline(seed=0)
-
-
 class Injected(AMG):
     """AMG whose setup returns a state built by the test (no suite, no ONNX)."""
 

@@ -27,14 +27,6 @@ def _private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("MEMBENCH_CACHE_DIR", str(tmp_path / "cache"))  # NeMo's statistics file
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    from membench_eval.models.tiny import build_random_tiny_pipeline
-
-    torch.set_num_threads(1)
-    return build_random_tiny_pipeline(seed=0)
-
-
 def _run(pipe, tmp_path, name, batch_size, reverse=False):
     from membench_eval.generation.engine import generate
     from membench_eval.generation.seeding import plan_requests

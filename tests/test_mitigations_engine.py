@@ -14,16 +14,15 @@ MITIGATIONS = Path(__file__).resolve().parent.parent / "mitigations"
 
 
 @pytest.fixture(scope="module")
-def engine_run(tmp_path_factory):
+def engine_run(tmp_path_factory, make_tiny_pipeline):
     from membench_eval.generation.engine import generate
     from membench_eval.generation.seeding import plan_requests
     from membench_eval.generation.settings import GenerationSettings
     from membench_eval.mitigation_loader import load_mitigations
-    from membench_eval.models.tiny import build_random_tiny_pipeline
     from membench_eval.store.run_store import RunStore
     from membench_eval.suites.types import Prompt
 
-    pipe = build_random_tiny_pipeline(seed=0)
+    pipe = make_tiny_pipeline(seed=0)
     processors_before = dict(pipe.unet.attn_processors)
     settings = GenerationSettings(num_inference_steps=3, height=64, width=64, batch_size=3)
     prompts = [Prompt("p0", "a photo of an astronaut riding a horse"), Prompt("p1", "a cup of coffee on a table")]

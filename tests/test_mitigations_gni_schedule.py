@@ -23,14 +23,6 @@ SETTINGS = GenerationSettings(num_inference_steps=4, height=64, width=64, seed=1
 PROMPTS = [Prompt("p0", "an astronaut in a spacesuit"), Prompt("p1", "a cup of coffee on a table")]
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    from membench_eval.models.tiny import build_random_tiny_pipeline
-
-    torch.set_num_threads(1)
-    return build_random_tiny_pipeline(seed=0)
-
-
 def _ctx(seeds, guidance_scale=7.5):
     return hook_context([ImageRequest(f"p{s}", "a prompt", 0, seed=s) for s in seeds], 4, guidance_scale)
 

@@ -60,14 +60,6 @@ def env(tmp_path_factory):
     mp.undo()
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    from membench_eval.models.tiny import build_random_tiny_pipeline
-
-    torch.set_num_threads(1)
-    return build_random_tiny_pipeline(seed=0)
-
-
 def _ctx(prompts, state, guidance=7.5, padding=0):
     reqs = [ImageRequest(f"p{k}", p, 0, seed=k) for k, p in enumerate(prompts)]
     reqs += [ImageRequest("pad", prompts[0], 0, seed=99, padding=True)] * padding

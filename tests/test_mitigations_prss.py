@@ -36,14 +36,6 @@ B = ImageRequest("p1", "a cup of coffee on a table", 0, seed=12)
 FORCED = dict(l_target_ss=0.0, l_target_pr=0.0, mag_thres_pr=1e-3)  # SS to the cap, PR at every step, s_pr = g
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    from membench_eval.models.tiny import build_random_tiny_pipeline
-
-    torch.set_num_threads(1)
-    return build_random_tiny_pipeline(seed=0)
-
-
 def _ctx(pipe, requests):
     ctx = hook_context(requests, STEPS)
     with torch.no_grad():

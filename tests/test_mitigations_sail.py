@@ -33,13 +33,6 @@ KEYS = {"sail_steps", "sail_rounds", "sail_initial_loss", "sail_final_loss", "sa
         "sail_unet_rows"}
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    from membench_eval.models.tiny import build_random_tiny_pipeline
-
-    return build_random_tiny_pipeline(seed=0)
-
-
 def _inputs(pipe, images, padding=()):
     """images: (seed, prompt) per row; rows listed in ``padding`` are padding requests."""
     requests = [ImageRequest(f"p{s}", p, 0, seed=s, padding=k in padding) for k, (s, p) in enumerate(images)]
@@ -182,12 +175,10 @@ def test_a_rows_result_does_not_depend_on_the_other_rows_and_padding_is_untouche
     assert torch.equal(pad_out, pad_in) and pad_record == {}
 
 
-def test_v_prediction_uses_the_score_difference_and_weight_001():
+def test_v_prediction_uses_the_score_difference_and_weight_001(make_tiny_pipeline):
     from diffusers import DDIMScheduler
 
-    from membench_eval.models.tiny import build_random_tiny_pipeline
-
-    vpipe = build_random_tiny_pipeline(seed=0)
+    vpipe = make_tiny_pipeline(seed=0)
     vpipe.scheduler = DDIMScheduler.from_config(vpipe.scheduler.config, prediction_type="v_prediction")
     ctx, cond, uncond, latents = _inputs(vpipe, [(3, A), (4, B)])
     sail.SAIL(threshold=1e9).edit_latents(vpipe, latents, cond, uncond, ctx)

@@ -42,12 +42,11 @@ def test_readme_example_matches_this_test():
     assert README_EXAMPLE.strip() in README.read_text()
 
 
-def test_user_method_runs_end_to_end(tmp_path):
+def test_user_method_runs_end_to_end(tmp_path, make_tiny_pipeline):
     from membench_eval.generation.engine import generate
     from membench_eval.generation.seeding import plan_requests
     from membench_eval.generation.settings import GenerationSettings
     from membench_eval.mitigation_loader import load_mitigation, load_mitigations
-    from membench_eval.models.tiny import build_random_tiny_pipeline
     from membench_eval.store.run_store import RunStore
     from membench_eval.suites.types import Prompt
 
@@ -57,7 +56,7 @@ def test_user_method_runs_end_to_end(tmp_path):
     assert method.label() == "drop_words p=0.3"
     assert [m.label() for m in load_mitigations(method_file, param_items=["p=0.1,0.2"])] == ["drop_words p=0.1", "drop_words p=0.2"]
 
-    pipe = build_random_tiny_pipeline(seed=0)
+    pipe = make_tiny_pipeline(seed=0)
     settings = GenerationSettings(num_inference_steps=2, height=64, width=64, batch_size=4)
     prompts = [Prompt("p0", "a photo of an astronaut riding a horse on the moon"), Prompt("p1", "a cup of coffee")]
     requests = plan_requests(prompts, 2, run_seed=0)

@@ -17,13 +17,6 @@ IMAGES = 2
 STEPS = 10
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    from membench_eval.models.tiny import build_random_tiny_pipeline
-
-    return build_random_tiny_pipeline(seed=0)
-
-
 def _inputs(pipe):
     requests = [ImageRequest(pid, text, i, seed=10 * k + i) for k, (pid, text) in enumerate(PROMPTS.items()) for i in range(IMAGES)]
     ctx = hook_context(requests, STEPS)

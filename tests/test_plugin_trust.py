@@ -141,7 +141,7 @@ def test_hook_exception_shows_the_users_traceback(pytester: pytest.Pytester, tmp
     assert f'File "{broken.resolve()}", line 6, in shorten' in err and "site-packages" not in err
 
 
-def test_readme_generate_override_example_runs(tmp_path: Path):
+def test_readme_generate_override_example_runs(tmp_path: Path, make_tiny_pipeline):
     """The README's complete generate() example, run through the engine on a tiny random model."""
     import re
 
@@ -149,7 +149,6 @@ def test_readme_generate_override_example_runs(tmp_path: Path):
     from membench_eval.generation.seeding import plan_requests
     from membench_eval.generation.settings import GenerationSettings
     from membench_eval.mitigation_loader import load_mitigation
-    from membench_eval.models.tiny import build_random_tiny_pipeline
     from membench_eval.store.run_store import RunStore
     from membench_eval.suites.types import Prompt
 
@@ -157,7 +156,7 @@ def test_readme_generate_override_example_runs(tmp_path: Path):
     block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "class StrongGuidance" in b)
     (tmp_path / "strong.py").write_text(block)
     method = load_mitigation(tmp_path / "strong.py", params={"factor": "2.0"})
-    pipe = build_random_tiny_pipeline(seed=3, sample_size=32)
+    pipe = make_tiny_pipeline(seed=3, sample_size=32)
     settings = GenerationSettings(num_inference_steps=2, height=32, width=32, batch_size=4)
     requests = plan_requests([Prompt("p0", "a cat"), Prompt("p1", "a dog")], 1, 0)
     store = RunStore(tmp_path / "store")

@@ -8,16 +8,6 @@ import numpy as np
 import pytest
 
 
-@pytest.fixture(scope="module")
-def mini():
-    from membench_eval.generation.pipeline import load_pipeline
-    from membench_eval.generation.settings import GenerationSettings
-    from membench_eval.suites import get_suite
-
-    suite = get_suite("mini")
-    return suite, load_pipeline(suite.model, device="cpu"), GenerationSettings.for_suite(suite)
-
-
 def test_search_climbs_the_detection_score_beyond_random_prompts(mini, tmp_path):
     """The sampler climbs Wen's score on the real mini model with the shipped proposal model
     (mini-mlm, 4198 words: top-k = 16 really selects), above random prompts of its vocabulary."""

@@ -1,0 +1,58 @@
+"""Fixtures shared by the test folders: the untrained tiny pipeline and the memorizing mini.
+
+Why here: a dozen modules built the same tiny pipeline with the same few lines, and three loaded
+the mini the same way. Pipelines are module-scoped (or built fresh by the factory), never
+session-wide, because tests install attention processors, replace the UNet or swap the scheduler:
+one module's changes must not leak into another's.
+
+Helper modules (``tests/loopback_http.py``, ``tests/mitigation_files.py``) and test modules that
+others reuse (``tests/report/test_report_synthetic.py``) are imported by their dotted path from the
+repository root (``tests.loopback_http``); pytest's ``pythonpath`` setting (pyproject.toml) puts the
+root on ``sys.path``, so that works from every test folder and without ``python -m``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def make_tiny_pipeline() -> Callable[..., Any]:
+    """A factory for fresh untrained tiny SD pipelines (``build_random_tiny_pipeline`` arguments):
+    for tests that change the pipeline they get, or need another seed or size."""
+    import torch
+
+    from membench_eval.models.tiny import build_random_tiny_pipeline
+
+    def make(seed: int = 0, **kwargs: Any) -> Any:
+        torch.set_num_threads(1)  # tiny models: one thread avoids OpenMP thrashing on a busy 2-core machine
+        return build_random_tiny_pipeline(seed=seed, **kwargs)
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def pipe(make_tiny_pipeline: Callable[..., Any]) -> Any:
+    """The tiny pipeline (seed 0, 64x64), one per test module. A module that needs another seed or
+    size overrides ``pipe`` with ``make_tiny_pipeline``."""
+    return make_tiny_pipeline(seed=0)
+
+
+@pytest.fixture(scope="session")
+def mini_suite() -> Any:
+    """The bundled memorizing mini suite (read-only)."""
+    from membench_eval.suites import get_suite
+
+    return get_suite("mini")
+
+
+@pytest.fixture(scope="module")
+def mini(mini_suite: Any) -> tuple[Any, Any, Any]:
+    """(suite, pipeline, generation settings) of the mini, with its own pipeline per module."""
+    from membench_eval.generation.pipeline import load_pipeline
+    from membench_eval.generation.settings import GenerationSettings
+
+    return mini_suite, load_pipeline(mini_suite.model, device="cpu"), GenerationSettings.for_suite(mini_suite)
