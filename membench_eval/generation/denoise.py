@@ -6,7 +6,7 @@ PRSS (Chen et al.) and AMG (Chen et al.) replace the classifier-free-guidance co
 ``__call__``'s own (diffusers 0.3x, text-to-image path: given embeddings and latents, no IP-adapter,
 ``guidance_rescale`` 0, no safety checker) written out, with ``Mitigation.guidance`` in place of the
 combination. With a method that overrides nothing it gives the same pixels as ``__call__`` (tested
-byte for byte on CPU: ``tests/test_generation_denoise.py``).
+byte for byte on CPU: ``tests/generation/test_generation_denoise.py``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ footnotes and any artefact that could not be drawn.
 The script marks the page once every image has loaded or failed (``window`` load event): the
 ``<body>`` gets ``data-images-total``, ``data-images-ok``, ``data-images-broken`` (their ``src``)
 and ``data-images-loaded="all"`` when every ``<img>`` has ``naturalWidth > 0`` (else
-``"some-failed"``). A headless browser run reads them back (tests/test_report_html.py).
+``"some-failed"``). A headless browser run reads them back (tests/report/test_report_html.py).
 """
 
 from __future__ import annotations

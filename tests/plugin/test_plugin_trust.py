@@ -1,0 +1,169 @@
+"""No stale or silently wrong numbers: an edited method regenerates, errors under xdist are shown as
+in a serial run, and a failing hook shows the user's own traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from membench_eval.method_source import fingerprint_file
+
+pytest_plugins = ("pytester",)
+
+METHOD = '''
+from membench_eval.mitigation import Mitigation
+
+
+class Suffix(Mitigation):
+    name = "suffix"
+    word: str = "painting"
+
+    def rewrite_prompt(self, prompt, rng):
+        return prompt + " " + self.word
+'''
+
+HELPER_METHOD = '''
+from membench_eval.mitigation import Mitigation
+from helper_words import WORD
+
+
+class Suffix(Mitigation):
+    name = "suffix"
+
+    def rewrite_prompt(self, prompt, rng):
+        return prompt + " " + WORD
+'''
+
+FAILING = '''
+from membench_eval.mitigation import Mitigation
+
+
+def shorten(prompt):
+    return prompt[:3] / 2  # the user's bug
+
+
+class Broken(Mitigation):
+    name = "broken"
+
+    def rewrite_prompt(self, prompt, rng):
+        return shorten(prompt)
+'''
+
+
+def plugin_args() -> list[str]:
+    import importlib.metadata
+
+    installed = any(e.value == "membench_eval.pytest_plugin" for e in importlib.metadata.entry_points(group="pytest11"))
+    return [] if installed else ["-p", "membench_eval.pytest_plugin"]
+
+
+def test_fingerprint_covers_the_file_and_its_local_imports(tmp_path: Path):
+    method = tmp_path / "m.py"
+    method.write_text(HELPER_METHOD)
+    (tmp_path / "helper_words.py").write_text("WORD = 'oil'\n")
+    first = fingerprint_file(method)
+    assert [Path(f).name for f in first.files] == ["m.py", "helper_words.py"]
+    (tmp_path / "helper_words.py").write_text("WORD = 'ink'\n")  # only the helper changes
+    assert fingerprint_file(method).sha256 != first.sha256
+    # Harness helpers imported by a method are covered too; the plugin API module is versioned instead.
+    rna = fingerprint_file(Path(__file__).resolve().parents[2] / "mitigations" / "rna.py")
+    assert any(f.endswith("prompt_edits.py") for f in rna.files)
+    assert not any(f.endswith("mitigation.py") for f in rna.files)
+
+
+@pytest.mark.parametrize("source, params, expected", [
+    ("def broken(:\n", [], "*SyntaxError*method.py*line 1*"),
+    ("X = 1\n", [], "*method.py: defines no Mitigation subclass*"),
+    (METHOD, ["--membench-param", "colour=red"], "*method 'suffix' has no parameter 'colour'*"),
+    (METHOD, ["--membench-param", "word=1,"], "*empty value*"),
+])
+def test_bad_method_or_parameter_under_xdist_is_a_usage_error(pytester: pytest.Pytester, tmp_path: Path, source,
+                                                               params, expected):
+    method = tmp_path / "method.py"
+    method.write_text(source)
+    result = pytester.runpytest_subprocess(*plugin_args(), "-p", "no:cacheprovider", "-n", "2", "--membench",
+                                           str(method), *params, "--membench-store", str(tmp_path / "store"))
+    assert result.ret == 4, result.stdout.str() + result.stderr.str()
+    result.stderr.fnmatch_lines([expected])
+
+
+@pytest.mark.slow
+def test_editing_a_method_regenerates_its_images(tmp_path: Path, capsys):
+    from membench_eval.cli import main
+
+    method = tmp_path / "suffix.py"
+    method.write_text(METHOD)
+    args = ["run", str(method), "--suite", "mini", "--limit", "1", "--store", str(tmp_path / "store"),
+            "--out", str(tmp_path / "lb"), "--no-progress", "--no-stored-baselines"]
+    assert main(args) == 0
+    assert "22 images generated, 0 reused" in capsys.readouterr().out
+    first = json.loads((tmp_path / "lb" / "mini.limit-1.json").read_text())
+    assert main(args) == 0
+    assert "0 images generated, 22 reused" in capsys.readouterr().out
+    method.write_text(METHOD.replace("return prompt + \" \" + self.word", "return self.word"))  # same name, params
+    assert main(args) == 0
+    assert "11 images generated, 11 reused" in capsys.readouterr().out  # only the edited method's images
+    again = json.loads((tmp_path / "lb" / "mini.limit-1.json").read_text())
+    row = next(r for r in again["rows"] if r["label"] == "suffix word=painting")
+    assert row["method_sha256"] == fingerprint_file(method).sha256 != next(
+        r for r in first["rows"] if r["label"] == "suffix word=painting")["method_sha256"]
+    assert row["method_path"] == str(method.resolve())
+
+
+@pytest.mark.slow
+def test_hook_exception_shows_the_users_traceback(pytester: pytest.Pytester, tmp_path: Path, capsys):
+    broken = tmp_path / "broken.py"
+    broken.write_text(FAILING)
+    result = pytester.runpytest_subprocess(*plugin_args(), "-p", "no:cacheprovider", "--membench", str(broken),
+                                           "--membench-limit", "1", "--membench-store", str(tmp_path / "store"),
+                                           "--membench-out", str(tmp_path / "lb"))
+    assert result.ret == 1
+    result.stdout.fnmatch_lines([
+        "*MitigationError: method 'broken', rewrite_prompt: raised TypeError*(prompt *, image 0)*",
+        f"*File \"{broken.resolve()}\", line 13, in rewrite_prompt*",
+        f"*File \"{broken.resolve()}\", line 6, in shorten*",
+        "*return prompt[[]:3] / 2  # the user's bug*",
+        "TypeError: unsupported operand type(s) for /: 'str' and 'int'",
+    ])
+    # A run with failing items does not overwrite a good leaderboard.
+    assert (tmp_path / "lb" / "mini.limit-1.failed.md").is_file() and not (tmp_path / "lb" / "mini.limit-1.md").exists()
+    import subprocess
+    import sys
+
+    # A subprocess: pytester restores sys.modules after the test (in-process imports would be dropped).
+    done = subprocess.run([sys.executable, "-m", "membench_eval.cli", "run", str(broken), "--suite", "mini", "--limit",
+                           "1", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "lb"), "--no-progress"],
+                          capture_output=True, text=True, timeout=600)
+    code, err = done.returncode, done.stderr
+    assert code == 2 and "rewrite_prompt: raised TypeError" in err
+    assert f'File "{broken.resolve()}", line 6, in shorten' in err and "site-packages" not in err
+
+
+def test_readme_generate_override_example_runs(tmp_path: Path, make_tiny_pipeline):
+    """The README's complete generate() example, run through the engine on a tiny random model."""
+    import re
+
+    from membench_eval.generation.engine import generate
+    from membench_eval.generation.seeding import plan_requests
+    from membench_eval.generation.settings import GenerationSettings
+    from membench_eval.mitigation_loader import load_mitigation
+    from membench_eval.store.run_store import RunStore
+    from membench_eval.suites.types import Prompt
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "class StrongGuidance" in b)
+    (tmp_path / "strong.py").write_text(block)
+    method = load_mitigation(tmp_path / "strong.py", params={"factor": "2.0"})
+    pipe = make_tiny_pipeline(seed=3, sample_size=32)
+    settings = GenerationSettings(num_inference_steps=2, height=32, width=32, batch_size=4)
+    requests = plan_requests([Prompt("p0", "a cat"), Prompt("p1", "a dog")], 1, 0)
+    store = RunStore(tmp_path / "store")
+    report = generate(pipe, requests, method, settings, store, progress=False)
+    base = generate(pipe, requests, None, settings, store, progress=False)
+    # The engine measures the override's cost too: 2 steps x [uncond, cond] rows per image.
+    assert report.new == 2 and all(store.record(k)["records"] == {"guidance_used": 15.0, "unet_evals": 4.0}
+                                   for k in report.keys)
+    assert all(store.image_path(a).read_bytes() != store.image_path(b).read_bytes()
+               for a, b in zip(report.keys, base.keys))
