@@ -8,7 +8,7 @@ import warnings
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from membench_eval.suites.fetch_settings import FetchSettings
+    from membench_eval.fetch.settings import FetchSettings
 
 
 # The fetch options, by FetchSettings field; their defaults mirror FetchSettings (kept light here:
@@ -182,7 +182,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def fetch_settings_from_args(args: argparse.Namespace) -> FetchSettings:
     """FetchSettings from the command line; an invalid value is one line naming the option
     (``invalid --retries -1: must be an integer >= 0``), raised before any data is read."""
-    from membench_eval.suites.fetch_settings import FetchSettings, FetchSettingsError
+    from membench_eval.fetch.settings import FetchSettings, FetchSettingsError
 
     try:
         return FetchSettings(read_timeout_s=args.timeout, total_timeout_s=args.total_timeout,
@@ -204,7 +204,7 @@ def _reasons_by_kind(unavailable: dict[str, str]) -> dict[str, int]:
 def cmd_fetch_references(args: argparse.Namespace) -> int:
     from membench_eval.cli import CliError
     from membench_eval.suites import get_suite
-    from membench_eval.suites.reference_store import ReferenceStore
+    from membench_eval.fetch.reference_store import ReferenceStore
     from membench_eval.suites.references import fetch_suite_references
     from membench_eval.suites.url_lists import url_list_suite
 

@@ -8,7 +8,7 @@ Downloads keep TLS verification on, stream to a temporary file and are renamed i
 after the checksum matches, so an interrupted download never leaves a half file behind.
 
 :func:`iter_body` is the one body reader for every download (manifest files here, reference images
-in :mod:`membench_eval.suites.image_fetch`): it can enforce a total deadline while streaming.
+in :mod:`membench_eval.fetch.image_fetch`): it can enforce a total deadline while streaming.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ def compute_api_reference(ev: Any, prompts: list["Prompt"], client: Any, folder:
 
     from membench_eval.evaluation_plan import MethodSpec
     from membench_eval.reference.image_search import download_hits, search_prompts
-    from membench_eval.suites.reference_store import ReferenceStore
+    from membench_eval.fetch.reference_store import ReferenceStore
 
     found, stopped = search_prompts(client, [(p.prompt_id, p.text) for p in prompts], num=k, progress=progress)
     store = ReferenceStore(folder / "images")

@@ -8,7 +8,7 @@ the Custom Search JSON API returns for it. The free tier allows about 100 querie
 Credentials come from ``$GOOGLE_API_KEY`` and ``$GOOGLE_CSE_ID``. The key is never written to the
 cache, a log, an exception or a returned object (it is redacted from every URL and message); the
 search-engine id is stored only as a sha256. Images are downloaded by the project's one safe fetcher
-(:mod:`membench_eval.suites.image_fetch`: size/pixel limits, TLS on, sha256-addressed store).
+(:mod:`membench_eval.fetch.image_fetch`: size/pixel limits, TLS on, sha256-addressed store).
 
 Cache layout: ``<cache_dir>/<sha256 of (endpoint without query, sha256(cse id), query, num)>.json``
 holding ``{"format", "endpoint", "cse_id_sha256", "query", "num", "params", "date", "response"}``.
@@ -31,8 +31,8 @@ from typing import Any
 from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
 from membench_eval.errors import DataError, MembenchError
-from membench_eval.suites.fetch_settings import FetchSettings
-from membench_eval.suites.reference_store import ReferenceStore
+from membench_eval.fetch.reference_store import ReferenceStore
+from membench_eval.fetch.settings import FetchSettings
 
 DEFAULT_ENDPOINT = "https://www.googleapis.com/customsearch/v1"
 API_KEY_ENV = "GOOGLE_API_KEY"
@@ -343,7 +343,7 @@ def download_hits(results: dict[str, SearchResult], store: ReferenceStore, setti
     """Fetch every hit's image with the project's safe fetcher into ``store`` (images it already
     holds are reused; dead links are not retried unless ``retry_dead``, so a daily rerun stays
     quick). Per prompt: ``(hit, path, None)`` or ``(hit, None, reason)`` in rank order."""
-    from membench_eval.suites.reference_store import DEAD
+    from membench_eval.fetch.reference_store import DEAD
     from membench_eval.suites.references import fetch_references
     from membench_eval.suites.types import MemorizedImage, memorized_image_id
 

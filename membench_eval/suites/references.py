@@ -5,9 +5,9 @@ script stops in a debugger on the first dead link; here a dead link is recorded 
 and excluded, and every consumer reports coverage: how many memorized images are available and how
 many trigger prompts are scorable (at least one of their images available).
 
-The parts: :mod:`.fetch_settings` (limits), :mod:`.image_fetch` (one URL, safely),
-:mod:`.reference_store` (objects + coverage log), :mod:`.url_lists` (a user's own URL list, fetched
-by this same code path).
+The parts: :mod:`membench_eval.fetch.settings` (limits), :mod:`membench_eval.fetch.image_fetch` (one
+URL, safely), :mod:`membench_eval.fetch.reference_store` (objects + coverage log), and
+:mod:`.url_lists` (a user's own URL list, fetched by this same code path).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Iterable
 
-from membench_eval.suites.fetch_settings import FetchSettings, validate_fetch_settings
-from membench_eval.suites.image_fetch import fetch_one
-from membench_eval.suites.reference_store import DEAD, OK, Coverage, FetchRecord, ReferenceStore
+from membench_eval.fetch.image_fetch import fetch_one
+from membench_eval.fetch.reference_store import DEAD, OK, Coverage, FetchRecord, ReferenceStore
+from membench_eval.fetch.settings import FetchSettings, validate_fetch_settings
 from membench_eval.suites.types import MemorizedImage, Suite
 
 

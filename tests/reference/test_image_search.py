@@ -17,6 +17,8 @@ import requests
 from PIL import Image
 
 from membench_eval.errors import DataError, MembenchError
+from membench_eval.fetch.reference_store import ReferenceStore
+from membench_eval.fetch.settings import FetchSettings
 from membench_eval.reference.image_search import (
     API_KEY_ENV,
     CSE_ID_ENV,
@@ -27,8 +29,6 @@ from membench_eval.reference.image_search import (
     download_hits,
     search_prompts,
 )
-from membench_eval.suites.fetch_settings import FetchSettings
-from membench_eval.suites.reference_store import ReferenceStore
 from tests.loopback_http import LoopbackServer, QuietHandler
 
 KEY = "AIzaTEST-secret_key+/=42"  # URL-encodes differently from its raw form

@@ -17,7 +17,7 @@ from PIL import Image
 import membench_eval.suites as suites
 from membench_eval.cli import main
 from membench_eval.cli.data import FETCH_DEFAULTS
-from membench_eval.suites.fetch_settings import FetchSettings
+from membench_eval.fetch.settings import FetchSettings
 from membench_eval.suites.types import MemorizedImage, Prompt, PromptSet, Suite, memorized_image_id
 from tests.loopback_http import LoopbackServer, QuietHandler
 

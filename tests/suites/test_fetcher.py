@@ -14,8 +14,8 @@ from typing import Iterator
 import pytest
 from PIL import Image
 
-from membench_eval.suites.fetch_settings import FetchSettings
-from membench_eval.suites.reference_store import ReferenceStore
+from membench_eval.fetch.reference_store import ReferenceStore
+from membench_eval.fetch.settings import FetchSettings
 from membench_eval.suites.references import fetch_references, fetch_suite_references, reference_paths
 from membench_eval.suites.types import MemorizedImage, Prompt, PromptSet, Suite, memorized_image_id
 from tests.loopback_http import LoopbackServer, QuietHandler

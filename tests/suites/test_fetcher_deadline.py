@@ -16,8 +16,8 @@ from PIL import Image
 
 from membench_eval.errors import MembenchError
 from membench_eval.fetch.download import DownloadTimeout, download_url
-from membench_eval.suites.fetch_settings import FetchSettings, FetchSettingsError
-from membench_eval.suites.reference_store import ReferenceStore
+from membench_eval.fetch.reference_store import ReferenceStore
+from membench_eval.fetch.settings import FetchSettings, FetchSettingsError
 from membench_eval.suites.references import fetch_references
 from membench_eval.suites.types import MemorizedImage, memorized_image_id
 from tests.loopback_http import LoopbackServer, QuietHandler

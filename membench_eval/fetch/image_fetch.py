@@ -10,11 +10,11 @@ from __future__ import annotations
 import io
 import time
 from datetime import datetime, timezone
+from typing import Protocol
 
 from membench_eval.fetch.download import Deadline, DownloadTimeout, iter_body
-from membench_eval.suites.fetch_settings import FetchSettings
-from membench_eval.suites.reference_store import DEAD, OK, FetchRecord, ReferenceStore
-from membench_eval.suites.types import MemorizedImage
+from membench_eval.fetch.reference_store import DEAD, OK, FetchRecord, ReferenceStore
+from membench_eval.fetch.settings import FetchSettings
 
 # Answers worth another try; any other non-200 status is final.
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -118,7 +118,18 @@ def _backoff(settings: FetchSettings, attempt: int, deadline: Deadline) -> bool:
     return not deadline.expired()
 
 
-def fetch_one(image: MemorizedImage, store: ReferenceStore, settings: FetchSettings, session) -> FetchRecord:
+class WebImage(Protocol):
+    """What the fetcher needs of an image (a suite's ``MemorizedImage`` has both): fetch stays
+    below the suites, which hand their images in."""
+
+    @property
+    def image_id(self) -> str: ...
+
+    @property
+    def source(self) -> str: ...
+
+
+def fetch_one(image: WebImage, store: ReferenceStore, settings: FetchSettings, session) -> FetchRecord:
     """Fetch one URL with retries, all within ``settings.total_timeout_s``; always returns a record
     (never raises for a bad link). A URL that runs out of time is dead with a ``timeout:`` reason."""
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
