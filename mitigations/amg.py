@@ -103,7 +103,7 @@ def _check_model(pipe: "StableDiffusionPipeline", suite: Any) -> None:
     """The oracle's memorized images must be those of the model being run: a pipeline loaded from
     a hub id or folder other than the suite's is a usage error (forgot ``--param suite=...``).
     Pipelines built in memory (tests) carry no name and are not checked."""
-    from membench_eval.generation.pipeline import is_model, model_identity
+    from membench_eval.models import is_model, model_identity
 
     ident = model_identity(pipe)
     if ident["model"] == "in-memory" or is_model(pipe, suite.model):

@@ -193,7 +193,7 @@ class NeMo(Mitigation):
     # --- statistics ---------------------------------------------------------------------------
 
     def _prompts(self, pipe: "StableDiffusionPipeline") -> tuple[str, list[str]]:
-        from membench_eval.generation.pipeline import is_model
+        from membench_eval.models import is_model
         from membench_eval.suites import get_suite
 
         source = self.stats_prompts
@@ -213,7 +213,7 @@ class NeMo(Mitigation):
         from safetensors.torch import load as st_load
         from safetensors.torch import save as st_save
 
-        from membench_eval.generation.pipeline import model_identity
+        from membench_eval.models import model_identity
         from membench_eval.paths import cache_dir
 
         source, prompts = self._prompts(pipe)

@@ -12,7 +12,7 @@ from membench_eval.detection.roc import detection_metrics
 
 @pytest.fixture(scope="module")
 def mini():
-    from membench_eval.generation.pipeline import load_pipeline
+    from membench_eval.models.loading import load_pipeline
     from membench_eval.generation.settings import GenerationSettings
     from membench_eval.suites import get_suite
 

@@ -262,7 +262,7 @@ MINI_AUCS = [
 def test_mini_auc():
     from sklearn.metrics import roc_auc_score
 
-    from membench_eval.generation.pipeline import load_pipeline
+    from membench_eval.models.loading import load_pipeline
     from membench_eval.generation.seeding import image_seed
     from membench_eval.generation.settings import GenerationSettings
     from membench_eval.suites import get_suite

@@ -222,7 +222,7 @@ def test_mini_trigger_is_flagged_and_its_neurons_remove_the_detection(env):
     """On the memorizing mini model: a trigger prompt is flagged, a general one is not, and with
     the neurons found (criterion 'pairwise') blocked through the generation processor, the
     detection score falls to <= the threshold."""
-    from membench_eval.generation.pipeline import load_pipeline
+    from membench_eval.models.loading import load_pipeline
     from membench_eval.suites import get_suite
 
     suite = get_suite("mini")

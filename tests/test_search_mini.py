@@ -10,7 +10,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def mini():
-    from membench_eval.generation.pipeline import load_pipeline
+    from membench_eval.models.loading import load_pipeline
     from membench_eval.generation.settings import GenerationSettings
     from membench_eval.suites import get_suite
 
