@@ -1,7 +1,7 @@
 """Models: loading a text-to-image model and everything that knows what is inside it.
 
-The public face (plugins and user code import from here, or from the modules named in
-``PLUGIN_API_MODULES``; nothing else of ``membench_eval.models`` is API):
+The public face (plugins and user code import from here; nothing else of
+``membench_eval.models`` is API):
 
 - ``load_pipeline(model, device=, dtype=, compile=)``: a hub id or a ``save_pretrained`` folder,
   loaded into its family by its ``model_index.json`` ``_class_name``; ``DEFAULT_MODEL``.
@@ -30,22 +30,37 @@ from membench_eval.models.identity import is_model, model_identity, scheduler_id
 from membench_eval.models.loading import DEFAULT_MODEL, load_pipeline
 from membench_eval.models.tokenizer import build_clip_tokenizer
 
-# The modules a plugin file may import from membench_eval: the plugin faces, this package's face,
-# the detection toolkit, and the helpers judged public. Everything else is internal and may move.
+# The modules a plugin file may import from membench_eval. Faces: the plugin API and this
+# package (versioned with the engine: ``method_source.API_MODULES``). Toolkit modules: helpers
+# with a stable contract that plugins build on; a plugin's store keys hash the ones it imports
+# (``method_source``), so their code is imported directly, not through a re-exporting face.
 PLUGIN_API_MODULES = (
+    # faces
     "membench_eval.mitigation",
     "membench_eval.detector",
     "membench_eval.extraction_method",
     "membench_eval.errors",
-    "membench_eval.prompt_edits",
-    "membench_eval.paths",
     "membench_eval.models",
-    "membench_eval.detection.toolkit",
+    # foundations
+    "membench_eval.paths",
+    "membench_eval.prompt_edits",
+    # detection toolkit: Wen's signal (encode_prompts, latent_geometry, seeded_latents,
+    # guided_trajectory, single_step_scores, trajectory_scores) and the calibrated gate
+    "membench_eval.detection.signal",
+    "membench_eval.detection.gate",
+    # data: suites, prompt files, downloads, reference images
     "membench_eval.suites",
+    "membench_eval.suites.loaders",
+    "membench_eval.suites.download",
+    "membench_eval.suites.references",
+    # metrics a method may score with
     "membench_eval.metrics.sscd",
     "membench_eval.metrics.ssim",
     "membench_eval.metrics.preprocessing",
-    "membench_eval.extraction.toolkit",
+    # extraction toolkit: sampling, the classifier and near-copy clustering
+    "membench_eval.extraction.sampling",
+    "membench_eval.extraction.classifier",
+    "membench_eval.extraction.clustering",
 )
 
 __all__ = [

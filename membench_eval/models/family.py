@@ -231,6 +231,10 @@ class ModelFamily:
         """Float HxWx3 images in [0, 1], one per latent row."""
         raise NotImplementedError
 
+    def decode_tensor(self, latents: "torch.Tensor") -> "torch.Tensor":
+        """Decoded images as a differentiable NCHW tensor in about [-1, 1] (guidance through pixels)."""
+        raise NotImplementedError
+
     # --- attention ------------------------------------------------------------------------------
 
     def attention_layers(self) -> list[AttentionLayer]:

@@ -146,9 +146,11 @@ class StableDiffusionFamily(ModelFamily):
         return list(images)
 
     def decode_tensor(self, latents: "torch.Tensor") -> "torch.Tensor":
-        """The VAE's decoded images as a tensor in [-1, 1] (differentiable; no post-processing)."""
+        """The VAE's decoded images, NCHW in about [-1, 1], unclamped and differentiable (no
+        post-processing), in the VAE's dtype."""
         vae = self.pipe.vae
-        return vae.decode(latents / vae.config.scaling_factor).sample
+        z = latents / vae.config.scaling_factor + (getattr(vae.config, "shift_factor", None) or 0.0)
+        return vae.decode(z.to(vae.dtype), return_dict=False)[0]
 
     # --- attention ------------------------------------------------------------------------------
 
