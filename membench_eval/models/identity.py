@@ -29,7 +29,6 @@ def directory_content_hash(path: str | os.PathLike) -> str:
     copy is hashed once, not at every run.
     """
     from membench_eval.paths import cache_dir
-    from membench_eval.suites.download import file_sha256
 
     root = Path(path).resolve()
     cache_file = cache_dir() / "file-sha256.json"
@@ -47,7 +46,7 @@ def directory_content_hash(path: str | os.PathLike) -> str:
         stamp = f"{st.st_size}:{st.st_mtime_ns}"
         entry = cache.get(str(file))
         if not entry or entry.get("stamp") != stamp:
-            entry = {"stamp": stamp, "sha256": file_sha256(file)}
+            entry = {"stamp": stamp, "sha256": _file_sha256(file)}
             cache[str(file)] = entry
             dirty = True
         digest.update(f"{rel}\0{entry['sha256']}\n".encode())
@@ -59,6 +58,15 @@ def directory_content_hash(path: str | os.PathLike) -> str:
             os.replace(tmp, cache_file)
         except OSError:
             pass  # a cache is an optimisation; never fail a run over it
+    return digest.hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB chunks (multi-GB weights never sit in memory)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
     return digest.hexdigest()
 
 
