@@ -157,7 +157,15 @@ class StableDiffusionFamily(ModelFamily):
     def attention_layers(self) -> list[AttentionLayer]:
         unet = self.pipe.unet
         modules = dict(unet.named_modules())
-        return [AttentionLayer(key, "cross", modules[key.rsplit(".", 1)[0]])
+
+        def module_at(path: str) -> Any:
+            if path in modules:
+                return modules[path]
+            # A wrapper module around the UNet (a test's, a method's) prefixes the names.
+            (found,) = [m for name, m in modules.items() if name.endswith("." + path)]
+            return found
+
+        return [AttentionLayer(key, "cross", module_at(key.rsplit(".", 1)[0]))
                 for key in unet.attn_processors if _is_cross_attention(key)]
 
     @contextlib.contextmanager
