@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 from membench_eval.errors import MitigationError
 from membench_eval.mitigation import BatchContext, Mitigation
-from membench_eval.models import family_for
 
 if TYPE_CHECKING:
     import torch
@@ -129,6 +128,12 @@ class BOSRescaleCrossAttnProcessor:
         return hidden_states / attn.rescale_output_factor
 
 
+def token_lengths(tokenizer: Any, prompts: Sequence[str]) -> list[int]:
+    """Tokenized length of each prompt (BOS and EOS included), truncated as the pipeline does."""
+    max_length = tokenizer.model_max_length
+    return [len(tokenizer(p, truncation=True, max_length=max_length).input_ids) for p in prompts]
+
+
 class RenCrossAttention(Mitigation):
     """BOS logit x ``c`` and padding masked, conditional rows of every ``attn2``, all steps."""
 
@@ -144,5 +149,5 @@ class RenCrossAttention(Mitigation):
             raise MitigationError(f"ren: c must be > 0, got {self.c}")
 
     def cross_attention_processor(self, pipe: "StableDiffusionPipeline", ctx: BatchContext) -> BOSRescaleCrossAttnProcessor:
-        lengths = family_for(pipe).token_counts(ctx.prompts)
+        lengths = token_lengths(pipe.tokenizer, ctx.prompts)
         return BOSRescaleCrossAttnProcessor(self.c, lengths, guidance=ctx.do_classifier_free_guidance)
