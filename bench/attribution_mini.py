@@ -55,7 +55,7 @@ def main() -> int:
     from membench_eval.analysis.attribution import AttributionConfig, run_attribution
     from membench_eval.analysis.duplication import duplication_scores, load_captions, rank_correlation
     from membench_eval.analysis.effects import ImageScorer
-    from membench_eval.generation.pipeline import load_pipeline
+    from membench_eval.models.loading import load_pipeline
     from membench_eval.generation.settings import GenerationSettings
     from membench_eval.metrics.sscd import load_sscd, reference_embeddings
     from membench_eval.paths import MINI_DIR

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def load_model(tmp: Path):
     """(pipeline, suite or None, description): the mini model, else the random tiny pipeline."""
-    from membench_eval.generation.pipeline import load_pipeline
+    from membench_eval.models.loading import load_pipeline
 
     try:
         from membench_eval.suites import get_suite

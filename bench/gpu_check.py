@@ -202,7 +202,7 @@ def build(dry: bool) -> tuple[Any, Any, Any, Any, Any]:
     import open_clip
     import torch
 
-    from membench_eval.generation.acceleration import prepare_for_cuda
+    from membench_eval.models.cuda import prepare_for_cuda
     from membench_eval.generation.settings import GenerationSettings
     from membench_eval.metrics.aesthetic import AestheticScorer
     from membench_eval.metrics.clip_score import ClipScorer

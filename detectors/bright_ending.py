@@ -57,22 +57,24 @@ same steps' mean ||d_s||_2, i.e. Wen's magnitude without the mask) and ``be_mask
 from __future__ import annotations
 
 import copy
+import contextlib
 import math
 from typing import TYPE_CHECKING, Any
 
 from membench_eval.detection.signal import encode_prompts, latent_geometry, seeded_latents
 from membench_eval.detector import DetectionContext, Detector
 from membench_eval.errors import DetectorError
-from membench_eval.models.attention import EndTokenCapture
+from membench_eval.models import EndTokenCapture, family_for
 
 if TYPE_CHECKING:
     import torch
     from diffusers import StableDiffusionPipeline
 
 
-def mask_layers(unet: Any) -> list[str]:
+def mask_layers(pipe: Any) -> list[str]:
     """The attn2 processors of the first (highest-resolution) down block that has cross-attention."""
-    names = [k for k in unet.attn_processors if k.startswith("down_blocks.") and k.split(".")[-2] == "attn2"]
+    names = [layer.name for layer in family_for(pipe).attention_layers()
+             if layer.role == "cross" and layer.block.startswith("down_blocks.")]
     if not names:
         raise DetectorError("bright_ending: the UNet has no cross-attention (attn2) layers in its down blocks")
     first = min(int(k.split(".")[1]) for k in names)
@@ -101,9 +103,8 @@ class BrightEnding(Detector):
         import torch
 
         n, k = len(ctx.prompts), self.images
-        unet = pipe.unet
-        max_len = pipe.tokenizer.model_max_length
-        eos = [len(pipe.tokenizer(p, truncation=True, max_length=max_len).input_ids) - 1 for p in ctx.prompts]
+        family = family_for(pipe)
+        eos = family.end_token_positions(ctx.prompts)
         eos = [e for e in eos for _ in range(k)]  # one entry per image row, prompt-major
         base = [self.seed if self.seed >= 0 else r.seed for r in ctx.requests]
         latents = seeded_latents(pipe, [s + j for s in base for j in range(k)], latent_geometry(pipe, ctx.height, ctx.width))
@@ -111,8 +112,7 @@ class BrightEnding(Detector):
         scheduler.set_timesteps(ctx.num_inference_steps, device=latents.device)
         timesteps = scheduler.timesteps
         used = len(timesteps) if self.steps == 0 else min(self.steps, len(timesteps))
-        layers = set(mask_layers(unet))
-        original = dict(unet.attn_processors)
+        layers = set(mask_layers(pipe))
         sink: list = []
         masked = torch.zeros(n * k, dtype=torch.float64)
         plain = torch.zeros(n * k, dtype=torch.float64)
@@ -123,15 +123,12 @@ class BrightEnding(Detector):
             x = latents
             for s, t in enumerate(timesteps):
                 last = s == len(timesteps) - 1
-                if last:
-                    unet.set_attn_processor({name: (EndTokenCapture(v, eos, sink) if name in layers else v)
-                                             for name, v in original.items()})
-                try:
+                capture = family.attention_processors(
+                    lambda layer, current: EndTokenCapture(current, eos, sink) if layer.name in layers else None
+                ) if last else contextlib.nullcontext()
+                with capture:
                     model_in = scheduler.scale_model_input(torch.cat([x, x]), t)
-                    eps_u, eps_c = unet(model_in, t, encoder_hidden_states=embeds).sample.chunk(2)
-                finally:
-                    if last:
-                        unet.set_attn_processor(dict(original))
+                    eps_u, eps_c = family.predict(model_in, t, embeds).pair()
                 if s < used:
                     diffs.append((eps_c - eps_u).float())
                 if not last:

@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING, Any
 from membench_eval.detection.signal import encode_prompts, guided_trajectory, latent_geometry, seeded_latents
 from membench_eval.detector import DetectionContext, Detector
 from membench_eval.errors import DetectorError
+from membench_eval.models import cross_attention_probs, family_for
 
 if TYPE_CHECKING:
     import torch
@@ -79,29 +80,27 @@ class _TokenAttention:
 
     def __call__(self, attn: Any, hidden_states: "torch.Tensor", encoder_hidden_states: "torch.Tensor | None" = None,
                  attention_mask: Any = None, temb: Any = None, *args: Any, **kwargs: Any) -> "torch.Tensor":
-        from membench_eval.models.attention import cross_attention_probs
-
         probs = cross_attention_probs(attn, hidden_states, encoder_hidden_states).mean(dim=(1, 2))
         self.log.append((self.name, probs[-self.rows:]))
         return self.processor(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
 
 
 class _capture:
-    """Context manager: a ``_TokenAttention`` on every attn2 layer; originals restored on exit."""
+    """Context manager: a ``_TokenAttention`` on every cross-attention (attn2) layer; originals
+    restored on exit."""
 
-    def __init__(self, unet: Any, rows: int):
-        self.unet, self.rows, self.log = unet, rows, []
+    def __init__(self, pipe: Any, rows: int):
+        self.family, self.rows, self.log = family_for(pipe), rows, []
 
     def __enter__(self) -> list:
-        self.original = dict(self.unet.attn_processors)
-        self.unet.set_attn_processor({
-            k: (_TokenAttention(k, v, self.rows, self.log) if k.split(".")[-2] == "attn2" else v)
-            for k, v in self.original.items()
-        })
+        self.installed = self.family.attention_processors(
+            lambda layer, current: _TokenAttention(layer.name, current, self.rows, self.log) if layer.role == "cross" else None
+        )
+        self.installed.__enter__()
         return self.log
 
     def __exit__(self, *exc: object) -> None:
-        self.unet.set_attn_processor(dict(self.original))
+        self.installed.__exit__(None, None, None)
 
 
 def entropy(p: "torch.Tensor") -> "torch.Tensor":
@@ -137,8 +136,8 @@ class RenEntropy(Detector):
         import torch
 
         n = len(ctx.prompts)
-        max_len = pipe.tokenizer.model_max_length
-        lengths = [len(pipe.tokenizer(p, truncation=True, max_length=max_len).input_ids) for p in ctx.prompts]
+        family = family_for(pipe)
+        lengths = family.token_counts(ctx.prompts)
         seeds = [self.seed if self.seed >= 0 else r.seed for r in ctx.requests]
         latents = seeded_latents(pipe, seeds, latent_geometry(pipe, ctx.height, ctx.width))
         scheduler = copy.deepcopy(pipe.scheduler)
@@ -147,11 +146,11 @@ class RenEntropy(Detector):
             cond = encode_prompts(pipe, ctx.prompts)
             if self.mode == "E":
                 t = scheduler.timesteps[0]
-                with _capture(pipe.unet, n) as log:
-                    pipe.unet(scheduler.scale_model_input(latents, t), t, encoder_hidden_states=cond)
+                with _capture(pipe, n) as log:
+                    family.predict(scheduler.scale_model_input(latents, t), t, cond)
                 steps = self._per_step(log, 1)
             else:
-                with _capture(pipe.unet, n) as log:
+                with _capture(pipe, n) as log:
                     guided_trajectory(pipe, cond, encode_prompts(pipe, [""]), latents, ctx.num_inference_steps,
                                       ctx.guidance_scale)
                 steps = self._per_step(log, len(scheduler.timesteps))

@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING
 from membench_eval.detection.signal import encode_prompts, latent_geometry, seeded_latents
 from membench_eval.detector import DetectionContext, Detector
 from membench_eval.errors import DetectorError
+from membench_eval.models import family_for
 
 if TYPE_CHECKING:
     from diffusers import StableDiffusionPipeline
@@ -88,7 +89,7 @@ class SAILSharpness(Detector):
         if kind != "epsilon":
             raise DetectorError(f"sail_sharpness: prediction_type {kind!r} is not supported (epsilon only)")
         n, k = len(ctx.prompts), self.images
-        unet = pipe.unet
+        family = family_for(pipe)
         base = [self.seed if self.seed >= 0 else r.seed for r in ctx.requests]
         x = seeded_latents(pipe, [s + j for s in base for j in range(k)], latent_geometry(pipe, ctx.height, ctx.width))
         scheduler = copy.deepcopy(pipe.scheduler)
@@ -105,11 +106,11 @@ class SAILSharpness(Detector):
                 t = timesteps[s]
                 sigma = math.sqrt(1.0 - float(scheduler.alphas_cumprod[int(t)]))
                 x_in = scheduler.scale_model_input(x, t).clone()
-                eps_u, eps_c = unet(torch.cat([x_in, x_in]), t, encoder_hidden_states=embeds).sample.chunk(2)
+                eps_u, eps_c = family.predict(torch.cat([x_in, x_in]), t, embeds).pair()
                 v = -(eps_c - eps_u) / sigma
 
                 def score_fn(z: "torch.Tensor", t=t, sigma=sigma) -> "torch.Tensor":
-                    return -unet(torch.cat([z, z]), t, encoder_hidden_states=embeds).sample / sigma
+                    return -family.predict(torch.cat([z, z]), t, embeds).sample / sigma
 
                 with sdpa_kernel([SDPBackend.MATH]):
                     _, tangent = jvp(score_fn, (x_in,), (v,))

@@ -169,7 +169,7 @@ class Evaluation:
 
     @property
     def pipeline(self) -> Any:
-        from membench_eval.generation.pipeline import load_pipeline
+        from membench_eval.models.loading import load_pipeline
 
         revision = self.suite.revision if self.options.model is None else None
         return self._load_once("pipeline", lambda: load_pipeline(self.model_name, revision=revision,

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 FINGERPRINT_SCHEME = "membench-method-source/v1"
 # The plugin API: versioned by GENERATION_CODE_VERSION / DETECTION_CODE_VERSION, not by file content.
 API_MODULES = frozenset({"membench_eval.mitigation", "membench_eval.detector", "membench_eval.extraction_method",
-                         "membench_eval.errors", "membench_eval"})
+                         "membench_eval.errors", "membench_eval", "membench_eval.models"})
 BUILTIN_BASE = "builtin:membench_eval.mitigation.Mitigation"
 
 

@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from membench_eval.errors import MembenchError, MitigationError
 from membench_eval.mitigation import BatchContext, Mitigation
+from membench_eval.models import family_for
 
 if TYPE_CHECKING:
     import numpy as np
@@ -90,7 +91,7 @@ class AMGState:
         self.proxy = _normalise(torch.as_tensor(np.stack(small)).permute(0, 3, 1, 2).flatten(1)).to(device)
         unique = sorted(set(captions))
         with torch.no_grad():
-            rows = pipe.encode_prompt(unique, device, 1, False)[0]
+            rows = family_for(pipe).encode(unique, device).embeds
         self.caption_embeds = {c: rows[k:k + 1] for k, c in enumerate(unique)}
 
 
@@ -103,7 +104,7 @@ def _check_model(pipe: "StableDiffusionPipeline", suite: Any) -> None:
     """The oracle's memorized images must be those of the model being run: a pipeline loaded from
     a hub id or folder other than the suite's is a usage error (forgot ``--param suite=...``).
     Pipelines built in memory (tests) carry no name and are not checked."""
-    from membench_eval.generation.pipeline import is_model, model_identity
+    from membench_eval.models import is_model, model_identity
 
     ident = model_identity(pipe)
     if ident["model"] == "in-memory" or is_model(pipe, suite.model):
@@ -241,18 +242,17 @@ class AMG(Mitigation):
         """eps(x_t, y_N): one UNet row on the caption's embedding."""
         import torch
 
+        family = family_for(pipe)
         with torch.no_grad():
-            inp = pipe.scheduler.scale_model_input(x, t).to(pipe.unet.dtype)
-            emb = state.caption_embeds[caption].to(pipe.unet.dtype)
-            return pipe.unet(inp, t, encoder_hidden_states=emb, return_dict=False)[0].to(x.dtype)
+            inp = pipe.scheduler.scale_model_input(x, t).to(family.dtype)
+            emb = state.caption_embeds[caption].to(family.dtype)
+            return family.predict(inp, t, emb).sample.to(x.dtype)
 
     @staticmethod
     def decode(pipe: "StableDiffusionPipeline", x: "torch.Tensor", eps: "torch.Tensor", abar: float) -> "torch.Tensor":
         """decode(x0) in [0, 1] (unclamped, NCHW), x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar)."""
         x0 = (x - math.sqrt(1 - abar) * eps) / math.sqrt(abar)
-        vae = pipe.vae
-        z = x0 / vae.config.scaling_factor + (getattr(vae.config, "shift_factor", None) or 0.0)
-        return vae.decode(z.to(vae.dtype), return_dict=False)[0].float() / 2 + 0.5
+        return family_for(pipe).decode_tensor(x0).float() / 2 + 0.5
 
     def similarity(self, pipe: "StableDiffusionPipeline", state: AMGState, x: "torch.Tensor", eps: "torch.Tensor",
                    abar: float) -> tuple[float, int]:

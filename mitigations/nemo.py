@@ -60,15 +60,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from membench_eval.errors import MitigationError
 from membench_eval.metrics.ssim import similarity
 from membench_eval.mitigation import BatchContext, Mitigation
+from membench_eval.models import family_for
 
 if TYPE_CHECKING:
     import torch
     from diffusers import StableDiffusionPipeline
 
 
-def value_layers(unet: Any) -> list[tuple[str, Any]]:
-    """(name, attn2 module) of the down and mid blocks' cross-attentions, in UNet order."""
-    return [(n, m) for n, m in unet.named_modules() if n.endswith(".attn2") and n.startswith(("down_blocks.", "mid_block."))]
+def value_layers(pipe: Any) -> list[tuple[str, Any]]:
+    """(module name, attention module) of the down and mid blocks' cross-attentions, in UNet order."""
+    return [(layer.name.rsplit(".", 1)[0], layer.module) for layer in family_for(pipe).attention_layers()
+            if layer.role == "cross" and layer.block.startswith(("down_blocks.", "mid_block"))]
 
 
 def layer_activations(attns: list[Any], embeds: "torch.Tensor") -> list["torch.Tensor"]:
@@ -80,11 +82,12 @@ def activation_statistics(pipe: "StableDiffusionPipeline", prompts: list[str], b
     """(means, stds) per layer over ``prompts`` (the reference's step 1; unbiased std as torch.std)."""
     import torch
 
-    attns = [m for _, m in value_layers(pipe.unet)]
+    family = family_for(pipe)
+    attns = [m for _, m in value_layers(pipe)]
     acts: list[list] = [[] for _ in attns]
     with torch.no_grad():
         for i in range(0, len(prompts), batch):
-            emb = pipe.encode_prompt(prompts[i:i + batch], pipe.unet.device, 1, False)[0]
+            emb = family.encode(prompts[i:i + batch], family.device).embeds
             for store, a in zip(acts, layer_activations(attns, emb)):
                 store.append(a.cpu())
     cat = [torch.cat(a) for a in acts]
@@ -193,7 +196,7 @@ class NeMo(Mitigation):
     # --- statistics ---------------------------------------------------------------------------
 
     def _prompts(self, pipe: "StableDiffusionPipeline") -> tuple[str, list[str]]:
-        from membench_eval.generation.pipeline import is_model
+        from membench_eval.models import is_model
         from membench_eval.suites import get_suite
 
         source = self.stats_prompts
@@ -213,16 +216,16 @@ class NeMo(Mitigation):
         from safetensors.torch import load as st_load
         from safetensors.torch import save as st_save
 
-        from membench_eval.generation.pipeline import model_identity
+        from membench_eval.models import model_identity
         from membench_eval.paths import cache_dir
 
         source, prompts = self._prompts(pipe)
-        layers = value_layers(pipe.unet)
+        layers = value_layers(pipe)
         if not layers:
             raise MitigationError("nemo: the UNet has no cross-attention in its down or mid blocks")
         names, widths = [n for n, _ in layers], [m.to_v.out_features for _, m in layers]
         key = hashlib.sha256(json.dumps({
-            "model": model_identity(pipe), "layers": names, "widths": widths, "dtype": str(pipe.unet.dtype),
+            "model": model_identity(pipe), "layers": names, "widths": widths, "dtype": str(family_for(pipe).dtype),
             "prompts": hashlib.sha256("\n".join(prompts).encode()).hexdigest(),
         }, sort_keys=True).encode()).hexdigest()[:32]
         file = cache_dir() / "nemo" / f"{key}.safetensors"
@@ -265,19 +268,18 @@ class NeMo(Mitigation):
     def _search(self, pipe: "StableDiffusionPipeline", state: NeMoState, prompt: str) -> Decision:
         import torch
 
-        unet = pipe.unet
-        attns = [m for _, m in value_layers(unet)]
-        if [n for n, _ in value_layers(unet)] != state.layers:
+        family = family_for(pipe)
+        attns = [m for _, m in value_layers(pipe)]
+        if [n for n, _ in value_layers(pipe)] != state.layers:
             raise MitigationError("nemo: the statistics were computed for other layers")
-        device = unet.device
+        device = family.device
         scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
         scheduler.set_timesteps(self.DETECTION_STEPS, device=device)
         t = scheduler.timesteps[1]
-        size = unet.config.sample_size
-        shape = (self.SEEDS, unet.config.in_channels, size, size)
+        shape = (self.SEEDS, *family.latent_shape(family.native_size, family.native_size))
         x_t = torch.randn(shape, generator=torch.Generator().manual_seed(self.SEED))
         x_t = x_t.to(device) * scheduler.init_noise_sigma
-        emb = pipe.encode_prompt([prompt], device, 1, False)[0]
+        emb = family.encode([prompt], device).embeds
         rows = [0]
 
         def noise_diff(x: "torch.Tensor", blocked: list[list[int]] | None) -> "torch.Tensor":
@@ -288,9 +290,9 @@ class NeMo(Mitigation):
                     keep[idx] = self.SCALING_FACTOR
                     handles.append(attn.to_v.register_forward_hook(lambda m, i, o, keep=keep: o * keep.to(o.dtype)))
             try:
-                model_in = scheduler.scale_model_input(x, t).to(unet.dtype)
-                cond = emb.expand(len(x), -1, -1).to(unet.dtype)
-                eps = unet(model_in, t, encoder_hidden_states=cond, return_dict=False)[0]
+                model_in = scheduler.scale_model_input(x, t).to(family.dtype)
+                cond = emb.expand(len(x), -1, -1).to(family.dtype)
+                eps = family.predict(model_in, t, cond).sample
             finally:
                 for h in handles:
                     h.remove()
@@ -370,9 +372,9 @@ class NeMo(Mitigation):
             return None  # nothing to block: the engine's own processors, unchanged
         n = len(ctx.requests)
         copies = 2 if ctx.do_classifier_free_guidance else 1  # rows [uncond; cond], both blocked
-        originals = {id(m): m.processor for name, m in pipe.unet.named_modules() if name.endswith(".attn2")}
+        originals = {id(layer.module): layer.module.processor for layer in family_for(pipe).attention_layers()}
         keep: dict[int, torch.Tensor] = {}
-        for layer, (_, attn) in enumerate(value_layers(pipe.unet)):
+        for layer, (_, attn) in enumerate(value_layers(pipe)):
             mask = torch.ones(copies * n, 1, attn.to_v.out_features)
             for i, d in enumerate(decisions):
                 if d is not None and d.neurons[layer]:

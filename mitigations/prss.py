@@ -78,7 +78,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from membench_eval.errors import MitigationError
-from membench_eval.models.attention import EndTokenCapture
+from membench_eval.models import EndTokenCapture, family_for
 from membench_eval.mitigation import BatchContext, Mitigation
 
 if TYPE_CHECKING:
@@ -170,14 +170,15 @@ class PRSS(Mitigation):
             ctx.records.append({})
         if not ctx.do_classifier_free_guidance or negative_prompt_embeds is None:
             return prompt_embeds, negative_prompt_embeds
+        family = family_for(pipe)
         scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
         scheduler.set_timesteps(ctx.num_inference_steps, device=latents.device)
         t = scheduler.timesteps[0]
         mask = self.be_masks(pipe, prompt_embeds, negative_prompt_embeds, latents, ctx) if self.be_mask else None
-        x = scheduler.scale_model_input(latents, t).to(pipe.unet.dtype)
+        x = scheduler.scale_model_input(latents, t).to(family.dtype)
         with torch.no_grad():
-            eps = pipe.unet(torch.cat([x, x]), t, encoder_hidden_states=torch.cat([negative_prompt_embeds, prompt_embeds])
-                            .to(pipe.unet.dtype)).sample.float()
+            eps = family.predict(torch.cat([x, x]), t, torch.cat([negative_prompt_embeds, prompt_embeds])
+                                 .to(family.dtype)).sample.float()
         eps_u, eps_c = eps.chunk(2)
         initial = magnitude(eps_c - eps_u, mask).tolist()
         triggered = [not r.padding and m > self.l_target_ss for r, m in zip(ctx.requests, initial)]
@@ -213,8 +214,9 @@ class PRSS(Mitigation):
         state = getattr(ctx, "_prss", None)
         if state is None or not any(state["triggered"]):
             return eps_uncond + ctx.guidance_scale * (eps_cond - eps_uncond)
-        x = pipe.scheduler.scale_model_input(latents, timestep).to(pipe.unet.dtype)
-        eps_orig = pipe.unet(x, timestep, encoder_hidden_states=state["original"].to(pipe.unet.dtype)).sample
+        family = family_for(pipe)
+        x = pipe.scheduler.scale_model_input(latents, timestep).to(family.dtype)
+        eps_orig = family.predict(x, timestep, state["original"].to(family.dtype)).sample
         eps, fired = reanchor(eps_uncond, eps_cond, eps_orig.to(eps_cond.dtype), ctx.guidance_scale,
                               self.l_target_pr, self.mag_thres_pr)
         use = torch.tensor(state["triggered"], device=eps.device) & fired
@@ -227,13 +229,14 @@ class PRSS(Mitigation):
         """aug_prompt on one image: AdamW on tokens 1.. until the magnitude <= l_target_ss."""
         import torch
 
+        family = family_for(pipe)
         bos = cond[:1].detach().float()
         words = cond[1:].detach().float().clone().requires_grad_(True)
         optimizer = torch.optim.AdamW([words], lr=self.LR)
         final, steps = math.nan, 0
         for steps in range(self.MAX_ITERATIONS + 1):
             emb = torch.cat([bos, words])[None]
-            eps_c = pipe.unet(x, t, encoder_hidden_states=emb.to(pipe.unet.dtype)).sample
+            eps_c = family.predict(x, t, emb.to(family.dtype)).sample
             loss = magnitude(eps_c.float() - eps_u, mask).sum()
             final = loss.item()
             if not math.isfinite(final):
@@ -252,11 +255,12 @@ class PRSS(Mitigation):
         texts = self._candidates.get(prompt.strip(), [])
         if not texts:
             return cond, original, 0
+        family = family_for(pipe)
         with torch.no_grad():
-            embs = pipe.encode_prompt(texts, x.device, 1, False)[0]
+            embs = family.encode(texts, x.device).embeds
             mags = [original]
             for emb in embs:
-                eps_c = pipe.unet(x, t, encoder_hidden_states=emb[None].to(pipe.unet.dtype)).sample
+                eps_c = family.predict(x, t, emb[None].to(family.dtype)).sample
                 mags.append(magnitude(eps_c.float() - eps_u, mask).item())
                 if mags[-1] <= self.l_target_ss:
                     break
@@ -268,36 +272,33 @@ class PRSS(Mitigation):
         """BE mask per image, (images, 1, H, W): end-token attention at the last step of a plain run."""
         import torch
 
-        unet = pipe.unet
-        original = dict(unet.attn_processors)
-        layers = [k for k in original if k.startswith("down_blocks.") and k.split(".")[-2] == "attn2"]
+        family = family_for(pipe)
+        layers = [layer.name for layer in family.attention_layers() if layer.block.startswith("down_blocks.")]
         if not layers:
             raise MitigationError("prss: be_mask needs cross-attention (attn2) layers in the UNet's down blocks")
         first = min(int(k.split(".")[1]) for k in layers)
         layers = [k for k in layers if int(k.split(".")[1]) == first]
-        max_len = pipe.tokenizer.model_max_length
-        eos = [len(pipe.tokenizer(p, truncation=True, max_length=max_len).input_ids) - 1 for p in ctx.prompts]
+        eos = family.end_token_positions(ctx.prompts)
         scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
         scheduler.set_timesteps(ctx.num_inference_steps, device=latents.device)
         gens = []
         for g in ctx.generators:
             gens.append(torch.Generator(device=g.device))
             gens[-1].set_state(g.get_state())
-        extra = pipe.prepare_extra_step_kwargs(gens or None, 0.0)
-        emb = torch.cat([uncond, cond]).to(unet.dtype)
+        extra = family.step_kwargs(gens or None, 0.0)
+        emb = torch.cat([uncond, cond]).to(family.dtype)
         x, sink = latents.clone(), []
         with torch.no_grad():
             for i, t in enumerate(scheduler.timesteps):
-                model_in = scheduler.scale_model_input(torch.cat([x, x]), t).to(unet.dtype)
+                model_in = scheduler.scale_model_input(torch.cat([x, x]), t).to(family.dtype)
                 if i < len(scheduler.timesteps) - 1:
-                    e_u, e_c = unet(model_in, t, encoder_hidden_states=emb).sample.chunk(2)
+                    e_u, e_c = family.predict(model_in, t, emb).pair()
                     x = scheduler.step(e_u + ctx.guidance_scale * (e_c - e_u), t, x, **extra).prev_sample
                     continue
-                unet.set_attn_processor({k: (EndTokenCapture(v, eos, sink) if k in layers else v) for k, v in original.items()})
-                try:
-                    unet(model_in, t, encoder_hidden_states=emb)
-                finally:
-                    unet.set_attn_processor(dict(original))
+                with family.attention_processors(
+                    lambda layer, current: EndTokenCapture(current, eos, sink) if layer.name in layers else None
+                ):
+                    family.predict(model_in, t, emb)
         maps = torch.stack(sink).mean(0)  # (images, queries)
         height, width = latents.shape[-2:]
         scale = round(math.sqrt(height * width / maps.shape[1]))

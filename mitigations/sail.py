@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from membench_eval.errors import MitigationError
 from membench_eval.mitigation import BatchContext, Mitigation
+from membench_eval.models import family_for
 
 if TYPE_CHECKING:
     import torch
@@ -103,7 +104,7 @@ class SAIL(Mitigation):
         uncond = negative_prompt_embeds
         if uncond is None:  # guidance off: the loss still compares with the empty prompt
             with torch.no_grad():
-                uncond, _ = pipe.encode_prompt([""] * len(ctx.requests), latents.device, 1, False)
+                uncond = family_for(pipe).encode([""] * len(ctx.requests), latents.device).embeds
         with torch.inference_mode(False), torch.enable_grad():
             out, records = self._search(pipe, latents.clone(), torch.cat([uncond, prompt_embeds]).clone(), rows, ctx)
         for i in rows:
@@ -128,12 +129,12 @@ class SAIL(Mitigation):
         else:
             raise MitigationError(f"sail: prediction_type {kind!r} is not supported (epsilon or v_prediction)")
         sigma = float(scheduler.init_noise_sigma)
-        unet = pipe.unet
-        embeds = embeds.to(unet.dtype)
+        family = family_for(pipe)
+        embeds = embeds.to(family.dtype)
 
         def difference(z: "torch.Tensor") -> "torch.Tensor":
-            model_input = scheduler.scale_model_input(torch.cat([z, z]), t).to(unet.dtype)
-            u, c = unet(model_input, t, encoder_hidden_states=embeds, return_dict=False)[0].float().chunk(2)
+            model_input = scheduler.scale_model_input(torch.cat([z, z]), t).to(family.dtype)
+            u, c = family.predict(model_input, t, embeds).sample.float().chunk(2)
             return coef * (c - u)
 
         def loss(x: "torch.Tensor") -> "torch.Tensor":

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from membench_eval.errors import MitigationError
 from membench_eval.mitigation import BatchContext, Mitigation
+from membench_eval.models import family_for
 
 if TYPE_CHECKING:
     import torch
@@ -87,7 +88,7 @@ class WenEmbeddingOptimization(Mitigation):
         uncond = negative_prompt_embeds
         if uncond is None:  # guidance off: the loss still compares with the empty prompt
             with torch.no_grad():
-                uncond, _ = pipe.encode_prompt([""] * len(ctx.requests), latents.device, 1, False)
+                uncond = family_for(pipe).encode([""] * len(ctx.requests), latents.device).embeds
         # The engine may run inside inference_mode; autograd needs ordinary tensors.
         with torch.inference_mode(False), torch.enable_grad():
             edited = prompt_embeds.clone()
@@ -112,10 +113,10 @@ class WenEmbeddingOptimization(Mitigation):
         """One prompt: returns (embedding (1, tokens, dim), initial loss, final loss, steps taken)."""
         import torch
 
-        unet = pipe.unet
+        family = family_for(pipe)
         k = latents.shape[0]
         with torch.no_grad():
-            eps_uncond = unet(latents, timestep, encoder_hidden_states=uncond.to(unet.dtype)).sample.float()
+            eps_uncond = family.predict(latents, timestep, uncond.to(family.dtype)).sample.float()
         bos = cond[:1].detach().float()
         words = cond[1:].detach().float().clone().requires_grad_(True)
         optimizer = torch.optim.AdamW([words], lr=self.LR)
@@ -124,7 +125,7 @@ class WenEmbeddingOptimization(Mitigation):
         steps = 0
         for steps in range(self.MAX_ITERATIONS + 1):
             embedding = torch.cat([bos, words])[None]
-            eps_cond = unet(latents, timestep, encoder_hidden_states=embedding.to(unet.dtype).expand(k, -1, -1)).sample
+            eps_cond = family.predict(latents, timestep, embedding.to(family.dtype).expand(k, -1, -1)).sample
             loss = torch.linalg.vector_norm(eps_cond.float() - eps_uncond)
             final = loss.item()
             if steps == 0:

@@ -92,7 +92,7 @@ class WenGated(WenEmbeddingOptimization):
 
     def calibration_prompts(self, pipe: "StableDiffusionPipeline") -> tuple[str, list[str]]:
         """(source, prompts): the non-memorized prompts the threshold is calibrated on."""
-        from membench_eval.generation.pipeline import is_model
+        from membench_eval.models import is_model
         from membench_eval.paths import MINI_DIR
         from membench_eval.suites import get_suite
         from membench_eval.fetch.download import resolve_file

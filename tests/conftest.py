@@ -52,7 +52,7 @@ def mini_suite() -> Any:
 @pytest.fixture(scope="module")
 def mini(mini_suite: Any) -> tuple[Any, Any, Any]:
     """(suite, pipeline, generation settings) of the mini, with its own pipeline per module."""
-    from membench_eval.generation.pipeline import load_pipeline
+    from membench_eval.models.loading import load_pipeline
     from membench_eval.generation.settings import GenerationSettings
 
     return mini_suite, load_pipeline(mini_suite.model, device="cpu"), GenerationSettings.for_suite(mini_suite)

@@ -202,7 +202,7 @@ def measure_validity(data, out: Path, *, seed: int = 1234) -> dict[str, Any]:
     import torch
 
     from membench_eval.generation.engine import generate
-    from membench_eval.generation.pipeline import load_pipeline
+    from membench_eval.models.loading import load_pipeline
     from membench_eval.generation.seeding import plan_requests
     from membench_eval.generation.settings import GenerationSettings
     from membench_eval.metrics.clip_score import ClipScorer

@@ -73,14 +73,16 @@ def attribute(pipe: "StableDiffusionPipeline", scorer: "ImageScorer", text: str,
     ``references``: the memorized image ids the Top-1 SSCD is taken against (the prompt's own;
     for a free prompt, every memorized image of the suite)."""
     from membench_eval.analysis.effects import signal_per_image, token_gradients
+    from membench_eval.models.family import family_for
 
-    words, tokens = split_prompt(text, pipe.tokenizer)
+    tokenizer = family_for(pipe).tokenizer
+    words, tokens = split_prompt(text, tokenizer)
     k = int(config.images)
     seeds = scorer.seeds(prompt_id, k)
     removed = [without_words(text, words, {w.index}) for w in words]
     replaced = [replaced_word(text, w, config.neutral) for w in words]
     split_tokens = [t for t in tokens if t.word is not None and len(words[t.word].tokens) > 1] if config.tokens else []
-    token_texts = [without_token(pipe.tokenizer, tokens, t.index) for t in split_tokens]
+    token_texts = [without_token(tokenizer, tokens, t.index) for t in split_tokens]
     texts = [text, *removed, *replaced, *token_texts]
 
     signal = signal_per_image(pipe, texts, seeds, scorer.settings, timestep=config.timestep)
@@ -127,16 +129,17 @@ def result_fields(pipe: "StableDiffusionPipeline", scorer: "ImageScorer", text: 
                   references: Sequence[str], config: AttributionConfig) -> dict[str, Any]:
     """Everything an attribution result depends on: its key in the store's results area."""
     from membench_eval.generation.engine import GENERATION_CODE_VERSION
-    from membench_eval.generation.pipeline import model_identity, scheduler_identity
+    from membench_eval.models.family import family_for
 
+    family = family_for(pipe)
     s = scorer.settings
     return {
-        "scheme": ATTRIBUTION_CODE_VERSION, "engine": GENERATION_CODE_VERSION, "model": model_identity(pipe),
-        "scheduler": scheduler_identity(pipe), "sscd": scorer.ctx.sscd.fingerprint, "prompt": text,
+        "scheme": ATTRIBUTION_CODE_VERSION, "engine": GENERATION_CODE_VERSION, "model": family.identity(),
+        "scheduler": family.scheduler_identity(), "sscd": scorer.ctx.sscd.fingerprint, "prompt": text,
         "prompt_id": prompt_id, "references": sorted(references), "config": asdict(config),
         "settings": {"steps": s.num_inference_steps, "guidance": s.guidance_scale, "height": s.height,
                      "width": s.width, "seed": s.seed, "batch_size": s.batch_size},
-        "dtype": str(pipe.unet.dtype), "device": pipe.unet.device.type,
+        "dtype": str(family.dtype), "device": family.device.type,
     }
 
 

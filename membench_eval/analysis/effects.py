@@ -48,6 +48,7 @@ def token_gradients(pipe: "StableDiffusionPipeline", text: str, seeds: Sequence[
     import torch
 
     from membench_eval.detection.signal import encode_prompts, last_train_timestep, latent_geometry, seeded_latents
+    from membench_eval.models.family import family_for
 
     geometry = latent_geometry(pipe, settings.height, settings.width)
     t = last_train_timestep(pipe) if timestep is None else int(timestep)
@@ -55,14 +56,15 @@ def token_gradients(pipe: "StableDiffusionPipeline", text: str, seeds: Sequence[
     if hasattr(pipe.scheduler, "scale_model_input"):
         latents = pipe.scheduler.scale_model_input(latents, t)
     k = len(seeds)
+    family = family_for(pipe)
     with torch.no_grad():
         cond = encode_prompts(pipe, [text])
-        uncond = pipe.unet(latents, t, encoder_hidden_states=encode_prompts(pipe, [""]).expand(k, -1, -1)).sample.float()
+        uncond = family.predict(latents, t, encode_prompts(pipe, [""]).expand(k, -1, -1)).sample.float()
     # One leaf row per image: images are independent, so the gradient of the summed signal with
     # respect to row i is image i's own gradient.
     embeds = cond.expand(k, -1, -1).clone().requires_grad_(True)
     with torch.enable_grad():
-        eps = pipe.unet(latents, t, encoder_hidden_states=embeds).sample.float()
+        eps = family.predict(latents, t, embeds).sample.float()
         loss = ((eps - uncond) ** 2).sum()
         (grad,) = torch.autograd.grad(loss, [embeds])
     n = min(int(n_tokens), grad.shape[1] - 2)

@@ -55,7 +55,7 @@ def run_probe(scorer: "ImageScorer", suite: "Suite", keyword: str, *, n_images: 
     """The probe for ``keyword`` (stored in the run store's results area: a rerun is free)."""
     from dataclasses import asdict
 
-    from membench_eval.generation.pipeline import model_identity
+    from membench_eval.models.identity import model_identity
     from membench_eval.stats import ClusterBootstrap
     from membench_eval.store.results import ResultStore
 

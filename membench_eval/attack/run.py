@@ -167,7 +167,7 @@ class Attack:
 
     def search(self, m: "Mitigation", target: Target) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """The attack prompts found for ``target`` (best first) and the search's cost."""
-        from membench_eval.generation.pipeline import model_identity
+        from membench_eval.models.identity import model_identity
         from membench_eval.search.augment import AugmentConfig, augment_prompt
         from membench_eval.generation.seeding import image_seed
 
@@ -257,7 +257,7 @@ class Attack:
         from membench_eval.attack.whitebox import (SubmittedEmbedding, embedding_sha256, optimise_embedding,
                                                    stored_embedding, whitebox_reason)
         from membench_eval.generation.batch import method_source
-        from membench_eval.generation.pipeline import model_identity
+        from membench_eval.models.identity import model_identity
         from membench_eval.generation.seeding import image_seed
         from membench_eval.mitigation import Mitigation
         from membench_eval.suites.types import Prompt

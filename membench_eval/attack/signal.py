@@ -102,7 +102,8 @@ def _hooked_chunk(pipe: "StableDiffusionPipeline", m: "Mitigation", prompts: lis
     import torch
 
     from membench_eval.detection.signal import last_train_timestep, latent_geometry, seeded_latents
-    from membench_eval.generation.batch import _call, build_context, cached_setup, cross_attention
+    from membench_eval.generation.batch import _call, build_context, cached_setup, cross_attention, encode_for_hooks
+    from membench_eval.models.family import family_for
     from membench_eval.mitigation import ImageRequest
 
     reqs = [ImageRequest(prompt_id=f"attack-candidate-{i}", prompt=p, image_index=0, seed=int(seed))
@@ -112,7 +113,7 @@ def _hooked_chunk(pipe: "StableDiffusionPipeline", m: "Mitigation", prompts: lis
     if m.overrides("setup"):
         ctx.state = _call(m, "setup", reqs, None, lambda: cached_setup(pipe, m))
     with torch.no_grad():
-        cond, uncond = pipe.encode_prompt(prompts, ctx.device, 1, True)
+        cond, uncond = encode_for_hooks(pipe, prompts, ctx.device, True)
     t = last_train_timestep(pipe)
     latent = seeded_latents(pipe, [seed], latent_geometry(pipe, settings.height, settings.width))
     latents = latent.expand(len(prompts), -1, -1, -1).clone().to(cond.dtype)
@@ -127,7 +128,7 @@ def _hooked_chunk(pipe: "StableDiffusionPipeline", m: "Mitigation", prompts: lis
         processor = _call(m, "cross_attention_processor", reqs, None, lambda: m.cross_attention_processor(pipe, ctx))
     with torch.no_grad(), cross_attention(pipe, processor):
         model_in = pipe.scheduler.scale_model_input(torch.cat([latents, latents]), t)
-        eps = pipe.unet(model_in, t, encoder_hidden_states=torch.cat([uncond, cond])).sample.float()
+        eps = family_for(pipe).predict(model_in, t, torch.cat([uncond, cond])).sample.float()
     eps_u, eps_c = eps.chunk(2)
     return ((eps_c - eps_u) ** 2).sum(dim=(1, 2, 3)).double().cpu().numpy()
 

@@ -207,7 +207,7 @@ def run_attack(ev: Any, specs: Sequence[Any], options: Any, *, whitebox_steps: i
     with ``whitebox_steps`` also the white-box variant (``attack.whitebox``)."""
     from membench_eval.attack.run import Attack
     from membench_eval.attack.signal import scorer_note
-    from membench_eval.generation.pipeline import model_identity
+    from membench_eval.models.identity import model_identity
     from membench_eval.mitigation import Mitigation
 
     attack = Attack(ev, options)

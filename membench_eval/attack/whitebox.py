@@ -59,13 +59,15 @@ def optimise_embedding(pipe: "StableDiffusionPipeline", m: Mitigation, prompt: s
     import torch
 
     from membench_eval.detection.signal import last_train_timestep, latent_geometry, seeded_latents
-    from membench_eval.generation.batch import build_context, cross_attention
+    from membench_eval.generation.batch import build_context, cross_attention, encode_for_hooks
+    from membench_eval.models.family import family_for
     from membench_eval.mitigation import ImageRequest
 
     ctx = build_context(pipe, [ImageRequest("whitebox", prompt, 0, int(seed))], settings)
     ctx.do_classifier_free_guidance = True
+    family = family_for(pipe)
     with torch.no_grad():
-        cond, uncond = pipe.encode_prompt([prompt], ctx.device, 1, True)
+        cond, uncond = encode_for_hooks(pipe, [prompt], ctx.device, True)
     norms = cond.float().norm(dim=-1, keepdim=True)
     embed = cond.detach().float().clone().requires_grad_(True)
     latent = seeded_latents(pipe, [seed], latent_geometry(pipe, settings.height, settings.width))
@@ -74,13 +76,13 @@ def optimise_embedding(pipe: "StableDiffusionPipeline", m: Mitigation, prompt: s
     processor = m.cross_attention_processor(pipe, ctx) if m.overrides("cross_attention_processor") else None
     opt = torch.optim.Adam([embed], lr=lr)
     history: list[float] = []
-    frozen = [p for p in pipe.unet.parameters() if p.requires_grad]
+    frozen = [p for p in family.denoiser.parameters() if p.requires_grad]
     for p in frozen:
         p.requires_grad_(False)
     try:
         with cross_attention(pipe, processor):
             for step in range(steps + 1):
-                eps = pipe.unet(model_in, t, encoder_hidden_states=torch.cat([uncond.float(), embed]).to(uncond.dtype)).sample
+                eps = family.predict(model_in, t, torch.cat([uncond.float(), embed]).to(uncond.dtype)).sample
                 eps_u, eps_c = eps.float().chunk(2)
                 signal = ((eps_c - eps_u) ** 2).sum()
                 history.append(float(signal.detach()))

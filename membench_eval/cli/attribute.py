@@ -74,7 +74,7 @@ def _target(suite, args: argparse.Namespace):  # noqa: ANN001, ANN202
 def _scorer(args: argparse.Namespace, suite):  # noqa: ANN001, ANN202
     from membench_eval.analysis.effects import ImageScorer
     from membench_eval.errors import DataError
-    from membench_eval.generation.pipeline import load_pipeline
+    from membench_eval.models.loading import load_pipeline
     from membench_eval.generation.settings import GenerationSettings
     from membench_eval.metrics.sscd import load_sscd, reference_embeddings
     from membench_eval.paths import cache_dir

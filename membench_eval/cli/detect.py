@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
 def score_prompts(args: argparse.Namespace, suite, prompts: list[str]):  # noqa: ANN001
     """Load the suite's pipeline and score ``prompts`` with the chosen signal."""
     from membench_eval.detection.signal import single_step_scores, trajectory_scores
-    from membench_eval.generation.pipeline import load_pipeline
+    from membench_eval.models.loading import load_pipeline
     from membench_eval.generation.settings import GenerationSettings
 
     settings = GenerationSettings.for_suite(suite, num_inference_steps=args.steps)
@@ -147,7 +147,7 @@ def run_detectors_cli(args: argparse.Namespace, suite) -> int:  # noqa: ANN001
                                             batch_size=args.batch_size)
 
     def load_pipe():  # noqa: ANN202 - only when a detector needs the model
-        from membench_eval.generation.pipeline import load_pipeline
+        from membench_eval.models.loading import load_pipeline
 
         return load_pipeline(args.model or suite.model, revision=None if args.model else suite.revision, device=args.device)
 

@@ -53,7 +53,7 @@ def suite_requests(suite, settings, roles=ROLES, limit: int | None = None) -> li
 def run(args: argparse.Namespace) -> int:
     from membench_eval.cli import CliError
     from membench_eval.generation.engine import GenerationInterrupted, generate
-    from membench_eval.generation.pipeline import load_pipeline
+    from membench_eval.models.loading import load_pipeline
     from membench_eval.generation.settings import GenerationSettings
     from membench_eval.mitigation_loader import load_mitigations
     from membench_eval.store.run_store import RunStore

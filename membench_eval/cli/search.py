@@ -67,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from membench_eval.cli import CliError
-    from membench_eval.generation.pipeline import load_pipeline
+    from membench_eval.models.loading import load_pipeline
     from membench_eval.generation.settings import GenerationSettings
     from membench_eval.search.gibbs import diffusion_scorer
     from membench_eval.search.mlm import load_masked_lm, read_stop_words

@@ -141,7 +141,7 @@ class DetectSession:
         from membench_eval.store.detections import DetectionStore
 
         if detector.needs_model and self._pipe is None:
-            from membench_eval.generation.pipeline import load_pipeline
+            from membench_eval.models.loading import load_pipeline
 
             model = self.config.getoption("membench_model")
             self._pipe = load_pipeline(model or self.suite.model, revision=None if model else self.suite.revision,

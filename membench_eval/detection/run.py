@@ -74,11 +74,12 @@ def detection_requests(prompts: Sequence["Prompt"], run_seed: int) -> list[Detec
 def model_fields(pipe: "StableDiffusionPipeline") -> dict[str, Any]:
     """What identifies the model a score was computed with (also the float environment)."""
     from membench_eval.generation.batch import _execution_device
-    from membench_eval.generation.pipeline import model_identity, scheduler_identity
+    from membench_eval.models.family import family_for
 
-    ident = model_identity(pipe)
-    return {"model": ident["model"], "revision": ident["revision"], "scheduler": scheduler_identity(pipe),
-            "device_type": _execution_device(pipe).type, "dtype": str(pipe.unet.dtype).replace("torch.", "")}
+    family = family_for(pipe)
+    ident = family.identity()
+    return {"model": ident["model"], "revision": ident["revision"], "scheduler": family.scheduler_identity(),
+            "device_type": _execution_device(pipe).type, "dtype": str(family.dtype).replace("torch.", "")}
 
 
 def score_prompts(

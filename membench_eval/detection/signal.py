@@ -3,7 +3,7 @@
 A memorized prompt makes ``eps(x_t, prompt) - eps(x_t, "")`` unusually large: the model "knows"
 the image and the text drags every sample toward it. Two readings of the same signal:
 
-* ``single_step_scores``: one UNet call at the last training timestep (999 for SD) on one shared,
+* ``single_step_scores``: one denoiser call at the last training timestep (999 for SD) on one shared,
   seeded latent, squared L2 norm of the difference. Cheap enough to score hundreds of candidate
   prompts per MCMC step (MemBench's search score, ``get_SD_score`` in the reference).
 * ``trajectory_scores``: Wen's detection statistic, the per-step L2 norm of the difference averaged
@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from membench_eval.models.family import family_for
+
 if TYPE_CHECKING:
     import torch
     from diffusers import StableDiffusionPipeline
@@ -36,13 +38,14 @@ class LatentGeometry:
 
 
 def latent_geometry(pipe: "StableDiffusionPipeline", height: int | None = None, width: int | None = None) -> LatentGeometry:
-    """Latent size for ``height`` x ``width`` pixels; defaults to the UNet's native sample size."""
-    scale = int(getattr(pipe, "vae_scale_factor", 8))
-    native = int(pipe.unet.config.sample_size) * scale
+    """Latent size for ``height`` x ``width`` pixels; defaults to the model's native image size."""
+    family = family_for(pipe)
+    scale = family.vae_scale_factor
+    native = family.native_size
     h, w = int(height or native), int(width or native)
     if h % scale or w % scale:
         raise ValueError(f"image size {h}x{w} is not a multiple of the VAE scale factor {scale}")
-    return LatentGeometry(int(pipe.unet.config.in_channels), h // scale, w // scale)
+    return LatentGeometry(family.latent_channels, h // scale, w // scale)
 
 
 def seeded_latents(pipe: "StableDiffusionPipeline", seeds: Sequence[int], geometry: LatentGeometry) -> "torch.Tensor":
@@ -54,13 +57,14 @@ def seeded_latents(pipe: "StableDiffusionPipeline", seeds: Sequence[int], geomet
         for s in seeds
     ]
     latents = torch.cat(rows) * float(getattr(pipe.scheduler, "init_noise_sigma", 1.0))
-    return latents.to(device=pipe.unet.device, dtype=pipe.unet.dtype)
+    family = family_for(pipe)
+    return latents.to(device=family.device, dtype=family.dtype)
 
 
 def encode_prompts(pipe: "StableDiffusionPipeline", prompts: Sequence[str]) -> "torch.Tensor":
-    """Text-encoder hidden states for ``prompts`` (no CFG duplication), on the UNet's device/dtype."""
-    embeds = pipe.encode_prompt(list(prompts), pipe.unet.device, 1, False)[0]
-    return embeds.to(dtype=pipe.unet.dtype)
+    """Text-encoder hidden states for ``prompts`` (no CFG duplication), on the denoiser's device/dtype."""
+    family = family_for(pipe)
+    return family.encode(prompts, family.device).embeds.to(dtype=family.dtype)
 
 
 def last_train_timestep(pipe: "StableDiffusionPipeline") -> int:
@@ -96,12 +100,13 @@ def single_step_scores(
     latent = seeded_latents(pipe, [seed], geometry)
     latent = pipe.scheduler.scale_model_input(latent, t) if hasattr(pipe.scheduler, "scale_model_input") else latent
     out = np.empty(len(prompts), dtype=np.float64)
+    family = family_for(pipe)
     with torch.inference_mode():
-        uncond = pipe.unet(latent, t, encoder_hidden_states=encode_prompts(pipe, [""])).sample.float()
+        uncond = family.predict(latent, t, encode_prompts(pipe, [""])).sample.float()
         for start in tqdm(range(0, len(prompts), batch_size), desc="single-step score", unit="batch", disable=not progress):
             chunk = list(prompts[start : start + batch_size])
             cond_embeds = encode_prompts(pipe, chunk)
-            cond = pipe.unet(latent.expand(len(chunk), -1, -1, -1), t, encoder_hidden_states=cond_embeds).sample.float()
+            cond = family.predict(latent.expand(len(chunk), -1, -1, -1), t, cond_embeds).sample.float()
             out[start : start + len(chunk)] = ((cond - uncond) ** 2).sum(dim=(1, 2, 3)).double().cpu().numpy()
     return out
 
@@ -168,6 +173,7 @@ def guided_trajectory(
     """
     import torch
 
+    family = family_for(pipe)
     scheduler = copy.deepcopy(pipe.scheduler)  # set_timesteps mutates; leave the pipeline's alone
     scheduler.set_timesteps(num_inference_steps, device=latents.device)
     n = latents.shape[0]
@@ -176,7 +182,7 @@ def guided_trajectory(
     steps = []
     for t in scheduler.timesteps:
         model_in = scheduler.scale_model_input(torch.cat([latents, latents]), t)
-        eps_u, eps_c = pipe.unet(model_in, t, encoder_hidden_states=embeds).sample.chunk(2)
+        eps_u, eps_c = family.predict(model_in, t, embeds).pair()
         step_norms = (eps_c - eps_u).float().flatten(1).norm(dim=1).double()
         norms += step_norms
         if per_step:

@@ -26,7 +26,7 @@ from membench_eval.extraction_method import EXTRACTION_CODE_VERSION, ExtractionC
 from membench_eval.metrics.memorization import MemorizationScores, memorization_scores
 
 if TYPE_CHECKING:
-    from membench_eval.extraction.sampling import UncondPipeline
+    from membench_eval.models.uncond import UncondPipeline
     from membench_eval.metrics.sscd import SSCDModel
 
 # extractions/ (the bundled method files) beside the package in a source checkout.
@@ -132,7 +132,7 @@ class Runner:
 
     def __init__(self, suite: UncondSuite, settings: ExtractionSettings, store: str | Path, *, progress: bool = False,
                  pipe: "UncondPipeline | None" = None, sscd: "SSCDModel | None" = None):
-        from membench_eval.extraction.sampling import load_uncond_pipeline
+        from membench_eval.models.uncond import load_uncond_pipeline
         from membench_eval.metrics.sscd import load_sscd, reference_embeddings, stack_embeddings
 
         self.suite, self.settings, self.progress = suite, settings, progress

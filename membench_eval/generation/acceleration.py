@@ -1,11 +1,11 @@
 """The GPU path: memory layout, VAE slicing, torch.compile and batch size from free memory.
 
 All of it is off on CPU (where images must stay byte-identical to ``StableDiffusionPipeline``'s
-own and to the stored mini images). On CUDA ``load_pipeline`` calls ``prepare_for_cuda``:
-bf16 weights (``runtime.select_dtype``), SDPA attention (``pipeline.use_sdpa``), channels_last
+own and to the stored mini images). On CUDA ``load_pipeline`` calls ``prepare_for_cuda`` (``models.cuda``):
+bf16 weights (``runtime.select_dtype``), SDPA attention (``models.sd.use_sdpa``), channels_last
 UNet and VAE, and the VAE decoding one image at a time (its peak memory no longer grows with the
 batch, and decoded pixels no longer depend on the batch shape). Each of these can change float
-rounding, so ``compute_flags`` names the active ones and they enter the image key (only when
+rounding, so ``compute_flags`` (``models.cuda``) names the active ones and they enter the image key (only when
 set). On CPU the one such option is torch's intra-op thread count: reductions are split by thread,
 so pixels move with it (measured: 2 of 10 mini PNGs differ between 1 and 2 threads); it enters the
 key when it is not 1, so one-thread keys (every test's, and stores made so) are unchanged.
@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from membench_eval.models.family import family_for
+
 if TYPE_CHECKING:
     from diffusers import StableDiffusionPipeline
 
@@ -30,49 +32,7 @@ BATCH_LADDER = (10, 20, 40, 80, 160)
 # per image (methods with gradients or extra UNet calls need more than base sampling).
 FREE_MEMORY_SHARE = 0.8
 PEAK_HEADROOM = 2.0
-_COMPILED_ATTR = "_membench_compiled"
 _FIT_ATTR = "_membench_batch_fit"
-
-
-def prepare_for_cuda(pipe: "StableDiffusionPipeline") -> None:
-    """channels_last UNet/VAE and one-image VAE slices; a no-op off CUDA."""
-    import torch
-
-    if pipe.unet.device.type != "cuda":
-        return
-    pipe.unet.to(memory_format=torch.channels_last)
-    pipe.vae.to(memory_format=torch.channels_last)
-    pipe.vae.enable_slicing()
-
-
-def compile_unet(pipe: "StableDiffusionPipeline", *, mode: str | None = None) -> None:
-    """``torch.compile`` the UNet's forward in place (the module, its hooks and its attention
-    processors stay: a method's processor is traced on first use and guarded, so swapping
-    processors recompiles instead of running stale code). The first batches are slow (compiling)."""
-    import torch
-
-    unet = pipe.unet
-    if getattr(unet, _COMPILED_ATTR, False):
-        return
-    unet.forward = torch.compile(unet.forward, mode=mode, dynamic=False)
-    setattr(unet, _COMPILED_ATTR, True)
-
-
-def compute_flags(pipe: "StableDiffusionPipeline") -> dict[str, Any]:
-    """The non-default compute options of ``pipe`` that can move pixels (empty on one CPU thread)."""
-    import torch
-
-    flags: dict[str, Any] = {}
-    if pipe.unet.device.type == "cpu" and torch.get_num_threads() != 1:
-        flags["cpu_threads"] = torch.get_num_threads()
-    if getattr(pipe.unet, _COMPILED_ATTR, False):
-        flags["compiled"] = True
-    if getattr(pipe.vae, "use_slicing", False):
-        flags["vae_slicing"] = True
-    weight = next((p for p in pipe.unet.parameters() if p.dim() == 4), None)
-    if weight is not None and weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
-        flags["channels_last"] = True
-    return flags
 
 
 def fit_batch_size(pipe: "StableDiffusionPipeline", settings: "GenerationSettings") -> int:
@@ -81,7 +41,7 @@ def fit_batch_size(pipe: "StableDiffusionPipeline", settings: "GenerationSetting
     pipeline and image size)."""
     import torch
 
-    device = pipe.unet.device
+    device = family_for(pipe).device
     if device.type != "cuda":
         return settings.batch_size
     cache: dict[tuple, int] = pipe.__dict__.setdefault(_FIT_ATTR, {})
@@ -101,7 +61,7 @@ def _probe_bytes_per_image(pipe: "StableDiffusionPipeline", settings: "Generatio
     from membench_eval.generation.batch import run_batch
     from membench_eval.mitigation import ImageRequest, Mitigation
 
-    device = pipe.unet.device
+    device = family_for(pipe).device
     probe = settings.replace(num_inference_steps=1)
     reqs = [ImageRequest(prompt_id="__membench_probe__", prompt="a photo", image_index=i, seed=i) for i in range(2)]
     torch.cuda.synchronize(device)

@@ -17,6 +17,7 @@ from membench_eval.errors import MitigationError
 from membench_eval.generation.seeding import make_generator, make_rng
 from membench_eval.generation.settings import GenerationSettings
 from membench_eval.mitigation import BatchContext, ImageRequest, Mitigation
+from membench_eval.models.family import family_for
 
 if TYPE_CHECKING:
     import numpy as np
@@ -65,19 +66,22 @@ def build_context(
         guidance_scale=settings.guidance_scale, height=settings.height, width=settings.width, device=device,
         generators=[make_generator(r.seed, device) for r in reqs], rngs=[make_rng(r.seed) for r in reqs],
         records=[{} for _ in reqs],
-        do_classifier_free_guidance=settings.guidance_scale > 1 and pipe.unet.config.get("time_cond_proj_dim") is None,
+        do_classifier_free_guidance=settings.guidance_scale > 1 and not family_for(pipe).guidance_embedded,
     )
 
 
 def initial_latents(pipe: "StableDiffusionPipeline", ctx: BatchContext, dtype: "torch.dtype") -> "torch.Tensor":
     """Unscaled initial noise, one row per generator, drawn exactly as diffusers' prepare_latents does."""
-    from diffusers.utils.torch_utils import randn_tensor
+    return family_for(pipe).initial_latents(ctx.generators, ctx.height, ctx.width, dtype=dtype, device=ctx.device)
 
-    shape = (
-        len(ctx.requests), pipe.unet.config.in_channels,
-        ctx.height // pipe.vae_scale_factor, ctx.width // pipe.vae_scale_factor,
-    )
-    return randn_tensor(shape, generator=ctx.generators, device=ctx.device, dtype=dtype)
+
+def encode_for_hooks(
+    pipe: "StableDiffusionPipeline", prompts: Sequence[str], device: "torch.device", guidance: bool
+) -> tuple["torch.Tensor", "torch.Tensor | None"]:
+    """(prompt_embeds, negative_prompt_embeds) as the hooks receive them: the family's
+    conditioning for generation, as tensors (the hook API of SD 1.x)."""
+    cond, uncond = family_for(pipe).encode_for_guidance(prompts, device, guidance)
+    return cond.embeds, (None if uncond is None else uncond.embeds)
 
 
 def run_batch(
@@ -108,7 +112,6 @@ def _hooks_and_sampling(
     import torch
 
     from membench_eval.generation.denoise import denoise
-
     if m.overrides("rewrite_prompt"):
         for i, r in enumerate(reqs):
             text = _call(m, "rewrite_prompt", reqs, i, lambda r=r, i=i: m.rewrite_prompt(r.prompt, ctx.rngs[i]))
@@ -122,7 +125,7 @@ def _hooks_and_sampling(
             return _check_images(images, m, "generate", reqs, settings)
 
     with torch.no_grad():
-        cond, uncond = pipe.encode_prompt(ctx.prompts, ctx.device, 1, ctx.do_classifier_free_guidance)
+        cond, uncond = encode_for_hooks(pipe, ctx.prompts, ctx.device, ctx.do_classifier_free_guidance)
     latents = initial_latents(pipe, ctx, cond.dtype) * pipe.scheduler.init_noise_sigma
     if m.overrides("edit_embeddings"):
         out = _call(m, "edit_embeddings", reqs, None, lambda: m.edit_embeddings(pipe, cond, uncond, latents, ctx))
@@ -189,11 +192,11 @@ def cached_setup(pipe: "StableDiffusionPipeline | None", m: "Mitigation | Detect
 
 
 class count_unet_rows:
-    """Context manager: counts sample rows through ``pipe.unet`` (a forward pre-hook), gradients
-    or not: a CFG call on 2N rows adds 2N."""
+    """Context manager: counts sample rows through the model's denoiser (the UNet; a forward
+    pre-hook), gradients or not: a CFG call on 2N rows adds 2N."""
 
     def __init__(self, pipe: "StableDiffusionPipeline"):
-        self.unet, self.rows, self.handle = pipe.unet, 0, None
+        self.unet, self.rows, self.handle = family_for(pipe).denoiser, 0, None
 
     def _count(self, module: Any, args: tuple, kwargs: dict) -> None:
         sample = args[0] if args else kwargs.get("sample")
@@ -209,23 +212,22 @@ class count_unet_rows:
 
 
 class cross_attention:
-    """Context manager: ``processor`` on every ``attn2`` (cross-attention) module, originals restored."""
+    """Context manager: ``processor`` on every text (cross-)attention layer of the model
+    (``ModelFamily.attention_layers``; SD's ``attn2``), originals restored. None: nothing changes."""
 
     def __init__(self, pipe: "StableDiffusionPipeline", processor: Any | None):
-        self.unet, self.processor = pipe.unet, processor
-        self.original: dict[str, Any] | None = None
+        self.pipe, self.processor = pipe, processor
+        self._installed: Any = None
 
     def __enter__(self) -> "cross_attention":
         if self.processor is not None:
-            self.original = dict(self.unet.attn_processors)
-            self.unet.set_attn_processor(
-                {k: (self.processor if k.split(".")[-2] == "attn2" else v) for k, v in self.original.items()}
-            )
+            self._installed = family_for(self.pipe).attention_processors(lambda layer, current: self.processor)
+            self._installed.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.original is not None:
-            self.unet.set_attn_processor(dict(self.original))
+        if self._installed is not None:
+            self._installed.__exit__(None, None, None)
 
 
 def _check_images(

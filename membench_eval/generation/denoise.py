@@ -1,4 +1,4 @@
-"""The explicit denoising loop: diffusers' scheduler, UNet and VAE calls, with the guidance hook.
+"""The explicit denoising loop: the model family's prediction, scheduler step and decode, with the guidance hook.
 
 Why not ``StableDiffusionPipeline.__call__``: methods such as the guidance schedule (Jain et al.),
 PRSS (Chen et al.) and AMG (Chen et al.) replace the classifier-free-guidance combination
@@ -6,12 +6,15 @@ PRSS (Chen et al.) and AMG (Chen et al.) replace the classifier-free-guidance co
 ``__call__``'s own (diffusers 0.3x, text-to-image path: given embeddings and latents, no IP-adapter,
 ``guidance_rescale`` 0, no safety checker) written out, with ``Mitigation.guidance`` in place of the
 combination. With a method that overrides nothing it gives the same pixels as ``__call__`` (tested
-byte for byte on CPU: ``tests/generation/test_generation_denoise.py``).
+byte for byte on CPU: ``tests/generation/test_generation_denoise.py``). The model's internals (UNet keyword
+arguments, VAE decode) are the family's (``membench_eval.models``).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+from membench_eval.models.family import family_for
 
 if TYPE_CHECKING:
     import numpy as np
@@ -22,15 +25,8 @@ if TYPE_CHECKING:
 
 
 def guidance_scale_condition(pipe: "StableDiffusionPipeline", ctx: "BatchContext", dtype: "torch.dtype") -> "torch.Tensor | None":
-    """``timestep_cond`` for guidance-distilled UNets (``time_cond_proj_dim``), else None (SD 1.x)."""
-    import torch
-
-    if pipe.unet.config.get("time_cond_proj_dim") is None:
-        return None
-    scale = torch.tensor(ctx.guidance_scale - 1).repeat(len(ctx.requests))
-    return pipe.get_guidance_scale_embedding(scale, embedding_dim=pipe.unet.config.time_cond_proj_dim).to(
-        device=ctx.device, dtype=dtype
-    )
+    """``timestep_cond`` for guidance-distilled denoisers, else None (SD 1.x)."""
+    return family_for(pipe).timestep_condition(ctx.guidance_scale, len(ctx.requests), ctx.device, dtype)
 
 
 def _int_step(scheduler: Any) -> bool:
@@ -51,12 +47,13 @@ def denoise(
 ) -> list["np.ndarray"]:
     """Sample from scaled initial ``latents``; return float HxWx3 images in [0, 1] (``output_type="np"``).
 
-    Per step, as ``__call__``: scale the model input, one UNet call on ``[uncond, cond]`` rows (CFG)
+    Per step, as ``__call__``: scale the model input, one denoiser call on ``[uncond, cond]`` rows (CFG)
     or ``cond`` rows, combine (``method.guidance`` if overridden), ``scheduler.step`` with the
     per-image generators, then ``on_step_end`` (its ``prompt_embeds`` is the concatenated batch,
     as in diffusers)."""
     import torch
 
+    family = family_for(pipe)
     scheduler = pipe.scheduler
     do_cfg = ctx.do_classifier_free_guidance
     scheduler.set_timesteps(ctx.num_inference_steps, device=ctx.device)
@@ -64,7 +61,7 @@ def denoise(
     # Python ints, read once: no device->host sync inside the loop (the UNet gets the device
     # tensor, the scheduler and the hooks the int: DDIM's arithmetic is the same either way).
     ctx.timesteps = [int(t) for t in timesteps.cpu()]
-    extra_step_kwargs = pipe.prepare_extra_step_kwargs(ctx.generators, 0.0)
+    extra_step_kwargs = family.step_kwargs(ctx.generators, 0.0)
     timestep_cond = guidance_scale_condition(pipe, ctx, latents.dtype)
     if do_cfg:
         if negative_prompt_embeds is None:
@@ -78,10 +75,7 @@ def denoise(
         for i, (t, t_int) in enumerate(zip(timesteps, ctx.timesteps)):
             model_input = torch.cat([latents] * 2) if do_cfg else latents
             model_input = scheduler.scale_model_input(model_input, t)
-            noise_pred = pipe.unet(
-                model_input, t, encoder_hidden_states=prompt_embeds, timestep_cond=timestep_cond,
-                cross_attention_kwargs=None, added_cond_kwargs=None, return_dict=False,
-            )[0]
+            noise_pred = family.predict(model_input, t, prompt_embeds, timestep_cond=timestep_cond).sample
             if do_cfg:
                 eps_uncond, eps_cond = noise_pred.chunk(2)
             else:
@@ -92,8 +86,7 @@ def denoise(
                     raise ValueError(f"guidance returned shape {tuple(noise_pred.shape)}, expected {tuple(eps_cond.shape)}")
             elif do_cfg:
                 noise_pred = eps_uncond + ctx.guidance_scale * (eps_cond - eps_uncond)
-            latents = scheduler.step(noise_pred, t_int if _int_step(scheduler) else t, latents, **extra_step_kwargs,
-                                     return_dict=False)[0]
+            latents = family.step(scheduler, noise_pred, t_int if _int_step(scheduler) else t, latents, **extra_step_kwargs)
             if stepped:
                 values: dict[str, Any] = {"latents": latents, "prompt_embeds": prompt_embeds,
                                           "negative_prompt_embeds": negative_prompt_embeds}
@@ -103,6 +96,5 @@ def denoise(
                 latents = out.pop("latents", latents)
                 prompt_embeds = out.pop("prompt_embeds", prompt_embeds)
                 negative_prompt_embeds = out.pop("negative_prompt_embeds", negative_prompt_embeds)
-        image = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False, generator=ctx.generators)[0]
-        images = pipe.image_processor.postprocess(image, output_type="np", do_denormalize=[True] * image.shape[0])
-    return list(images)
+        images = family.decode(latents, ctx.generators)
+    return images

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from membench_eval.generation.batch import _execution_device, _method_error, method_source, run_batch
 from membench_eval.generation.settings import GenerationSettings
 from membench_eval.mitigation import ImageRequest, Mitigation
+from membench_eval.models.family import family_for
 from membench_eval.store.jsonl import dumps_line
 from membench_eval.store.keys import GENERATION_CODE_VERSION, image_key, key_fields
 
@@ -103,16 +104,16 @@ def _request_fields(
     pipe: "StableDiffusionPipeline", requests: Sequence[ImageRequest], mitigation: Mitigation,
     settings: GenerationSettings, source: "MethodSource",
 ) -> list[dict[str, Any]]:
-    from membench_eval.generation.acceleration import compute_flags
-    from membench_eval.generation.pipeline import model_identity, scheduler_identity
+    from membench_eval.models.cuda import compute_flags
 
-    ident = model_identity(pipe)
+    family = family_for(pipe)
+    ident = family.identity()
     compute = compute_flags(pipe)
-    sched = scheduler_identity(pipe)
+    sched = family.scheduler_identity()
     params = mitigation.params()
     shape = batch_shape(requests, settings, mitigation.batch_by_prompt)
     device_type = _execution_device(pipe).type
-    dtype = str(pipe.unet.dtype).replace("torch.", "")
+    dtype = str(family.dtype).replace("torch.", "")
     return [
         key_fields(
             model=ident["model"], revision=ident["revision"], scheduler=sched, method=mitigation.name, params=params,
@@ -234,10 +235,10 @@ def generate(
     batches = make_batches(requests, pending, shape, m.batch_by_prompt)
     device = _execution_device(pipe)
     common = {
-        "label": m.label(), "run_seed": settings.seed, "device": str(device), "dtype": str(pipe.unet.dtype).replace("torch.", ""),
+        "label": m.label(), "run_seed": settings.seed, "device": str(device), "dtype": str(family_for(pipe).dtype).replace("torch.", ""),
         "method_path": source.path, "method_sha256": source.sha256,
     }
-    ident_path = getattr(pipe, "_membench_identity", {}).get("path")
+    ident_path = family_for(pipe).identity().get("path")
     if ident_path:
         common["model_path"] = ident_path
 

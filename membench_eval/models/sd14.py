@@ -92,7 +92,8 @@ def build_sd14_pipeline(
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from membench_eval.generation.pipeline import _IDENTITY_ATTR, use_sdpa
+    from membench_eval.models.identity import IDENTITY_ATTR
+    from membench_eval.models.sd import use_sdpa
     from membench_eval.models.tiny import SD_SCHEDULER_CONFIG
     from membench_eval.models.tokenizer import build_clip_tokenizer
 
@@ -120,7 +121,7 @@ def build_sd14_pipeline(
                        "seed": seed}, sort_keys=True)
     # "in-memory": not a hub model (methods with per-model data, e.g. AMG's oracle, treat it as such).
     revision = "sd14-random:" + hashlib.sha256(spec.encode()).hexdigest()
-    setattr(pipe, _IDENTITY_ATTR, {"model": "in-memory", "revision": revision})
+    setattr(pipe, IDENTITY_ATTR, {"model": "in-memory", "revision": revision})
     return pipe
 
 

@@ -86,12 +86,13 @@ class MarkedUNet(torch.nn.Module):
     def set_attn_processor(self, processors) -> None:
         self.inner.set_attn_processor(processors)
 
-    def forward(self, sample, timestep, encoder_hidden_states, **kwargs):
+    def forward(self, sample, timestep, encoder_hidden_states, return_dict=True, **kwargs):
         from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 
         out = self.inner(sample, timestep, encoder_hidden_states=encoder_hidden_states, **kwargs).sample
         a = self.strength(encoder_hidden_states).to(sample.dtype).view(-1, 1, 1, 1)
-        return UNet2DConditionOutput(sample=out + a * torch.tanh(sample))
+        eps = out + a * torch.tanh(sample)
+        return UNet2DConditionOutput(sample=eps) if return_dict else (eps,)  # as the UNet's own forward
 
 
 class _Ones(torch.nn.Module):
@@ -253,7 +254,7 @@ MINI_AUCS = [
 def test_mini_auc():
     from sklearn.metrics import roc_auc_score
 
-    from membench_eval.generation.pipeline import load_pipeline
+    from membench_eval.models.loading import load_pipeline
     from membench_eval.generation.seeding import image_seed
     from membench_eval.generation.settings import GenerationSettings
     from membench_eval.suites import get_suite

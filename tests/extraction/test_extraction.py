@@ -163,7 +163,7 @@ def test_side_stages_are_cached_and_reused_across_guidance_scales(runner):
 
 def test_bad_inputs_give_one_line_errors(tmp_path, runner):
     from membench_eval.extraction.run import resolve_method
-    from membench_eval.extraction.sampling import load_uncond_pipeline
+    from membench_eval.models.uncond import load_uncond_pipeline
     from membench_eval.extraction.table import render_markdown
 
     with pytest.raises(ExtractionError, match="unknown extraction method 'nope'"):

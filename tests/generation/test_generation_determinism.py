@@ -98,7 +98,7 @@ def test_mini_model_limit_and_order_do_not_change_png_bytes(tmp_path):
     import torch
 
     from membench_eval.errors import MissingWeightsError
-    from membench_eval.generation.pipeline import load_pipeline
+    from membench_eval.models.loading import load_pipeline
     from membench_eval.suites import get_suite
 
     try:

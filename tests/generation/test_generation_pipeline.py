@@ -7,7 +7,8 @@ import shutil
 import pytest
 
 from membench_eval.errors import MissingWeightsError
-from membench_eval.generation.pipeline import _looks_like_path, load_pipeline, model_identity, scheduler_identity
+from membench_eval.models.identity import model_identity, scheduler_identity
+from membench_eval.models.loading import _looks_like_path, load_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def test_local_directory_loads_ready_for_membench(saved):
 
 def test_identity_follows_content_not_path(saved, tmp_path, monkeypatch):
     monkeypatch.setenv("MEMBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    from membench_eval.generation.pipeline import directory_content_hash
+    from membench_eval.models.identity import directory_content_hash
 
     original = directory_content_hash(saved)
     copy = tmp_path / "moved"

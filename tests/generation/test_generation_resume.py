@@ -120,7 +120,7 @@ def test_ctrl_c_and_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, mo
     # 5. An uninterrupted run (in this process) gives byte-identical images under the same keys.
     from membench_eval.cli.generate import suite_requests
     from membench_eval.generation.engine import generate
-    from membench_eval.generation.pipeline import load_pipeline
+    from membench_eval.models.loading import load_pipeline
     from membench_eval.generation.settings import GenerationSettings
     from membench_eval.suites.types import Prompt, PromptSet, Suite
 

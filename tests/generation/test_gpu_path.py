@@ -75,7 +75,8 @@ def test_compute_flags_enter_the_key_only_when_set() -> None:
 
 def test_cpu_pipeline_flags_only_its_thread_count_and_compile_marks_the_key(monkeypatch) -> None:
     torch = pytest.importorskip("torch")
-    from membench_eval.generation.acceleration import compile_unet, compute_flags, fit_batch_size, prepare_for_cuda
+    from membench_eval.generation.acceleration import fit_batch_size
+    from membench_eval.models.cuda import compile_unet, compute_flags, prepare_for_cuda
     from membench_eval.generation.settings import GenerationSettings
     from membench_eval.models.tiny import build_random_tiny_pipeline
 

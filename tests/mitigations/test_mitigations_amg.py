@@ -238,7 +238,7 @@ def test_mini_model_amg_lowers_the_sscd_of_a_memorized_copy(tmp_path, monkeypatc
     """The trained mini model with the real offline SSCD (int8 ONNX) and the suite's references:
     the base image of a trigger prompt copies its training photo; AMG's is clearly less similar,
     and each G_sim step lowers the SSCD similarity of the predicted x0."""
-    from membench_eval.generation.pipeline import load_pipeline
+    from membench_eval.models.loading import load_pipeline
     from membench_eval.suites import get_suite
 
     monkeypatch.setenv("MEMBENCH_CACHE_DIR", str(tmp_path))  # setup caches the reference embeddings there

@@ -61,7 +61,7 @@ class MethodResult:
 @pytest.fixture(scope="module")
 def mini_run(tmp_path_factory):
     from membench_eval.generation.engine import generate
-    from membench_eval.generation.pipeline import load_pipeline
+    from membench_eval.models.loading import load_pipeline
     from membench_eval.generation.seeding import plan_requests
     from membench_eval.generation.settings import GenerationSettings
     from membench_eval.metrics.sscd import load_sscd, reference_embeddings
@@ -172,7 +172,7 @@ def test_mini_unet_parks_cross_attention_on_bos():
     """SD's CLIP makes BOS an attention sink; mini v2 is trained to have one (the build's sink
     hinge). Share of conditional cross-attention mass on token 0, trigger prompts, 4 DDIM steps: 0.370
     (metrics.json, all layers and 20 steps: 0.428)."""
-    from membench_eval.generation.pipeline import load_pipeline
+    from membench_eval.models.loading import load_pipeline
     from membench_eval.suites import get_suite
 
     suite = get_suite("mini")

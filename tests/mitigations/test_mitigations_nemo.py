@@ -70,7 +70,7 @@ def _direct(pipe, text):
     ids = pipe.tokenizer([text], padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
     with torch.no_grad():
         emb = pipe.text_encoder(ids)[0]
-        return [m.to_v(emb)[0].abs().mean(0) for _, m in nemo.value_layers(pipe.unet)]
+        return [m.to_v(emb)[0].abs().mean(0) for _, m in nemo.value_layers(pipe)]
 
 
 def test_statistics_equal_a_direct_computation_and_survive_a_new_process(pipe, env, monkeypatch, tmp_path):
@@ -122,7 +122,7 @@ def test_processor_zeroes_exactly_the_chosen_value_channels_of_flagged_rows(pipe
     ctx = _ctx([A, B], state)  # not flagged: B (its detection runs: 10 rows)
     processor = m.cross_attention_processor(pipe, ctx)
     assert ctx.records[0]["nemo_layers"] == dict(zip(state.layers, chosen)) and not ctx.records[1]["nemo_flagged"]
-    for layer, (_, attn) in enumerate(nemo.value_layers(pipe.unet)):
+    for layer, (_, attn) in enumerate(nemo.value_layers(pipe)):
         g = torch.Generator().manual_seed(layer)
         hidden = torch.randn(4, 16, attn.to_q.in_features, generator=g)  # rows [uncond A, uncond B, cond A, cond B]
         enc = torch.randn(4, 77, attn.to_k.in_features, generator=g)
@@ -183,7 +183,7 @@ def test_search_follows_the_reference_loop_and_refinement(pipe, searched):
         assert record["nemo_flagged"] and d.flagged
         # After a failed test the reference lowers theta and raises k, and stops once theta is at
         # its minimum without testing that: the set kept is the last one tested (theta 3.25, k=0).
-        acts = [a[0] for a in nemo.layer_activations([a for _, a in nemo.value_layers(pipe.unet)],
+        acts = [a[0] for a in nemo.layer_activations([a for _, a in nemo.value_layers(pipe)],
                                                      pipe.encode_prompt([text], "cpu", 1, False)[0])]
         initial = nemo.initial_selection(acts, state.means, state.stds, 3.25, 0)
         assert record["nemo_initial_neurons"] == sum(len(b) for b in initial)
@@ -214,7 +214,7 @@ def test_mini_trigger_is_flagged_and_its_neurons_remove_the_detection(env):
     """On the memorizing mini model: a trigger prompt is flagged, a general one is not, and with
     the neurons found (criterion 'pairwise') blocked through the generation processor, the
     detection score falls to <= the threshold."""
-    from membench_eval.generation.pipeline import load_pipeline
+    from membench_eval.models.loading import load_pipeline
     from membench_eval.suites import get_suite
 
     suite = get_suite("mini")

@@ -4,7 +4,7 @@ sys.path[:0] = [str(__import__('pathlib').Path(__file__).resolve().parents[3])]
 import numpy as np, torch
 torch.set_num_threads(1)
 from pathlib import Path
-from membench_eval.generation.pipeline import load_pipeline
+from membench_eval.models.loading import load_pipeline
 from membench_eval.search.gibbs import ChainConfig, GibbsChain, diffusion_scorer
 from membench_eval.search.mlm import load_masked_lm
 from membench_eval.metrics.sscd import load_sscd

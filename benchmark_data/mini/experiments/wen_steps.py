@@ -10,7 +10,7 @@ import torch
 torch.set_num_threads(1)
 from membench_eval.detection.roc import detection_metrics
 from membench_eval.detection.signal import encode_prompts, guided_trajectory, latent_geometry, seeded_latents
-from membench_eval.generation.pipeline import load_pipeline
+from membench_eval.models.loading import load_pipeline
 from membench_eval.suites import get_suite
 
 suite = get_suite("mini")
