@@ -11,7 +11,7 @@ import pytest
 
 from membench_eval.models import PLUGIN_API_MODULES
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PLUGIN_FILES = sorted(p for folder in ("mitigations", "detectors", "extractions") for p in (ROOT / folder).glob("*.py"))
 # Internal imports still made, each with why (the test fails when one goes away, so the list shrinks).
 KNOWN_INTERNAL = {
