@@ -148,7 +148,7 @@ def reference_loop(pipe: Any, scorers: Any, settings: Any, prompts: list[str], n
 def mitigation_runs(pipe: Any, settings: Any, store_dir: Path) -> dict[str, Any]:
     """Every bundled method (its strongest setting), 1 prompt x 2 images, at the check's size."""
     from membench_eval.generation.engine import generate
-    from membench_eval.mitigation_loader import load_mitigations
+    from membench_eval.plugins.mitigations import load_mitigations
     from membench_eval.store.run_store import RunStore
 
     out: dict[str, Any] = {}

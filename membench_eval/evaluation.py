@@ -351,13 +351,13 @@ class Evaluation:
 
 def _load_method_configs(path: str, params: Sequence[str]) -> list["Mitigation"]:
     """Every parameter setting of the method in ``path`` (a sweep gives several)."""
-    from membench_eval.mitigation_loader import load_mitigations
+    from membench_eval.plugins.mitigations import load_mitigations
 
     return list(load_mitigations(path, None, list(params)))
 
 
 def _load_method(path: Path, params: dict[str, str]) -> "Mitigation":
-    from membench_eval.mitigation_loader import load_mitigation
+    from membench_eval.plugins.mitigations import load_mitigation
 
     return load_mitigation(path, None, params)
 

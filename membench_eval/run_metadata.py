@@ -76,7 +76,7 @@ def _versions() -> dict[str, str]:
 
 def _method_sources(plan: "Plan") -> dict[str, dict[str, Any]]:
     """Leaderboard label -> the method file and the fingerprint of the code its images come from."""
-    from membench_eval.method_source import fingerprint_method
+    from membench_eval.plugins.source import fingerprint_method
 
     out = {}
     for m in plan.methods:

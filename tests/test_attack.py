@@ -16,7 +16,7 @@ from membench_eval.attack.budget import plan_budget
 from membench_eval.attack.run import Attack, AttackOptions, attack_targets, logged_candidates
 from membench_eval.attack.signal import AttackError, BudgetedScorer, mitigated_single_step_scores, scorer_identity
 from membench_eval.mitigation import Mitigation
-from membench_eval.mitigation_loader import load_mitigation
+from membench_eval.plugins.mitigations import load_mitigation
 
 ROOT = Path(__file__).resolve().parents[1]
 pytest_plugins = ("pytester",)

@@ -86,7 +86,7 @@ def _store_method(store: RunStore, ev: Evaluation, prompts: dict, *, path: Path,
                   skip: int = 0) -> None:
     """Rows as the engine writes them (current key scheme, engine version, method fingerprint)."""
     from membench_eval.generation.engine import GENERATION_CODE_VERSION
-    from membench_eval.method_source import fingerprint_file
+    from membench_eval.plugins.source import fingerprint_file
     from membench_eval.stored_configs import current_compute
 
     s = ev.settings

@@ -45,7 +45,7 @@ class MethodRef:
 
 def method_refs(plan: "Plan") -> list[MethodRef]:
     """Refs of the plan's rows that generate images (computed references generate none)."""
-    from membench_eval.method_source import fingerprint_method
+    from membench_eval.plugins.source import fingerprint_method
 
     return [MethodRef(m.label, m.kind, m.name, dict(m.params), str(Path(m.path).resolve()) if m.path else None,
                       fingerprint_method(m.mitigation).sha256, m.roles)
@@ -56,9 +56,9 @@ def load_method(ref: MethodRef) -> "MethodSpec":
     """The row with its mitigation reloaded from its file. A file whose code differs from the
     driver's (another checkout on this node) would store images under other keys: an error."""
     from membench_eval.evaluation_plan import MethodSpec
-    from membench_eval.method_source import fingerprint_method
+    from membench_eval.plugins.source import fingerprint_method
     from membench_eval.mitigation import Mitigation
-    from membench_eval.mitigation_loader import load_mitigation
+    from membench_eval.plugins.mitigations import load_mitigation
 
     if ref.path is not None and not Path(ref.path).is_file():
         raise MembenchError(f"{ref.path}: method file of {ref.label!r} not found on host {socket.gethostname()}; "
