@@ -112,6 +112,17 @@ def _reload(row: dict[str, Any], path: str, label: str, device_type: str, dtype:
     return m
 
 
+def same_model(row: dict[str, Any], model: str) -> bool:
+    """Store rows name the model as a hub id or ``local`` (+ path); match either way."""
+    if row.get("model") == model:
+        return True
+    path = row.get("model_path")
+    try:
+        return bool(path) and Path(path).resolve() == Path(model).expanduser().resolve()
+    except OSError:
+        return False
+
+
 def _is_under(path: Path, folder: Path) -> bool:
     try:
         return path.resolve().is_relative_to(folder.resolve())
