@@ -43,7 +43,6 @@ __all__ = ["Evaluation"]
 if TYPE_CHECKING:
     from membench_eval.evaluation.scoring import OverlappedScorer
     from membench_eval.generation.settings import GenerationSettings
-    from membench_eval.mitigation import Mitigation
     from membench_eval.store.run_store import RunStore
     from membench_eval.suites.references import Coverage
     from membench_eval.suites.types import Prompt, Suite
@@ -126,12 +125,13 @@ class Evaluation:
     def plan(self, method_files: Sequence[str], params: Sequence[str] = ()) -> Plan:
         """Method configs and prompts of the run (no model is loaded)."""
         from membench_eval.mitigation import Mitigation
+        from membench_eval.plugins.mitigations import load_mitigations
 
         suite = self.suite
         methods: list[MethodSpec] = [MethodSpec(BASE_LABEL, "base", "base", {}, None, Mitigation())]
         user: list[MethodSpec] = []
         for path in method_files:
-            for m in _load_method_configs(path, params):
+            for m in load_mitigations(path, None, list(params)):  # every setting of a sweep
                 if m.label() == BASE_LABEL:
                     continue  # base always runs; a base.py file adds nothing
                 if any(u.label == m.label() for u in user):
@@ -390,14 +390,3 @@ class Evaluation:
             n_resamples=self.options.bootstrap_resamples, seed=self.options.bootstrap_seed,
             cluster_method=self.options.cluster_method,  # type: ignore[arg-type]
         )
-
-
-# --- helpers --------------------------------------------------------------------------------
-
-
-def _load_method_configs(path: str, params: Sequence[str]) -> list["Mitigation"]:
-    """Every parameter setting of the method in ``path`` (a sweep gives several)."""
-    from membench_eval.plugins.mitigations import load_mitigations
-
-    return list(load_mitigations(path, None, list(params)))
-
