@@ -373,12 +373,12 @@ class Evaluation:
         The suite's reference targets are shown only where this run's SSCD backend / CLIP model
         (from the metadata) match what they were published with; every row is checked against the
         plan's prompt sets (``expected``), so a row missing results is marked incomplete."""
+        from membench_eval.evaluation.computed_reference import describe
+
         quality = quality if quality is not None else self.quality_status()
         t = self.suite.targets
         kinds = {m.label: m.kind for m in plan.methods}
         expected = {role: [p.prompt_id for p in ps] for role, ps in plan.prompts.items()}
-        from membench_eval.evaluation.computed_reference import describe
-
         metadata = self.metadata(plan, quality)
         for m in plan.methods:
             if m.kind == "computed_reference":
