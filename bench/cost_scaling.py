@@ -152,8 +152,9 @@ def make_evaluation(suite: Any, workdir: Path, models: dict[str, Any], batch_siz
 
     ev = Evaluation(EvalOptions(suite=suite.name, store_dir=str(workdir / "store"), out_dir=str(workdir / "out"),
                                 device="cpu", batch_size=batch_size), suite=suite)
-    ev.__dict__["_loaded"] = {"pipeline": (models["pipe"], None), "sscd": (models["sscd"], None)}
-    ev.__dict__["_quality"] = dict(models["quality"])
+    ev.models.put("pipeline", models["pipe"])
+    ev.models.put("sscd", models["sscd"])
+    ev.quality_scorers = dict(models["quality"])
     return ev
 
 
@@ -244,10 +245,7 @@ def child_build(args: argparse.Namespace) -> dict[str, Any]:
     from membench_eval.generation.seeding import plan_requests
     from membench_eval.store.keys import image_key
 
-    try:  # the scorer identity that keys CLIP/aesthetic rows (moved out of evaluation.py)
-        from membench_eval.image_scores import scorer_id
-    except ImportError:
-        from membench_eval.evaluation import _scorer_id as scorer_id
+    from membench_eval.evaluation.scoring import scorer_id  # the identity that keys CLIP/aesthetic rows
 
     workdir = Path(args.workdir)
     t0 = time.perf_counter()
@@ -262,8 +260,8 @@ def child_build(args: argparse.Namespace) -> dict[str, Any]:
     source = method_source(base)
     ref_ids = sorted(ev.reference_embeddings)
     sscd_id, store, settings = ev.sscd.fingerprint, ev.store, ev.settings
-    quality = {m: scorer_id(ev._quality[k]) for m, k in ((CLIP_METRIC, "clip"), (AESTHETIC_METRIC, "aesthetic"))
-               if ev._quality.get(k) is not None}
+    quality = {m: scorer_id(ev.quality_scorers[k]) for m, k in ((CLIP_METRIC, "clip"), (AESTHETIC_METRIC, "aesthetic"))
+               if ev.quality_scorers.get(k) is not None}
     common = {"label": base.label(), "run_seed": settings.seed, "device": "cpu", "dtype": "float32",
               "method_path": source.path, "method_sha256": source.sha256, "records": {"unet_evals": 2.0 * args.steps}}
     rng = np.random.default_rng(1)
@@ -419,7 +417,7 @@ def main() -> None:
                 / (many["images"] - few["images"])
             print(f"memory, scoring stored unscored 512x512 images: {few['images']} -> peak {few['peak_rss_mib']:.0f} "
                   f"MiB, {many['images']} -> {many['peak_rss_mib']:.0f} MiB: {per:.3f} MiB more peak per extra image "
-                  f"(flat: decoded in chunks of image_scores.DECODE_CHUNK; 1 MiB each if all were held)", flush=True)
+                  f"(flat: decoded in chunks of evaluation.scoring.DECODE_CHUNK; 1 MiB each if all were held)", flush=True)
             table.append((f"peak RSS scoring {many['images']} / {few['images']} stored 512px", f"{ratio:.3f}",
                           f"<= {RSS_TARGET}", ratio <= RSS_TARGET))
         if not args.skip_rebuild:

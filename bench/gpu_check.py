@@ -2,7 +2,7 @@
 
 Full-size SD 1.4 with random weights (FLOPs and memory do not depend on the weights), 512x512,
 DDIM 50, CFG 7.5, bf16, through ``generation.engine.generate`` with ``--batch-size auto`` and the
-harness's own scoring overlapped (``image_scores.OverlappedScorer``: SSCD, CLIP ViT-g-14 and the
+harness's own scoring overlapped (``evaluation.scoring.OverlappedScorer``: SSCD, CLIP ViT-g-14 and the
 aesthetic head on ViT-L-14, random weights), against the reference-style loop in the same run
 (diffusers' ``__call__`` with one prompt of 10 images per call, then serial scoring, as MemBench's
 code does). FLOPs per image are counted (``torch.utils.flop_counter``), not assumed; MFU is
@@ -42,13 +42,13 @@ BF16_PEAK = {"H200": 989.4e12, "H100": 989.4e12, "A100": 312e12, "L40S": 362.05e
 
 
 class Scorers:
-    """The attributes ``image_scores`` reads from an Evaluation: models, references, store."""
+    """What ``evaluation.scoring`` reads (a ``ScoringContext``): models, references, store, counts."""
 
     def __init__(self, sscd: Any, clip: Any, aesthetic: Any, store: Any, device: str, n_refs: int = 16):
         import numpy as np
         from PIL import Image
 
-        from membench_eval.evaluation_plan import EvalOptions
+        from membench_eval.evaluation.plan import EvalOptions
 
         self.sscd, self.clip, self.aesthetic, self.store = sscd, clip, aesthetic, store
         self.options = EvalOptions(device=device)
@@ -107,7 +107,7 @@ def requests_for(prompts: list[str], n: int, seed: int = 0) -> list[Any]:
 def harness_run(pipe: Any, scorers: Any, settings: Any, prompts: list[str], n: int, store_dir: Path) -> dict[str, Any]:
     """``generate`` with overlapped scoring into a fresh store; images/s end to end (scores stored)."""
     from membench_eval.generation.engine import generate, resolve_batch_size
-    from membench_eval.image_scores import OverlappedScorer
+    from membench_eval.evaluation.scoring import OverlappedScorer
     from membench_eval.metrics.score_rows import SSCD_METRIC
     from membench_eval.store.run_store import RunStore
 
@@ -117,7 +117,7 @@ def harness_run(pipe: Any, scorers: Any, settings: Any, prompts: list[str], n: i
     settings = resolve_batch_size(pipe, settings)
     _sync(pipe.unet.device)
     t0 = time.perf_counter()
-    report = generate(pipe, reqs, None, settings, store, progress=False, on_stored=OverlappedScorer(scorers))
+    report = generate(pipe, reqs, None, settings, store, progress=False, on_stored=OverlappedScorer(scorers, device=scorers.options.device))
     _sync(pipe.unet.device)
     seconds = time.perf_counter() - t0
     scored = sum(1 for k in report.keys if store.get_score(k, SSCD_METRIC, scorers.sscd.fingerprint) is not None)
@@ -129,7 +129,7 @@ def reference_loop(pipe: Any, scorers: Any, settings: Any, prompts: list[str], n
     """MemBench-code style: ``pipe(prompt, num_images_per_prompt=n)`` per prompt, then score serially."""
     import torch
 
-    from membench_eval.image_scores import score_images
+    from membench_eval.evaluation.scoring import score_images
 
     dev = pipe.unet.device
     _sync(dev)
@@ -148,7 +148,7 @@ def reference_loop(pipe: Any, scorers: Any, settings: Any, prompts: list[str], n
 def mitigation_runs(pipe: Any, settings: Any, store_dir: Path) -> dict[str, Any]:
     """Every bundled method (its strongest setting), 1 prompt x 2 images, at the check's size."""
     from membench_eval.generation.engine import generate
-    from membench_eval.mitigation_loader import load_mitigations
+    from membench_eval.plugins.mitigations import load_mitigations
     from membench_eval.store.run_store import RunStore
 
     out: dict[str, Any] = {}

@@ -61,9 +61,9 @@ def main() -> int:
             times["generation alone"].append(time.perf_counter() - t0)
             for name, overlap in (("overlapped scoring", True), ("serial scoring", False)):
                 ev, _ = evaluation(f"{name[:3]}{rep}", overlap)
-                ev.__dict__["_loaded"] = warm.__dict__["_loaded"]  # the same loaded models
-                ev.__dict__["_quality"] = warm._quality
-                ev.__dict__["reference_embeddings"] = warm.reference_embeddings
+                ev.models = warm.models  # the same loaded models
+                ev.quality_scorers = warm.quality_scorers
+                ev.reference_embeddings = warm.reference_embeddings
                 t0 = time.perf_counter()
                 ev.evaluate_prompts(method, "trigger", prompts)
                 times[name].append(time.perf_counter() - t0)

@@ -24,10 +24,11 @@ Scores must not depend on which other prompts share the batch or their order: dr
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from membench_eval.hyperparams import Hyperparameters
 
 if TYPE_CHECKING:
     import torch
@@ -69,24 +70,16 @@ class DetectionContext:
     state: Any = None
 
 
-class Detector:
-    """Base class of every detector. ``name`` identifies it in the store and the leaderboard."""
+class Detector(Hyperparameters):
+    """Base class of every detector. ``name`` identifies it in the store and the leaderboard;
+    ``paper``, ``sweep`` (e.g. {"steps": [1, 50]}), ``strongest``, ``params()`` and ``label()``
+    (``wen_trajectory images=4``) come from ``Hyperparameters``."""
 
     name: ClassVar[str] = "detector"
-    paper: ClassVar[str] = ""
-    # The paper's hyperparameter sweep, e.g. {"steps": [1, 50]}.
-    sweep: ClassVar[dict[str, list[Any]]] = {}
-    # The setting the paper calls strongest (used by `--param strongest`).
-    strongest: ClassVar[dict[str, Any]] = {}
     # False for text-only detectors: the runner then loads no pipeline and passes ``pipe=None``.
     needs_model: ClassVar[bool] = True
     # Parameters ``setup`` depends on: its cached result is reused across values of all others.
     setup_params: ClassVar[tuple[str, ...]] = ()
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "__dataclass_fields__" not in cls.__dict__:
-            dataclasses.dataclass(cls)
 
     def setup(self, pipe: "StableDiffusionPipeline | None") -> Any:
         """Model-level preparation, run once per pipeline and cached; the result is ``ctx.state``."""
@@ -95,17 +88,3 @@ class Detector:
     def score(self, pipe: "StableDiffusionPipeline | None", ctx: DetectionContext) -> list[float]:
         """One score per ``ctx.requests`` entry, higher = more likely memorized."""
         raise NotImplementedError(f"{type(self).__name__} must implement score(pipe, ctx)")
-
-    # --- identity ----------------------------------------------------------------------------
-
-    def params(self) -> dict[str, Any]:
-        """The hyperparameters, as declared fields (ordered)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)} if dataclasses.is_dataclass(self) else {}
-
-    def label(self) -> str:
-        """Leaderboard label, e.g. ``wen_trajectory images=4``."""
-        params = self.params()
-        return self.name + ("" if not params else " " + " ".join(f"{k}={v}" for k, v in params.items()))
-
-
-dataclasses.dataclass(Detector)

@@ -30,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from membench_eval.hyperparams import Hyperparameters, LabelStyle
+
 if TYPE_CHECKING:
     import numpy as np
     import torch
@@ -67,27 +69,13 @@ class ExtractionContext:
     records: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-class ExtractionMethod:
-    """Base class of every extraction method. ``name`` identifies it in caches and tables."""
+class ExtractionMethod(Hyperparameters):
+    """Base class of every extraction method. ``name`` identifies it in caches and tables;
+    ``paper``, ``sweep``, ``strongest``, ``params()`` and ``label()`` (``side(clusters=16)``;
+    ``plain`` without parameters) come from ``Hyperparameters``."""
 
     name: ClassVar[str] = "extraction"
-    paper: ClassVar[str] = ""
-    sweep: ClassVar[dict[str, list[Any]]] = {}
-    strongest: ClassVar[dict[str, Any]] = {}
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if not dataclasses.is_dataclass(cls) or "__dataclass_fields__" not in cls.__dict__:
-            dataclass(cls)  # fields declared on the subclass become its hyperparameters
-
-    def params(self) -> dict[str, Any]:
-        """The hyperparameters (dataclass fields) and their values."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-
-    def label(self) -> str:
-        """``side(clusters=16)``; ``plain`` without parameters."""
-        p = self.params()
-        return self.name if not p else f"{self.name}({', '.join(f'{k}={v}' for k, v in p.items())})"
+    label_style: ClassVar[LabelStyle] = "call"
 
     def generate(self, pipe: Any, ctx: ExtractionContext) -> "torch.Tensor":
         """Return ``ctx.n`` images, (n, 3, H, W) in [-1, 1] (what ``ctx.sample`` returns)."""

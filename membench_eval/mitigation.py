@@ -17,7 +17,7 @@ every batch of images (a batch may mix prompts; every image has its own seed and
 7. ``on_step_end``         - diffusers ``callback_on_step_end``: change latents/embeddings during sampling.
 
 Hyperparameters are dataclass fields with types and defaults: every subclass is made a dataclass
-automatically, so ``n: int = 1`` declares a parameter the harness validates, puts in the run-store
+automatically (``membench_eval.hyperparams``, the base shared with detectors and extraction methods), so ``n: int = 1`` declares a parameter the harness validates, puts in the run-store
 key and the leaderboard label, and can sweep (``--param n=1,2,3``). ``sweep`` declares the paper's
 sweep for the method. Example (see README)::
 
@@ -32,10 +32,11 @@ sweep for the method. Example (see README)::
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from membench_eval.hyperparams import Hyperparameters
 
 if TYPE_CHECKING:
     import torch
@@ -87,16 +88,13 @@ class BatchContext:
     timesteps: list[int] = field(default_factory=list)
 
 
-class Mitigation:
-    """Base class of every mitigation. ``name`` identifies it in the store and the leaderboard."""
+class Mitigation(Hyperparameters):
+    """Base class of every mitigation. ``name`` identifies it in the store and the leaderboard;
+    ``paper``, ``sweep`` (e.g. {"n": [1, 2, 3, 4, 5, 6]}) and ``strongest`` (used by tests and
+    `--param strongest`) come from ``Hyperparameters``, as do ``params()`` and ``label()``
+    (``rna n=6``)."""
 
     name: ClassVar[str] = "base"
-    # The paper the method comes from (shown in the leaderboard and docs).
-    paper: ClassVar[str] = ""
-    # The paper's hyperparameter sweep, e.g. {"n": [1, 2, 3, 4, 5, 6]}.
-    sweep: ClassVar[dict[str, list[Any]]] = {}
-    # The setting the paper calls strongest (used by tests and `--param strongest`).
-    strongest: ClassVar[dict[str, Any]] = {}
     # True when the method must see all images of one prompt in the same batch (e.g. a loss taken
     # over a prompt's images together). The engine then never splits a prompt across batches.
     batch_by_prompt: ClassVar[bool] = False
@@ -105,11 +103,6 @@ class Mitigation:
     oracle: ClassVar[bool] = False
     # Parameters ``setup`` depends on: its cached result is reused across values of all others.
     setup_params: ClassVar[tuple[str, ...]] = ()
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "__dataclass_fields__" not in cls.__dict__:
-            dataclasses.dataclass(cls)
 
     # --- hooks -----------------------------------------------------------------------------
 
@@ -179,18 +172,6 @@ class Mitigation:
 
     # --- identity ----------------------------------------------------------------------------
 
-    def params(self) -> dict[str, Any]:
-        """The hyperparameters, as declared fields (ordered)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)} if dataclasses.is_dataclass(self) else {}
-
-    def label(self) -> str:
-        """Leaderboard label, e.g. ``rna n=6``."""
-        params = self.params()
-        return self.name + ("" if not params else " " + " ".join(f"{k}={v}" for k, v in params.items()))
-
     def overrides(self, hook: str) -> bool:
         """Whether this method overrides ``hook`` (lets the engine skip work for unused hooks)."""
         return getattr(type(self), hook) is not getattr(Mitigation, hook)
-
-
-dataclasses.dataclass(Mitigation)

@@ -21,7 +21,7 @@ from membench_eval.scaleout import RAY_ACTORS_HELP, RAY_ADDRESS_HELP
 
 if TYPE_CHECKING:
     from membench_eval.evaluation import Evaluation, MethodSpec, Plan
-    from membench_eval.gates import GateResult
+    from membench_eval.evaluation.gates import GateResult
     from membench_eval.report.leaderboard import Leaderboard
     from membench_eval.report.records import PromptResult
     from membench_eval.suites.types import Prompt
@@ -114,7 +114,7 @@ def _options(config: pytest.Config):
 
 
 def _gate_lines(config: pytest.Config) -> list[str]:
-    from membench_eval.gates import gates_from_pyproject
+    from membench_eval.evaluation.gates import gates_from_pyproject
 
     lines = list(config.getoption("membench_gate"))
     if lines:
@@ -166,7 +166,7 @@ def _preflight_or_exit(session: "MembenchSession") -> None:
 
 def _parse_gates_or_usage_error(config: pytest.Config) -> list:
     from membench_eval.errors import MembenchError
-    from membench_eval.gates import parse_gates
+    from membench_eval.evaluation.gates import parse_gates
 
     try:
         return parse_gates(_gate_lines(config))
@@ -350,7 +350,7 @@ class MembenchSession:
     def problems(self) -> list[str]:
         """Damaged store entries this process found (quarantined and regenerated)."""
         ev = self._evaluation
-        return list(ev.store.problems) if ev is not None and "store" in ev.__dict__ else []
+        return ev.store_problems() if ev is not None else []
 
     # --- collection ---------------------------------------------------------------------------
 
@@ -373,7 +373,7 @@ class MembenchSession:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.is_worker:
             ev = self._evaluation
-            used = ev is not None and "_quality" in ev.__dict__
+            used = ev is not None and ev.quality_used
             self.config.workeroutput[_WORKER_KEY] = json.dumps(  # type: ignore[attr-defined]
                 {"results": self.results, "counts": ev.counts if ev is not None else {},
                  "quality": ev.quality_status() if used else None, "problems": self.problems()})
@@ -405,7 +405,7 @@ class MembenchSession:
         if not self.results:
             return outcome
         from membench_eval.errors import MembenchError
-        from membench_eval.gates import check_gates
+        from membench_eval.evaluation.gates import check_gates
         from membench_eval.report import PromptResult
         from membench_eval.report.artefacts import write_report
 

@@ -33,7 +33,7 @@ prompt's k images together), nothing on unflagged ones. Records per image: ``gat
 
 Store key: ``wen.py`` is loaded by path (the loader imports method files by path, never through
 ``sys.path``, so ``from wen import ...`` cannot run); the import under ``TYPE_CHECKING`` below is
-never executed but is what ``membench_eval.method_source`` reads, so ``wen.py`` is hashed into this
+never executed but is what ``membench_eval.plugins.source`` reads, so ``wen.py`` is hashed into this
 method's key, as are ``detection/gate.py`` and ``detection/signal.py`` (imported here directly:
 harness helpers are hashed one level deep). The calibration data: the mini captions are built with
 the mini model (a rebuild changes the model's identity too) and Webster's file is checked against
@@ -52,7 +52,7 @@ from membench_eval.detection import signal as _signal  # noqa: F401  (hashed int
 from membench_eval.detection.gate import ScoreGate, calibrate_threshold, wen_single_step_score_fn
 from membench_eval.errors import MembenchError, MitigationError
 from membench_eval.mitigation import BatchContext
-from membench_eval.mitigation_loader import find_class
+from membench_eval.plugins.mitigations import find_class
 
 if TYPE_CHECKING:
     import torch

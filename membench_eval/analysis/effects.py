@@ -11,7 +11,7 @@
   signal: per image the two differ by the factor ``2 ||eps_c - eps_u||``, so the ranking of tokens
   within an image is the same.
 * ``ImageScorer.own_top1``: images generated through ``generation.engine.generate`` into the run
-  store (a rerun regenerates nothing), scored by SSCD through ``image_scores.score_keys`` (scores
+  store (a rerun regenerates nothing), scored by SSCD through ``evaluation.scoring.score_keys`` (scores
   stored too), reduced to each image's best similarity to the prompt's memorized references.
 """
 
@@ -78,7 +78,7 @@ def variant_prompt_id(base_id: str, text: str) -> str:
 
 @dataclass
 class _ScoringContext:
-    """What ``image_scores.score_keys`` reads (SSCD only: attribution needs no CLIP score)."""
+    """What ``evaluation.scoring.score_keys`` reads (SSCD only: attribution needs no CLIP score)."""
 
     sscd: Any
     reference_embeddings: dict[str, np.ndarray]
@@ -118,7 +118,7 @@ class ImageScorer:
     def similarities_of(self, items: Sequence[tuple[str, str]], k: int) -> list[list[dict[str, float]]]:
         """``similarities`` for (text, base id) pairs, each text on its own base id's seeds."""
         from membench_eval.generation.engine import generate
-        from membench_eval.image_scores import score_keys
+        from membench_eval.evaluation.scoring import score_keys
         from membench_eval.mitigation import ImageRequest
 
         unique = list(dict.fromkeys(items))

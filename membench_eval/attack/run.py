@@ -35,7 +35,7 @@ from membench_eval.attack.signal import AttackError, BudgetedScorer, identity_ha
 
 if TYPE_CHECKING:
     from membench_eval.evaluation import Evaluation
-    from membench_eval.evaluation_plan import MethodSpec
+    from membench_eval.evaluation.plan import MethodSpec
     from membench_eval.mitigation import Mitigation
     from membench_eval.search.mlm import MaskedLM
     from membench_eval.suites.types import Prompt, Suite
@@ -240,7 +240,7 @@ class Attack:
         """Per prompt, the SSCD of each of its ``n`` images to the memorized image ``image_id``."""
         from membench_eval.generation.engine import generate
         from membench_eval.generation.seeding import plan_requests
-        from membench_eval.image_scores import score_keys
+        from membench_eval.evaluation.scoring import score_keys
 
         ev = self.ev
         requests = plan_requests(prompts, n, ev.settings.seed)

@@ -189,9 +189,9 @@ def write_table(table: AttackTable, out_dir: str | Path, stem: str, store_root: 
 
 def attack_methods(ev: Any, files: Sequence[str], params: Sequence[str]) -> list[Any]:
     """Base, then every configuration of the given method files (``MethodSpec``s)."""
-    from membench_eval.evaluation_plan import MethodSpec
+    from membench_eval.evaluation.plan import MethodSpec
     from membench_eval.mitigation import Mitigation
-    from membench_eval.mitigation_loader import load_mitigations
+    from membench_eval.plugins.mitigations import load_mitigations
     from membench_eval.report.leaderboard import BASE_LABEL
 
     specs = [MethodSpec(BASE_LABEL, "base", "base", {}, None, Mitigation())]

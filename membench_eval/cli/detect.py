@@ -131,7 +131,7 @@ def run_detectors_cli(args: argparse.Namespace, suite) -> int:  # noqa: ANN001
     from membench_eval.detection.prompt_sets import file_detection_set, suite_detection_set
     from membench_eval.detection.render import to_json, to_markdown, write_detection_leaderboard
     from membench_eval.detection.run import run_detectors
-    from membench_eval.detector_loader import load_detector_files
+    from membench_eval.plugins.detectors import load_detector_files
     from membench_eval.generation.settings import GenerationSettings
     from membench_eval.paths import cache_dir
     from membench_eval.store.detections import DetectionStore

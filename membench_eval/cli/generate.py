@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from membench_eval.generation.engine import GenerationInterrupted, generate
     from membench_eval.models.loading import load_pipeline
     from membench_eval.generation.settings import GenerationSettings
-    from membench_eval.mitigation_loader import load_mitigations
+    from membench_eval.plugins.mitigations import load_mitigations
     from membench_eval.store.run_store import RunStore
 
     from membench_eval.suites import get_suite  # looked up at call time (tests substitute suites)

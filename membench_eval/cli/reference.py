@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,15 +50,20 @@ def run(args: argparse.Namespace) -> int:
             raise MembenchError(f"suite {args.suite} has no local gallery; use --source api")
         from membench_eval.evaluation import MethodSpec
 
-        spec = MethodSpec(ev._gallery_label(), "computed_reference", "reference", {})
+        spec = MethodSpec(ev.gallery_label, "computed_reference", "reference", {})
         results = ev.evaluate_prompts(spec, "trigger", prompts)
         label, stopped = spec.label, None
     else:
+        from membench_eval.evaluation import MethodSpec
         from membench_eval.reference.image_search import ImageSearchClient
+
+        def aggregate(label: str, prompt: Any, rows: list) -> Any:  # a trigger row of the reference
+            return ev.aggregate(MethodSpec(label, "computed_reference", "reference", {}), "trigger", prompt, rows)
 
         folder = reference_folder(args.cache)
         client = ImageSearchClient.from_env(folder / "queries", endpoint=args.endpoint)
-        ref = compute_api_reference(ev, prompts, client, folder, k=args.images_per_prompt,
+        ref = compute_api_reference(prompts, client, folder, suite=ev.suite, score=ev.score_images,
+                                    aggregate=aggregate, scorer_ids=ev.scorer_ids, k=args.images_per_prompt,
                                     exclude_memorized=args.exclude_memorized, progress=not args.no_progress)
         path = save(ref, folder)
         results, label, stopped = ref.results, ref.label, ref.stopped

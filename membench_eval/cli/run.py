@@ -70,7 +70,7 @@ def _batch_size(value: str) -> int | str:
 
 def run(args: argparse.Namespace) -> int:
     from membench_eval.evaluation import EvalOptions, Evaluation
-    from membench_eval.gates import check_gates, gates_from_pyproject, parse_gates
+    from membench_eval.evaluation.gates import check_gates, gates_from_pyproject, parse_gates
     from membench_eval.report import to_markdown
     from membench_eval.report.artefacts import write_report
 

@@ -35,7 +35,7 @@ def detector_error(det: Detector, what: str, reqs: Sequence[DetectionRequest] = 
 def call_detector(det: Detector, hook: str, reqs: Sequence[DetectionRequest], fn: Callable[[], Any]) -> Any:
     """Run a detector's ``hook``; an exception becomes a DetectorError naming the detector, the hook
     and the batch's prompt ids, with the traceback of the user's own frames in ``details``."""
-    from membench_eval.method_source import call_user_code
+    from membench_eval.plugins.source import call_user_code
 
     return call_user_code(det, fn, lambda what: detector_error(det, f"{hook} {what}", reqs))
 

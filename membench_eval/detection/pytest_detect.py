@@ -88,7 +88,7 @@ class DetectSession:
     def detectors(self) -> list[tuple["Detector", Path]]:
         """Every (detector config, its file); a bad file or parameter is a pytest usage error."""
         if self._detectors is None:
-            from membench_eval.detector_loader import load_detectors
+            from membench_eval.plugins.detectors import load_detectors
             from membench_eval.errors import MembenchError
 
             get = self.config.getoption

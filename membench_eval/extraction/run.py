@@ -98,7 +98,7 @@ class ExtractionResult:
 def resolve_method(method: str | Path | ExtractionMethod, params: list[str] | None = None) -> ExtractionMethod:
     """A configured method: an instance as is; a bundled name (``plain``, ``side``: the files in
     ``extractions/``) or a path to a ``.py`` file defining one ``ExtractionMethod`` subclass."""
-    from membench_eval import plugin_loader
+    from membench_eval.plugins import loader as plugin_loader
 
     if isinstance(method, ExtractionMethod):
         if params:
@@ -118,7 +118,7 @@ def resolve_method(method: str | Path | ExtractionMethod, params: list[str] | No
 
 
 def method_identity(method: ExtractionMethod) -> dict[str, Any]:
-    from membench_eval.method_source import fingerprint_method
+    from membench_eval.plugins.source import fingerprint_method
 
     try:
         source = fingerprint_method(method).sha256  # type: ignore[arg-type]
@@ -175,7 +175,7 @@ class Runner:
     def run(self, method: ExtractionMethod) -> ExtractionResult:
         from membench_eval.extraction.sampling import to_uint8
         from membench_eval.metrics.sscd import similarity_matrix
-        from membench_eval.method_source import call_user_code
+        from membench_eval.plugins.source import call_user_code
 
         ident = method_identity(method)
         before_c, before_r = dict(self.cache.computed), dict(self.cache.reused)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from membench_eval.detector import Detector
 
-    from membench_eval.method_source import MethodSource
+    from membench_eval.plugins.source import MethodSource
 
 
 def _where(reqs: Sequence[ImageRequest], i: int | None = None) -> str:
@@ -45,7 +45,7 @@ def _method_error(m: Mitigation, hook: str, reqs: Sequence[ImageRequest], i: int
 def _call(m: Mitigation, hook: str, reqs: Sequence[ImageRequest], i: int | None, fn: Callable[[], Any]) -> Any:
     """Run a user hook; an exception becomes a MitigationError naming the hook, prompt and image,
     carrying the traceback of the user's own frames (``details``)."""
-    from membench_eval.method_source import call_user_code
+    from membench_eval.plugins.source import call_user_code
 
     return call_user_code(m, fn, lambda what: _method_error(m, hook, reqs, i, what))
 
@@ -165,9 +165,9 @@ def _hooks_and_sampling(
 
 
 def method_source(mitigation: "Mitigation | Detector") -> "MethodSource":
-    """The fingerprint of the method's (or detector's) code (``membench_eval.method_source``), as
+    """The fingerprint of the method's (or detector's) code (``membench_eval.plugins.source``), as
     a usage error when it has no source file."""
-    from membench_eval.method_source import fingerprint_method
+    from membench_eval.plugins.source import fingerprint_method
 
     try:
         return fingerprint_method(mitigation)

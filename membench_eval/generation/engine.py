@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import numpy as np
     from diffusers import StableDiffusionPipeline
 
-    from membench_eval.method_source import MethodSource
+    from membench_eval.plugins.source import MethodSource
     from membench_eval.store.run_store import RunStore
 
 

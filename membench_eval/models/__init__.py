@@ -31,9 +31,9 @@ from membench_eval.models.loading import DEFAULT_MODEL, load_pipeline
 from membench_eval.models.tokenizer import build_clip_tokenizer
 
 # The modules a plugin file may import from membench_eval. Faces: the plugin API and this
-# package (versioned with the engine: ``method_source.API_MODULES``). Toolkit modules: helpers
+# package (versioned with the engine: ``plugins.source.API_MODULES``). Toolkit modules: helpers
 # with a stable contract that plugins build on; a plugin's store keys hash the ones it imports
-# (``method_source``), so their code is imported directly, not through a re-exporting face.
+# (``plugins.source``), so their code is imported directly, not through a re-exporting face.
 PLUGIN_API_MODULES = (
     # faces
     "membench_eval.mitigation",
@@ -41,9 +41,12 @@ PLUGIN_API_MODULES = (
     "membench_eval.extraction_method",
     "membench_eval.errors",
     "membench_eval.models",
+    "membench_eval.hyperparams",
     # foundations
     "membench_eval.paths",
     "membench_eval.prompt_edits",
+    # loading another method file (a gated method wraps a bundled one)
+    "membench_eval.plugins.mitigations",
     # detection toolkit: Wen's signal (encode_prompts, latent_geometry, seeded_latents,
     # guided_trajectory, single_step_scores, trajectory_scores) and the calibrated gate
     "membench_eval.detection.signal",

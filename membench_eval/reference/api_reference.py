@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,8 +22,7 @@ from membench_eval.errors import DataError
 from membench_eval.report.records import PromptResult
 
 if TYPE_CHECKING:
-    from membench_eval.evaluation_plan import MethodSpec
-    from membench_eval.suites.types import Prompt
+    from membench_eval.suites.types import Prompt, Suite
 
 RESULT_FORMAT = 1
 COPY_THRESHOLD = 0.5
@@ -51,21 +51,26 @@ class ApiReference:
     summary: dict[str, Any]
 
 
-def compute_api_reference(ev: Any, prompts: list["Prompt"], client: Any, folder: Path, *, k: int = 10,
+def compute_api_reference(prompts: list["Prompt"], client: Any, folder: Path, *, suite: "Suite",
+                          score: Callable[[list[Any], list[str]], list[dict[str, Any]]],
+                          aggregate: Callable[[str, "Prompt", list[dict[str, Any]]], PromptResult],
+                          scorer_ids: Callable[[], dict[str, Any]], k: int = 10,
                           exclude_memorized: bool = False, progress: bool = False) -> ApiReference:
-    """Search, download and score ``prompts`` (those the quota allows); see the module docstring."""
+    """Search, download and score ``prompts`` of ``suite`` (those the quota allows); see the module
+    docstring. The run's scorers come in as functions: ``score(images, texts)`` -> one score row
+    per image, ``aggregate(label, prompt, rows)`` -> the prompt's trigger row, ``scorer_ids()`` ->
+    ``{"sscd_backend", "clip_model"}`` (asked last: what the saved result is valid for)."""
     from PIL import Image
 
-    from membench_eval.evaluation_plan import MethodSpec
     from membench_eval.reference.image_search import download_hits, search_prompts
     from membench_eval.fetch.reference_store import ReferenceStore
 
     found, stopped = search_prompts(client, [(p.prompt_id, p.text) for p in prompts], num=k, progress=progress)
     store = ReferenceStore(folder / "images")
     downloaded = download_hits(found, store, progress=progress)
-    memorized_urls = {img.source for img in ev.suite.memorized.values()}
+    memorized_urls = {img.source for img in suite.memorized.values()}
     dates = sorted({r.date for r in found.values()}) or ["-"]
-    spec = MethodSpec(api_label(dates, exclude_memorized), "computed_reference", "reference", {})
+    label = api_label(dates, exclude_memorized)
     results, no_image, copies, total = [], [], 0, 0
     for p in prompts:
         if p.prompt_id not in found:
@@ -78,7 +83,7 @@ def compute_api_reference(ev: Any, prompts: list["Prompt"], client: Any, folder:
         if not images:
             no_image.append(p.prompt_id)
             continue
-        rows = ev._score_loaded(images, [p.text] * len(images))
+        rows = score(images, [p.text] * len(images))
         is_copy = [hit.link in memorized_urls or max(r["sscd"].values()) > COPY_THRESHOLD
                    for (hit, _), r in zip(usable, rows)]
         copies += sum(is_copy)
@@ -87,14 +92,15 @@ def compute_api_reference(ev: Any, prompts: list["Prompt"], client: Any, folder:
         if not kept:
             no_image.append(p.prompt_id)
             continue
-        result = ev._aggregate(spec, "trigger", p, kept)
+        result = aggregate(label, p, kept)
         result.metrics["reference_copies"] = float(sum(is_copy))
         results.append(result)
-    summary = {"format": RESULT_FORMAT, "suite": ev.suite.name, "suite_key": ev.suite.result_key, "label": spec.label, "dates": dates,
+    ids = scorer_ids()
+    summary = {"format": RESULT_FORMAT, "suite": suite.name, "suite_key": suite.result_key, "label": label, "dates": dates,
                "prompts_total": len(prompts), "prompts_scored": len(results), "prompts_without_image": no_image,
                "images": total, "memorized_copies": copies, "exclude_memorized": exclude_memorized,
-               "sscd_backend": ev.sscd.fingerprint, "clip_model": ev.quality_status()["clip_model"], "k": k}
-    return ApiReference(spec.label, results, stopped, summary)
+               "sscd_backend": ids["sscd_backend"], "clip_model": ids["clip_model"], "k": k}
+    return ApiReference(label, results, stopped, summary)
 
 
 def save(reference: ApiReference, folder: Path) -> Path:
@@ -118,16 +124,3 @@ def load_saved(folder: Path, suite: str) -> dict[str, Any] | None:
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(path, f"not a saved reference ({exc}); delete it and rerun `membench reference`") from None
     return data
-
-
-def saved_spec(ev: Any, folder: Path) -> "tuple[MethodSpec, dict[str, PromptResult]] | None":
-    """The saved API reference of this suite, when it was scored with this run's scorers."""
-    from membench_eval.evaluation_plan import MethodSpec
-
-    data = load_saved(folder, ev.suite.result_key)
-    if data is None or data.get("sscd_backend") != ev.sscd.fingerprint:
-        return None
-    if data.get("clip_model") != ev.quality_status()["clip_model"]:
-        return None
-    spec = MethodSpec(data["label"], "computed_reference", "reference", {}, roles=("trigger",))
-    return spec, {r.prompt_id: r for r in data["per_prompt"]}

@@ -220,7 +220,7 @@ def _collect(options: "EvalOptions", threads: int, method_files: list[str], para
 
 def _evaluate(options: "EvalOptions", threads: int, method_files: list[str], params: list[str], refs: list[MethodRef],
               labels: list[str], prompt_ids: dict[str, list[str]]) -> dict[str, Any]:
-    from membench_eval.evaluation_plan import Plan
+    from membench_eval.evaluation.plan import Plan
 
     ev = _actor_evaluation(options, threads)
     plan = ev.plan(method_files, params)  # also loads a saved web-search reference, as a serial run does

@@ -4,7 +4,7 @@ Why these shapes: one generation unit is exactly one pipeline call of the serial
 engine's own ``make_batches`` over a (method, scenario)'s requests, padded to the same fixed
 shape), so a unit's images, store keys and batch claim are those of a serial run. One scoring
 task scores one unit's images together, as the serial path scores each batch once it is stored
-(``image_scores.OverlappedScorer``): scorer outputs can move at float rounding with the group
+(``evaluation.scoring.OverlappedScorer``): scorer outputs can move at float rounding with the group
 (mini CLIP: 6e-8 between 1 and 10 images a call), so the same groups give the same bytes.
 
 The actors' rows carry a MembenchError as data (``each_row``, ``raise_errors``): Ray keeps only
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from membench_eval.errors import MembenchError
 
 if TYPE_CHECKING:
-    from membench_eval.evaluation_plan import MethodSpec, Plan
+    from membench_eval.evaluation.plan import MethodSpec, Plan
     from membench_eval.generation.settings import GenerationSettings
     from membench_eval.mitigation import ImageRequest
 
@@ -45,7 +45,7 @@ class MethodRef:
 
 def method_refs(plan: "Plan") -> list[MethodRef]:
     """Refs of the plan's rows that generate images (computed references generate none)."""
-    from membench_eval.method_source import fingerprint_method
+    from membench_eval.plugins.source import fingerprint_method
 
     return [MethodRef(m.label, m.kind, m.name, dict(m.params), str(Path(m.path).resolve()) if m.path else None,
                       fingerprint_method(m.mitigation).sha256, m.roles)
@@ -55,10 +55,10 @@ def method_refs(plan: "Plan") -> list[MethodRef]:
 def load_method(ref: MethodRef) -> "MethodSpec":
     """The row with its mitigation reloaded from its file. A file whose code differs from the
     driver's (another checkout on this node) would store images under other keys: an error."""
-    from membench_eval.evaluation_plan import MethodSpec
-    from membench_eval.method_source import fingerprint_method
+    from membench_eval.evaluation.plan import MethodSpec
+    from membench_eval.plugins.source import fingerprint_method
     from membench_eval.mitigation import Mitigation
-    from membench_eval.mitigation_loader import load_mitigation
+    from membench_eval.plugins.mitigations import load_mitigation
 
     if ref.path is not None and not Path(ref.path).is_file():
         raise MembenchError(f"{ref.path}: method file of {ref.label!r} not found on host {socket.gethostname()}; "

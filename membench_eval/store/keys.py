@@ -1,7 +1,7 @@
 """Content-addressed image keys: SHA-256 of the canonical JSON of everything that sets the pixels.
 
 Key fields: model id and revision (a content hash for local directories), scheduler class and
-config, method name, parameters and source hash (``membench_eval.method_source``: editing a method
+config, method name, parameters and source hash (``membench_eval.plugins.source``: editing a method
 regenerates its images), the engine's code version, prompt id and the ORIGINAL prompt text (before
 any rewrite by the method: the rewrite is a function of the method, its parameters and the seed,
 all in the key), the image seed, steps, guidance scale, height and width, and the compute shape:

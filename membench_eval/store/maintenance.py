@@ -67,7 +67,7 @@ def detection_stale_reason(row: dict[str, Any], fingerprints: dict[str, str | No
 
 
 def _source_changed(path: str | None, sha256: str | None, kind: str, fingerprints: dict[str, str | None]) -> str | None:
-    from membench_eval.method_source import fingerprint_file
+    from membench_eval.plugins.source import fingerprint_file
 
     if not path:
         return None

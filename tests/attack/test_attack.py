@@ -16,7 +16,7 @@ from membench_eval.attack.budget import plan_budget
 from membench_eval.attack.run import Attack, AttackOptions, attack_targets, logged_candidates
 from membench_eval.attack.signal import AttackError, BudgetedScorer, mitigated_single_step_scores, scorer_identity
 from membench_eval.mitigation import Mitigation
-from membench_eval.mitigation_loader import load_mitigation
+from membench_eval.plugins.mitigations import load_mitigation
 
 ROOT = Path(__file__).resolve().parents[2]
 pytest_plugins = ("pytester",)
@@ -44,7 +44,7 @@ def mini_ev(tmp_path_factory):  # noqa: ANN001, ANN201
     ev = Evaluation(EvalOptions(suite="mini", store_dir=str(store), device="cpu"))
     # Two images per fixed trigger prompt and per pipeline call (the suite's 10 would only make the
     # tests slower: every call is padded to the batch shape).
-    ev.__dict__["settings"] = ev.settings.replace(trigger_images_per_prompt=2, batch_size=2)
+    ev.settings = ev.settings.replace(trigger_images_per_prompt=2, batch_size=2)
     _ = ev.pipeline, ev.sscd, ev.reference_embeddings  # loaded once for the module
     return ev
 
@@ -54,7 +54,7 @@ def _fresh(ev, tmp_path):  # noqa: ANN001, ANN202
     from membench_eval.evaluation import EvalOptions, Evaluation
 
     other = Evaluation(EvalOptions(suite="mini", store_dir=str(tmp_path / "store"), device="cpu"))
-    other.__dict__.update(settings=ev.settings, _loaded=ev.__dict__.setdefault("_loaded", {}))
+    other.settings, other.models = ev.settings, ev.models
     _ = ev.pipeline, ev.sscd
     return other
 
@@ -127,7 +127,7 @@ def test_scorer_charges_the_budget_and_counts_unet_rows(mini_ev):
 
 
 def test_rna_attack_generates_rewritten_prompts_and_rerun_does_no_work(mini_ev):
-    from membench_eval.evaluation_plan import MethodSpec
+    from membench_eval.evaluation.plan import MethodSpec
     from membench_eval.generation.batch import count_unet_rows
 
     rna = load_mitigation(ROOT / "mitigations" / "rna.py", None, {"n": 6})
@@ -163,7 +163,7 @@ def test_search_is_deterministic_from_the_run_seed(mini_ev, tmp_path):
     b, cost_b = Attack(other, SMALL).search(base, target)
     assert cost_b["searched_now"] and a == b and cost_a["candidates"] == cost_b["candidates"]
     seeded = _fresh(mini_ev, tmp_path / "s1")
-    seeded.__dict__["settings"] = mini_ev.settings.replace(seed=1)
+    seeded.settings = mini_ev.settings.replace(seed=1)
     c, cost_c = Attack(seeded, SMALL).search(base, target)
     assert cost_c["searches"] != cost_a["searches"] and c != a
 
@@ -190,10 +190,10 @@ def test_rna_at_its_strongest_under_attack_on_mini(mini_ev, tmp_path):
     """The issue's measurement: RNA n=6's attacked minus fixed-prompt Top-1 SSCD over mini images,
     with its paired interval; recorded above and in the README (its interval includes zero)."""
     from membench_eval.attack.table import run_attack, write_table
-    from membench_eval.evaluation_plan import MethodSpec
+    from membench_eval.evaluation.plan import MethodSpec
 
     ev = _fresh(mini_ev, tmp_path)  # the module's loaded models, an empty store
-    ev.__dict__["settings"] = mini_ev.settings.replace(trigger_images_per_prompt=4, batch_size=8)
+    ev.settings = mini_ev.settings.replace(trigger_images_per_prompt=4, batch_size=8)
     rna = load_mitigation(ROOT / "mitigations" / "rna.py", None, {"n": 6})
     spec = MethodSpec(rna.label(), "method", "rna", rna.params(), "mitigations/rna.py", rna)
     table = run_attack(ev, [spec], AttackOptions(budget=200, images_per_prompt=2, max_images=8))

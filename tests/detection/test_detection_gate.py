@@ -71,7 +71,7 @@ torch = pytest.importorskip("torch")
 def test_score_is_the_wen_single_detector_score(pipe):
     from membench_eval.detection.gate import wen_single_step_score_fn
     from membench_eval.detector import DetectionContext, DetectionRequest
-    from membench_eval.detector_loader import load_detector
+    from membench_eval.plugins.detectors import load_detector
 
     det = load_detector(ROOT / "detectors" / "wen_single.py")
     assert det.seed == 0
@@ -92,13 +92,13 @@ def test_score_is_the_wen_single_detector_score(pipe):
 
 
 def _load(**params):
-    from membench_eval.mitigation_loader import load_mitigation
+    from membench_eval.plugins.mitigations import load_mitigation
 
     return load_mitigation(WEN_GATED, params=params)
 
 
 def test_store_key_hashes_wen_and_the_gate():
-    from membench_eval.method_source import fingerprint_file
+    from membench_eval.plugins.source import fingerprint_file
 
     files = {Path(f).relative_to(ROOT).as_posix() for f in fingerprint_file(WEN_GATED).files}
     assert {"mitigations/wen_gated.py", "mitigations/wen.py", "membench_eval/detection/gate.py",
@@ -152,7 +152,7 @@ def forced(pipe, monkeypatch):
 
 def test_only_flagged_prompts_are_mitigated(pipe, tmp_path, forced):
     from membench_eval.mitigation import Mitigation
-    from membench_eval.mitigation_loader import load_mitigation
+    from membench_eval.plugins.mitigations import load_mitigation
 
     method, flagged_id, threshold = forced
     base = _generate(pipe, tmp_path / "base", Mitigation())

@@ -93,14 +93,14 @@ def _store(tmp_path: Path, name: str = "store"):
 
 
 def _load(path: Path, **params):
-    from membench_eval.detector_loader import load_detector
+    from membench_eval.plugins.detectors import load_detector
 
     return load_detector(path, params=params)
 
 
 def test_loader_typed_params_sweeps_and_errors(tmp_path, text_file):
-    from membench_eval.detector_loader import load_detector_files, load_detectors
-    from membench_eval.method_source import API_MODULES
+    from membench_eval.plugins.detectors import load_detector_files, load_detectors
+    from membench_eval.plugins.source import API_MODULES
 
     assert [d.label() for d in load_detectors(text_file, ["scale=1,2"])] == [
         "token_count scale=1.0 fail=", "token_count scale=2.0 fail="]

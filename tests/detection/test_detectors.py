@@ -26,7 +26,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from membench_eval.detector import DetectionContext, DetectionRequest  # noqa: E402
-from membench_eval.detector_loader import load_detector  # noqa: E402
+from membench_eval.plugins.detectors import load_detector  # noqa: E402
 from membench_eval.errors import DetectorError  # noqa: E402
 from membench_eval.generation.batch import count_unet_rows  # noqa: E402
 

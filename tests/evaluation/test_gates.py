@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from membench_eval.gates import GateSpecError, check_gates, gates_from_pyproject, parse_gate, parse_gates
+from membench_eval.evaluation.gates import GateSpecError, check_gates, gates_from_pyproject, parse_gate, parse_gates
 from membench_eval.report import PromptResult, build_leaderboard
 
 

@@ -55,7 +55,7 @@ def tiny_quality(shared_data_dir: Path):
 def _evaluation(suite: Suite, store: Path, quality=None, **kw) -> Evaluation:
     ev = Evaluation(EvalOptions(store_dir=str(store), device="cpu", bootstrap_resamples=200, **kw), suite=suite)
     if quality is not None:
-        ev.__dict__["_quality"] = dict(quality)  # inject scorers (no CLIP weights exist offline)
+        ev.quality_scorers = dict(quality)  # inject scorers (no CLIP weights exist offline)
     return ev
 
 

@@ -86,8 +86,8 @@ def _store_method(store: RunStore, ev: Evaluation, prompts: dict, *, path: Path,
                   skip: int = 0) -> None:
     """Rows as the engine writes them (current key scheme, engine version, method fingerprint)."""
     from membench_eval.generation.engine import GENERATION_CODE_VERSION
-    from membench_eval.method_source import fingerprint_file
-    from membench_eval.stored_configs import current_compute
+    from membench_eval.plugins.source import fingerprint_file
+    from membench_eval.evaluation.stored_configs import current_compute
 
     s = ev.settings
     source = fingerprint_file(path)
@@ -147,7 +147,7 @@ class Drop(Mitigation):
 
 def test_plugin_and_cli_import_no_heavy_library() -> None:
     code = ("import sys, membench_eval.pytest_plugin, membench_eval.evaluation, membench_eval.cli.run, "
-            "membench_eval.gates, membench_eval.report; "
+            "membench_eval.evaluation.gates, membench_eval.report; "
             "print(sorted(m for m in ('torch', 'diffusers', 'open_clip', 'onnxruntime', 'transformers') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)

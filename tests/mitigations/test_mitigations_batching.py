@@ -31,7 +31,7 @@ def _run(pipe, tmp_path, name, batch_size, reverse=False):
     from membench_eval.generation.engine import generate
     from membench_eval.generation.seeding import plan_requests
     from membench_eval.generation.settings import GenerationSettings
-    from membench_eval.mitigation_loader import load_mitigations
+    from membench_eval.plugins.mitigations import load_mitigations
     from membench_eval.store.run_store import RunStore
     from membench_eval.suites.types import Prompt
 

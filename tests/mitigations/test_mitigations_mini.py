@@ -65,7 +65,7 @@ def mini_run(tmp_path_factory):
     from membench_eval.generation.seeding import plan_requests
     from membench_eval.generation.settings import GenerationSettings
     from membench_eval.metrics.sscd import load_sscd, reference_embeddings
-    from membench_eval.mitigation_loader import load_mitigation
+    from membench_eval.plugins.mitigations import load_mitigation
     from membench_eval.stats.bootstrap import ClusterBootstrap
     from membench_eval.store.run_store import RunStore
     from membench_eval.suites import get_suite

@@ -46,7 +46,7 @@ def test_user_method_runs_end_to_end(tmp_path, make_tiny_pipeline):
     from membench_eval.generation.engine import generate
     from membench_eval.generation.seeding import plan_requests
     from membench_eval.generation.settings import GenerationSettings
-    from membench_eval.mitigation_loader import load_mitigation, load_mitigations
+    from membench_eval.plugins.mitigations import load_mitigation, load_mitigations
     from membench_eval.store.run_store import RunStore
     from membench_eval.suites.types import Prompt
 

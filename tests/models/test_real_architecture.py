@@ -340,7 +340,7 @@ def _run_method(pipe: Any, path: Path, store: Any, out: Path, before: Any = None
     from membench_eval.generation.engine import generate
     from membench_eval.generation.seeding import plan_requests
     from membench_eval.generation.settings import GenerationSettings
-    from membench_eval.mitigation_loader import find_class, load_mitigations
+    from membench_eval.plugins.mitigations import find_class, load_mitigations
     from membench_eval.suites.types import Prompt
 
     name = path.stem

@@ -9,7 +9,7 @@ import pytest
 
 from membench_eval.errors import MitigationError
 from membench_eval.mitigation import Mitigation
-from membench_eval.mitigation_loader import load_mitigation, load_mitigations, parse_params
+from membench_eval.plugins.mitigations import load_mitigation, load_mitigations, parse_params
 
 REPO = Path(__file__).resolve().parents[2]
 

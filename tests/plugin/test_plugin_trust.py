@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from membench_eval.method_source import fingerprint_file
+from membench_eval.plugins.source import fingerprint_file
 
 pytest_plugins = ("pytester",)
 
@@ -148,7 +148,7 @@ def test_readme_generate_override_example_runs(tmp_path: Path, make_tiny_pipelin
     from membench_eval.generation.engine import generate
     from membench_eval.generation.seeding import plan_requests
     from membench_eval.generation.settings import GenerationSettings
-    from membench_eval.mitigation_loader import load_mitigation
+    from membench_eval.plugins.mitigations import load_mitigation
     from membench_eval.store.run_store import RunStore
     from membench_eval.suites.types import Prompt
 

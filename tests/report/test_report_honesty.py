@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from membench_eval.evaluation import EvalOptions, Evaluation
-from membench_eval.gates import check_gates, parse_gate
+from membench_eval.evaluation.gates import check_gates, parse_gate
 from membench_eval.report import (
     NOT_COMPARED,
     PromptResult,

@@ -74,7 +74,7 @@ def similarities(label: str, pid: str, i: int) -> dict[str, float]:
 
 
 def make_result(label: str, role: str, pid: str, sims: list[dict[str, float]], seeds: list[int]) -> PromptResult:
-    """A PromptResult exactly as Evaluation._aggregate computes it from per-image similarities."""
+    """A PromptResult exactly as Evaluation.aggregate computes it from per-image similarities."""
     method, params, strength = ROWS[label]
     sim_all = np.array([[s[r] for r in REFS] for s in sims])
     nearest = sim_all.argmax(axis=1)

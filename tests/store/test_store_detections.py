@@ -28,7 +28,7 @@ PROMPTS = [Prompt("p0", "a cup of coffee"), Prompt("p1", "an astronaut on the mo
 
 def _score(store_dir: Path, detector_file: Path) -> int:
     from membench_eval.detection.run import score_prompts
-    from membench_eval.detector_loader import load_detector
+    from membench_eval.plugins.detectors import load_detector
     from membench_eval.store.detections import DetectionStore
 
     with DetectionStore(store_dir) as store:

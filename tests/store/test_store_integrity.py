@@ -126,7 +126,7 @@ def test_unknown_store_version_is_an_environment_fault(tmp_path: Path, capsys):
 
 def test_prune_removes_entries_of_an_edited_method(tmp_path: Path):
     from membench_eval.generation.engine import GENERATION_CODE_VERSION
-    from membench_eval.method_source import fingerprint_file
+    from membench_eval.plugins.source import fingerprint_file
     from membench_eval.store.keys import KEY_SCHEME
     from membench_eval.store.maintenance import find_stale, prune
 

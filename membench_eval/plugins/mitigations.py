@@ -4,7 +4,7 @@
 (never through ``sys.path``), finds the ``Mitigation`` subclass DEFINED in it (classes merely
 imported into it do not count), converts each parameter from text using the dataclass field's
 type, and returns the configured instance. ``parse_params(["n=1,2,3", "c=1.3"])`` expands a
-command-line sweep into one parameter dict per combination. The work is ``plugin_loader``'s,
+command-line sweep into one parameter dict per combination. The work is ``plugins.loader``'s,
 shared with the detector loader; this module binds it to ``Mitigation``.
 """
 
@@ -14,9 +14,9 @@ import types
 from pathlib import Path
 from typing import Any
 
-from membench_eval import plugin_loader
+from membench_eval.plugins import loader
 from membench_eval.mitigation import Mitigation
-from membench_eval.plugin_loader import MITIGATION, SPECIAL_PARAMS, convert_value, instantiate, parse_params
+from membench_eval.plugins.loader import MITIGATION, SPECIAL_PARAMS, convert_value, instantiate, parse_params
 
 __all__ = [
     "SPECIAL_PARAMS", "convert_value", "find_class", "import_file", "instantiate", "load_mitigation",
@@ -26,17 +26,17 @@ __all__ = [
 
 def import_file(path: str | Path) -> types.ModuleType:
     """Import ``path`` as a fresh module with a unique name (re-imported on every call)."""
-    return plugin_loader.import_file(path, MITIGATION)
+    return loader.import_file(path, MITIGATION)
 
 
 def mitigation_classes(module: types.ModuleType) -> list[type[Mitigation]]:
     """Mitigation subclasses defined in ``module`` itself, in definition order."""
-    return plugin_loader.plugin_classes(module, MITIGATION)
+    return loader.plugin_classes(module, MITIGATION)
 
 
 def find_class(path: str | Path, name: str | None = None) -> type[Mitigation]:
     """The one Mitigation class of ``path`` (or the one whose ``name`` or class name is ``name``)."""
-    return plugin_loader.find_class(path, MITIGATION, name)
+    return loader.find_class(path, MITIGATION, name)
 
 
 def load_mitigation(path: str | Path, name: str | None = None, params: dict[str, Any] | None = None) -> Mitigation:
@@ -51,4 +51,4 @@ def load_mitigations(path: str | Path | None, name: str | None = None, param_ite
     setting and ``--param sweep`` its declared paper sweep (cartesian product of ``sweep``).
     """
     cls: type[Mitigation] = Mitigation if path is None else find_class(path, name)
-    return plugin_loader.configs(cls, param_items, source=str(path) if path is not None else "base")
+    return loader.configs(cls, param_items, source=str(path) if path is not None else "base")

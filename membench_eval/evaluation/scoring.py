@@ -13,7 +13,8 @@ lossless: the same pixels, the same scores), on its own CUDA stream on GPUs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -26,8 +27,7 @@ from membench_eval.metrics.score_rows import AESTHETIC_METRIC, CLIP_METRIC, SSCD
 DECODE_CHUNK = 64
 
 if TYPE_CHECKING:
-    from membench_eval.evaluation_plan import EvalOptions, MethodSpec
-    from membench_eval.generation.settings import GenerationSettings
+    from membench_eval.evaluation.plan import MethodSpec
     from membench_eval.mitigation import ImageRequest
     from membench_eval.report.records import PromptResult
     from membench_eval.store.run_store import RunStore
@@ -35,9 +35,9 @@ if TYPE_CHECKING:
 
 
 class ScoringContext(Protocol):
-    """What scoring reads from a run (an ``Evaluation`` has all of it; bench/gpu_check.py builds
-    one by hand): the scorers (``clip``/``aesthetic`` None when unavailable), the reference
-    embeddings, the store, the counters, the options (device) and the generation settings."""
+    """What scoring reads from a run: the scorers (``clip``/``aesthetic`` None when unavailable),
+    the reference embeddings, the store and the counters. An evaluation hands a ``Scorers``; the
+    attribution and the attack build their own (SSCD only), bench/gpu_check.py one by hand."""
 
     sscd: Any
     clip: Any
@@ -45,8 +45,19 @@ class ScoringContext(Protocol):
     reference_embeddings: dict[str, np.ndarray]
     store: "RunStore"
     counts: dict[str, int]
-    options: "EvalOptions"
-    settings: "GenerationSettings"
+
+
+@dataclass
+class Scorers:
+    """A ``ScoringContext`` of loaded models (an evaluation builds it when it scores); ``store``
+    None: for ``score_images`` alone (in-memory images, nothing stored)."""
+
+    store: "RunStore | None"
+    sscd: Any
+    reference_embeddings: dict[str, np.ndarray]
+    clip: Any
+    aesthetic: Any
+    counts: dict[str, int]
 
 
 def scorer_id(scorer: Any) -> str:
@@ -55,11 +66,11 @@ def scorer_id(scorer: Any) -> str:
     return "|".join(f"{k}={v}" for k, v in sorted(md.items())) or type(scorer).__name__
 
 
-def _quality_scorers(ev: ScoringContext) -> list[tuple[str, Any]]:
-    return [(metric, s) for metric, s in ((CLIP_METRIC, ev.clip), (AESTHETIC_METRIC, ev.aesthetic)) if s is not None]
+def _quality_scorers(ctx: ScoringContext) -> list[tuple[str, Any]]:
+    return [(metric, s) for metric, s in ((CLIP_METRIC, ctx.clip), (AESTHETIC_METRIC, ctx.aesthetic)) if s is not None]
 
 
-def score_images(ev: ScoringContext, images: list[Any], texts: list[str], metrics: Sequence[str] | None = None,
+def score_images(ctx: ScoringContext, images: list[Any], texts: list[str], metrics: Sequence[str] | None = None,
                  ) -> list[dict[str, Any]]:
     """Every metric (or those in ``metrics``) of in-memory images: one dict per image with
     ``sscd`` (reference id -> similarity) and the CLIP / aesthetic values."""
@@ -67,44 +78,46 @@ def score_images(ev: ScoringContext, images: list[Any], texts: list[str], metric
     if not images:
         return rows
     if metrics is None or SSCD_METRIC in metrics:
-        ref_ids = sorted(ev.reference_embeddings)
-        refs = np.stack([ev.reference_embeddings[i] for i in ref_ids]).astype(np.float32)
-        sims = np.asarray(ev.sscd.embed(images), dtype=np.float32) @ refs.T
+        ref_ids = sorted(ctx.reference_embeddings)
+        refs = np.stack([ctx.reference_embeddings[i] for i in ref_ids]).astype(np.float32)
+        sims = np.asarray(ctx.sscd.embed(images), dtype=np.float32) @ refs.T
         for row, sim in zip(rows, sims):
             row["sscd"] = {i: float(v) for i, v in zip(ref_ids, sim)}
-    for metric, scorer in _quality_scorers(ev):
+    for metric, scorer in _quality_scorers(ctx):
         if metrics is None or metric in metrics:
             for row, value in zip(rows, _score_metric(scorer, metric, images, texts)):
                 row[metric] = value
     return rows
 
 
-def _backends(ev: ScoringContext) -> dict[str, tuple[str, str]]:
+def _backends(ctx: ScoringContext) -> dict[str, tuple[str, str]]:
     """Store metric -> (field of a score row from ``score_images``, the scorer's identity)."""
-    return {SSCD_METRIC: ("sscd", ev.sscd.fingerprint), **{m: (m, scorer_id(s)) for m, s in _quality_scorers(ev)}}
+    return {SSCD_METRIC: ("sscd", ctx.sscd.fingerprint), **{m: (m, scorer_id(s)) for m, s in _quality_scorers(ctx)}}
 
 
-def _store_rows(ev: ScoringContext, keys: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
-    backends = _backends(ev)
+def _store_rows(ctx: ScoringContext, keys: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
+    backends = _backends(ctx)
     out = []
     for key, row in zip(keys, rows):
         for metric, (field, backend) in backends.items():
             value = row.get(field)
             if value is not None:
                 out.append({"key": key, "metric": metric, "backend": backend, "value": value})
-    ev.store.put_scores(out)
+    ctx.store.put_scores(out)
 
 
-def score_keys(ev: ScoringContext, keys: Sequence[str], texts: Sequence[str]) -> dict[str, dict[str, Any]]:
+def score_keys(ctx: ScoringContext, keys: Sequence[str], texts: Sequence[str], *,
+               fresh: Collection[str] = ()) -> dict[str, dict[str, Any]]:
     """Per-image scores of stored images ``keys`` (``texts``: their prompts, for CLIP), from the
-    store when present, else computed once and stored."""
-    store = ev.store
+    store when present, else computed once and stored. ``fresh``: keys an ``OverlappedScorer`` of
+    this run scored already (counted as scored, not as reused)."""
+    store = ctx.store
     unique = list(dict.fromkeys(keys))
     text_of = dict(zip(keys, texts))
-    ref_ids = sorted(ev.reference_embeddings)
+    ref_ids = sorted(ctx.reference_embeddings)
     out: dict[str, dict[str, Any]] = {k: {} for k in unique}
     todo: dict[str, list[str]] = {}
-    for metric, (field, backend) in _backends(ev).items():
+    for metric, (field, backend) in _backends(ctx).items():
         for k in unique:
             value = store.get_score(k, metric, backend)
             complete = isinstance(value, dict) and all(i in value for i in ref_ids) if metric == SSCD_METRIC \
@@ -113,14 +126,13 @@ def score_keys(ev: ScoringContext, keys: Sequence[str], texts: Sequence[str]) ->
                 out[k][field] = value if metric == SSCD_METRIC else float(value)
             else:
                 todo.setdefault(metric, []).append(k)
-    fresh = ev.__dict__.setdefault("_scored_here", set())  # by the OverlappedScorer of this run
-    ev.counts["scored"] += len(todo.get(SSCD_METRIC, []))
-    ev.counts["scores_reused"] += sum(1 for k in unique if k not in fresh) - len(todo.get(SSCD_METRIC, []))
+    ctx.counts["scored"] += len(todo.get(SSCD_METRIC, []))
+    ctx.counts["scores_reused"] += sum(1 for k in unique if k not in fresh) - len(todo.get(SSCD_METRIC, []))
     for metric, metric_keys in todo.items():
         for start in range(0, len(metric_keys), DECODE_CHUNK):  # decoded images held: one chunk at a time
             chunk = metric_keys[start:start + DECODE_CHUNK]
-            rows = score_images(ev, [store.get_image(k) for k in chunk], [text_of[k] for k in chunk], [metric])
-            _store_rows(ev, chunk, rows)
+            rows = score_images(ctx, [store.get_image(k) for k in chunk], [text_of[k] for k in chunk], [metric])
+            _store_rows(ctx, chunk, rows)
             for k, row in zip(chunk, rows):
                 out[k].update(row)
     return out
@@ -130,10 +142,14 @@ class OverlappedScorer:
     """The engine's ``on_stored`` callback: scores each stored batch in the sink's thread.
 
     Needs the scorers loaded beforehand (``ready``), so a missing model is reported by the
-    generating thread, not half-way through a background job."""
+    generating thread, not half-way through a background job. ``device``: where the scorers run
+    (a CUDA device gets a stream of its own); ``scored``: the run's set of keys scored here, which
+    ``score_keys`` takes as ``fresh``."""
 
-    def __init__(self, ev: ScoringContext):
-        self.ev = ev
+    def __init__(self, ctx: ScoringContext, *, device: str | None = None, scored: set[str] | None = None):
+        self.ctx = ctx
+        self.device = device
+        self.scored: set[str] = scored if scored is not None else set()
         self._stream: Any = None
 
     def ready(self) -> bool:
@@ -142,7 +158,7 @@ class OverlappedScorer:
         from membench_eval.errors import MembenchError
 
         try:
-            _ = self.ev.reference_embeddings, self.ev.sscd.fingerprint, _quality_scorers(self.ev)
+            _ = self.ctx.reference_embeddings, self.ctx.sscd.fingerprint, _quality_scorers(self.ctx)
         except MembenchError:
             return False
         return True
@@ -154,10 +170,10 @@ class OverlappedScorer:
 
         images = [Image.fromarray(a) for a in arrays]
         with self._on_side_stream() or contextlib.nullcontext():
-            rows = score_images(self.ev, images, [r.prompt for r in requests])
-        _store_rows(self.ev, keys, rows)
-        self.ev.__dict__.setdefault("_scored_here", set()).update(keys)
-        self.ev.counts["scored"] += len(keys)
+            rows = score_images(self.ctx, images, [r.prompt for r in requests])
+        _store_rows(self.ctx, keys, rows)
+        self.scored.update(keys)
+        self.ctx.counts["scored"] += len(keys)
 
     def _on_side_stream(self) -> Any:
         """A CUDA stream of its own (scoring kernels interleave with the UNet's); None on CPU."""
@@ -165,7 +181,7 @@ class OverlappedScorer:
 
         from membench_eval.runtime import select_device
 
-        device = select_device(self.ev.options.device)
+        device = select_device(self.device)
         if device.type != "cuda":
             return None
         if self._stream is None:
@@ -173,14 +189,15 @@ class OverlappedScorer:
         return torch.cuda.stream(self._stream)
 
 
-def aggregate_prompt(ev: ScoringContext, method: "MethodSpec", role: str, prompt: "Prompt",
-                     rows: list[dict[str, Any]]) -> "PromptResult":
-    """One prompt's metrics from its images' score rows (image-index order)."""
+def aggregate_prompt(reference_ids: Collection[str], run_seed: int, method: "MethodSpec", role: str,
+                     prompt: "Prompt", rows: list[dict[str, Any]]) -> "PromptResult":
+    """One prompt's metrics from its images' score rows (image-index order); ``reference_ids``:
+    the references the rows were scored against, ``run_seed``: the seed the image seeds derive from."""
     from membench_eval.generation.seeding import image_seed
     from membench_eval.metrics.aggregate import score_prompt
     from membench_eval.report.records import PromptResult
 
-    ref_ids = sorted(ev.reference_embeddings)
+    ref_ids = sorted(reference_ids)
     sim_all = np.array([[r["sscd"][i] for i in ref_ids] for r in rows], dtype=np.float64)
     metrics: dict[str, float | None] = {}
     # Per image: best match over all references (AMS/UMS's gamma), over the prompt's own (the
@@ -189,11 +206,11 @@ def aggregate_prompt(ev: ScoringContext, method: "MethodSpec", role: str, prompt
     per_image: dict[str, list[Any]] = {
         "best_sscd": [float(v) for v in sim_all[np.arange(len(rows)), nearest]],
         "best_ref": [ref_ids[j] for j in nearest],
-        "seed": [image_seed(ev.settings.seed, prompt.prompt_id, i) for i in range(len(rows))]}
+        "seed": [image_seed(run_seed, prompt.prompt_id, i) for i in range(len(rows))]}
     if rows and all("unet_evals" in r for r in rows):
         per_image["unet_evals"] = [r["unet_evals"] for r in rows]
     if role == "trigger":
-        own = [i for i in prompt.memorized_ids if i in ev.reference_embeddings]
+        own = [i for i in prompt.memorized_ids if i in reference_ids]
         sim_own = np.array([[r["sscd"][i] for i in own] for r in rows], dtype=np.float64)
         s = score_prompt(prompt.prompt_id, sim_own, sim_all)
         metrics.update(top1_sscd=s.top1, top3_sscd=s.top3, sscd_gt_05=s.frac_above, top1_any=s.top1_any)

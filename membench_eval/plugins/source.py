@@ -7,6 +7,7 @@ the method's code and rerunning silently reported the OLD images. The fingerprin
 - every module that file imports from its own folder, recursively (the user's helpers);
 - every harness helper module it imports directly (``membench_eval.*``, e.g. ``prompt_edits``),
   except the plugin API itself (``membench_eval.mitigation``, ``membench_eval.detector``,
+  ``membench_eval.extraction_method``, their base ``membench_eval.hyperparams``,
   ``membench_eval.errors``), whose behaviour is versioned with the engine and the detection runner
   (``GENERATION_CODE_VERSION``, ``DETECTION_CODE_VERSION``).
 
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 FINGERPRINT_SCHEME = "membench-method-source/v1"
 # The plugin API: versioned by GENERATION_CODE_VERSION / DETECTION_CODE_VERSION, not by file content.
 API_MODULES = frozenset({"membench_eval.mitigation", "membench_eval.detector", "membench_eval.extraction_method",
-                         "membench_eval.errors", "membench_eval", "membench_eval.models"})
+                         "membench_eval.hyperparams", "membench_eval.errors", "membench_eval", "membench_eval.models"})
 BUILTIN_BASE = "builtin:membench_eval.mitigation.Mitigation"
 
 

@@ -14,7 +14,10 @@
 3. ``Evaluation.leaderboard(plan, results)``: the table with cluster-bootstrap intervals and
    paired deltas to base (``membench_eval.report``, ``membench_eval.stats``).
 
-Models (pipeline, SSCD, CLIP, aesthetic, reference embeddings) load lazily, once per Evaluation.
+Models (pipeline, SSCD, CLIP, aesthetic, reference embeddings) load lazily, once per Evaluation
+(``models``, a ``ModelCache`` two evaluations may share). The helpers of this package (plan,
+scoring, quality, metadata, stored configs, computed references) get what they need as arguments,
+never the Evaluation itself.
 A metric whose weights are missing is reported as unavailable with the reason on suites that allow
 it (mini, where no CLIP weights exist offline); on the paper's suites missing weights are an error.
 """
@@ -29,18 +32,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from membench_eval.errors import DataError, MembenchError
-from membench_eval.evaluation_plan import SUBSETS, EvalOptions, MethodSpec, Plan, select_prompts
-from membench_eval.image_scores import scorer_id
-from membench_eval.metrics.score_rows import AESTHETIC_METRIC, CLIP_METRIC, SSCD_METRIC
+from membench_eval.evaluation.model_cache import ModelCache
+from membench_eval.evaluation.plan import EvalOptions, MethodSpec, Plan, select_prompts
+from membench_eval.evaluation.scoring import Scorers, scorer_id
 from membench_eval.report.leaderboard import BASE_LABEL, Leaderboard, build_leaderboard
 from membench_eval.report.records import PromptResult
 
-__all__ = ["AESTHETIC_METRIC", "CLIP_METRIC", "SSCD_METRIC", "SUBSETS", "EvalOptions", "Evaluation", "MethodSpec",
-           "Plan", "select_prompts"]
+__all__ = ["Evaluation"]
 
 if TYPE_CHECKING:
+    from membench_eval.evaluation.scoring import OverlappedScorer
     from membench_eval.generation.settings import GenerationSettings
-    from membench_eval.mitigation import Mitigation
     from membench_eval.store.run_store import RunStore
     from membench_eval.suites.references import Coverage
     from membench_eval.suites.types import Prompt, Suite
@@ -50,12 +52,19 @@ class Evaluation:
     """A configured run: the suite, the store, and lazily loaded models."""
 
     def __init__(self, options: EvalOptions, *, suite: "Suite | None" = None) -> None:
-        """``suite`` overrides ``options.suite`` (a Suite built in code, e.g. a custom benchmark)."""
+        """``suite`` overrides ``options.suite`` (a Suite built in code, e.g. a custom benchmark).
+
+        Cached properties (``settings``, ``reference_embeddings``, ``quality_scorers``) may be
+        assigned to inject a value; ``models`` may be replaced by another evaluation's cache."""
         self.options = options
         if suite is not None:
             self.__dict__["suite"] = suite  # pre-fills the cached_property
         # Work done by this process (for the "reused from the store" summary line).
         self.counts: dict[str, int] = {"generated": 0, "reused": 0, "scored": 0, "scores_reused": 0}
+        self.models = ModelCache()
+        self._scored_here: set[str] = set()  # keys the OverlappedScorer of this run scored
+        # The saved web image-search reference row and its results (``plan`` finds it).
+        self._saved_reference: tuple[MethodSpec, dict[str, PromptResult]] | None = None
 
     # --- configuration ------------------------------------------------------------------------
 
@@ -98,25 +107,31 @@ class Evaluation:
 
     def preflight(self) -> None:
         """Before any generation: the store opens (known format) and it and the leaderboard folder
-        are writable (``membench_eval.preflight``); raises StoreError (exit status 3)."""
-        from membench_eval.preflight import check_writable
+        are writable (``membench_eval.evaluation.preflight``); raises StoreError (exit status 3)."""
+        from membench_eval.evaluation.preflight import check_writable
 
         store = self.store
         for sub in ("records", "scores", "images"):
             check_writable(store.root / sub, "run store")
         check_writable(self.options.out_dir, "leaderboard folder (--out)")
 
+    def store_problems(self) -> list[str]:
+        """Damaged store entries this process found (quarantined and regenerated); none when the
+        store was never opened."""
+        return list(self.store.problems) if "store" in self.__dict__ else []
+
     # --- planning -----------------------------------------------------------------------------
 
     def plan(self, method_files: Sequence[str], params: Sequence[str] = ()) -> Plan:
         """Method configs and prompts of the run (no model is loaded)."""
         from membench_eval.mitigation import Mitigation
+        from membench_eval.plugins.mitigations import load_mitigations
 
         suite = self.suite
         methods: list[MethodSpec] = [MethodSpec(BASE_LABEL, "base", "base", {}, None, Mitigation())]
         user: list[MethodSpec] = []
         for path in method_files:
-            for m in _load_method_configs(path, params):
+            for m in load_mitigations(path, None, list(params)):  # every setting of a sweep
                 if m.label() == BASE_LABEL:
                     continue  # base always runs; a base.py file adds nothing
                 if any(u.label == m.label() for u in user):
@@ -141,7 +156,7 @@ class Evaluation:
         if self.options.stored_baselines:
             methods += self._stored_configs(prompts, {BASE_LABEL} | {u.label for u in user})
         if self.options.reference and suite.reference_gallery is not None:
-            methods.insert(0, MethodSpec(self._gallery_label(), "computed_reference", "reference", {}))
+            methods.insert(0, MethodSpec(self.gallery_label, "computed_reference", "reference", {}))
         if self.options.reference and "trigger" in prompts:
             methods[:0] = self._saved_api_reference()
         methods += user
@@ -149,12 +164,12 @@ class Evaluation:
 
     def _stored_configs(self, prompts: dict[str, list["Prompt"]], taken: set[str]) -> list[MethodSpec]:
         """Configs complete in the store for these prompts and settings, from current code only
-        (``membench_eval.stored_configs``): bundled baselines, then earlier configs of other files."""
+        (``membench_eval.evaluation.stored_configs``): bundled baselines, then earlier configs of other files."""
         from membench_eval.paths import PACKAGE_ROOT
-        from membench_eval.stored_configs import find_stored_configs
+        from membench_eval.evaluation.stored_configs import find_stored_configs, same_model
 
         found = find_stored_configs(self.store.records(), prompts, self.settings,
-                                    model_matches=lambda row: _same_model(row, self.model_name),
+                                    model_matches=lambda row: same_model(row, self.model_name),
                                     device=self.options.device, bundled_folder=PACKAGE_ROOT.parent / "mitigations")
         out: list[MethodSpec] = []
         for c in found:
@@ -172,7 +187,7 @@ class Evaluation:
         from membench_eval.models.loading import load_pipeline
 
         revision = self.suite.revision if self.options.model is None else None
-        return self._load_once("pipeline", lambda: load_pipeline(self.model_name, revision=revision,
+        return self.models.get("pipeline", lambda: load_pipeline(self.model_name, revision=revision,
                                                                  device=self.options.device,
                                                                  compile=self.options.compile))
 
@@ -180,21 +195,7 @@ class Evaluation:
     def sscd(self) -> Any:
         from membench_eval.metrics.sscd import load_sscd
 
-        return self._load_once("sscd", lambda: load_sscd(self.sscd_backend, device=self.options.device))
-
-    def _load_once(self, name: str, load: Any) -> Any:
-        """Load a model once; a failure (missing weights) is remembered and raised again at once,
-        so thousands of pytest items do not each retry a download."""
-        cache = self.__dict__.setdefault("_loaded", {})
-        if name not in cache:
-            try:
-                cache[name] = (load(), None)
-            except MembenchError as exc:
-                cache[name] = (None, exc)
-        value, error = cache[name]
-        if error is not None:
-            raise error
-        return value
+        return self.models.get("sscd", lambda: load_sscd(self.sscd_backend, device=self.options.device))
 
     @cached_property
     def reference_embeddings(self) -> dict[str, np.ndarray]:
@@ -204,19 +205,35 @@ class Evaluation:
         return reference_embeddings(self.sscd, paths)
 
     @cached_property
-    def _quality(self) -> dict[str, Any]:
-        """CLIP and aesthetic scorers, or the reason each is unavailable (``quality_models``)."""
-        from membench_eval.quality_models import load_quality_scorers
+    def quality_scorers(self) -> dict[str, Any]:
+        """CLIP and aesthetic scorers, or the reason each is unavailable (``evaluation.quality``)."""
+        from membench_eval.evaluation.quality import load_quality_scorers
 
-        return load_quality_scorers(self)
+        return load_quality_scorers(self.options, self.suite)
+
+    @property
+    def quality_used(self) -> bool:
+        """Whether this process loaded (or was given) the quality scorers."""
+        return "quality_scorers" in self.__dict__
 
     @property
     def clip(self) -> Any:
-        return self._quality["clip"]
+        return self.quality_scorers["clip"]
 
     @property
     def aesthetic(self) -> Any:
-        return self._quality["aesthetic"]
+        return self.quality_scorers["aesthetic"]
+
+    def scorers(self, *, store: bool = True) -> Scorers:
+        """The loaded scorers, references and (unless ``store`` is False: in-memory scoring only)
+        the store that scoring reads; loads what is missing, in that order."""
+        run_store = self.store if store else None
+        sscd, refs = self.sscd, self.reference_embeddings
+        return Scorers(run_store, sscd, refs, self.clip, self.aesthetic, self.counts)
+
+    def scorer_ids(self) -> dict[str, str | None]:
+        """The SSCD backend and CLIP model that score this run (what a saved reference must match)."""
+        return {"sscd_backend": self.sscd.fingerprint, "clip_model": self.quality_status()["clip_model"]}
 
     def unavailable(self) -> dict[str, str]:
         """Leaderboard column -> reason, for metrics this run cannot compute."""
@@ -227,10 +244,10 @@ class Evaluation:
         sends it from xdist workers, so the controller never loads the scorers itself)."""
         out: dict[str, Any] = {"unavailable": {}, "clip_model": None, "aesthetic_model": None}
         for metric, cols in (("clip", ("clip", "coco_clip")), ("aesthetic", ("aesthetic", "coco_aesthetic"))):
-            if self._quality[metric] is None:
-                out["unavailable"].update({c: self._quality[metric + "_reason"] for c in cols})
+            if self.quality_scorers[metric] is None:
+                out["unavailable"].update({c: self.quality_scorers[metric + "_reason"] for c in cols})
             else:
-                out[f"{metric}_model"] = scorer_id(self._quality[metric])
+                out[f"{metric}_model"] = scorer_id(self.quality_scorers[metric])
         return out
 
     # --- evaluation ---------------------------------------------------------------------------
@@ -239,18 +256,18 @@ class Evaluation:
         """Generate (or reuse) and score the images of ``prompts``; one PromptResult per prompt."""
         from membench_eval.generation.engine import generate
         from membench_eval.generation.seeding import plan_requests
-        from membench_eval.image_scores import OverlappedScorer
 
         n = self.settings.images_per_prompt(role)  # type: ignore[arg-type]
         if method.kind == "computed_reference":
-            saved = self.__dict__.get("_saved_reference")
+            saved = self._saved_reference
             if saved is not None and saved[0].label == method.label:
                 return [saved[1][p.prompt_id] for p in prompts if p.prompt_id in saved[1]]
             return self._gallery_reference(method, role, prompts, n)
         requests = plan_requests(prompts, n, self.settings.seed)
-        scorer = OverlappedScorer(self) if self.options.overlap_scoring else None
-        report = generate(self.pipeline, requests, method.mitigation, self.settings, self.store,
-                          progress=self.options.progress, on_stored=scorer if scorer and scorer.ready() else None)
+        pipe, settings, store = self.pipeline, self.settings, self.store  # loaded before the scorers
+        scorer = self._overlapped_scorer() if self.options.overlap_scoring else None
+        report = generate(pipe, requests, method.mitigation, settings, store,
+                          progress=self.options.progress, on_stored=scorer)
         self.counts["generated"] += report.new
         self.counts["reused"] += report.reused
         scores = self.score_keys(report.keys, [r.prompt for r in requests])
@@ -261,42 +278,73 @@ class Evaluation:
         results = []
         for k, prompt in enumerate(prompts):
             rows = [scores[key] for key in report.keys[k * n:(k + 1) * n]]
-            results.append(self._aggregate(method, role, prompt, rows))
+            results.append(self.aggregate(method, role, prompt, rows))
         return results
+
+    def _overlapped_scorer(self) -> "OverlappedScorer | None":
+        """The engine's ``on_stored`` scorer, or None when a scorer cannot load (then scoring
+        happens after generation, where the failure is raised)."""
+        from membench_eval.evaluation.scoring import OverlappedScorer
+
+        try:
+            scorers = self.scorers()
+        except MembenchError:
+            return None
+        scorer = OverlappedScorer(scorers, device=self.options.device, scored=self._scored_here)
+        return scorer if scorer.ready() else None
 
     def score_keys(self, keys: Sequence[str], texts: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Per-image scores of stored images, from the store or computed once and stored
-        (``membench_eval.image_scores``)."""
-        from membench_eval.image_scores import score_keys
+        (``membench_eval.evaluation.scoring``)."""
+        from membench_eval.evaluation.scoring import score_keys
 
-        return score_keys(self, keys, texts)
+        return score_keys(self.scorers(), keys, texts, fresh=self._scored_here)
 
-    # --- computed references (membench_eval.reference.evaluate) ----------------------------
+    def score_images(self, images: list[Any], texts: list[str]) -> list[dict[str, Any]]:
+        """Every metric of in-memory images (not stored): one score row per image."""
+        from membench_eval.evaluation.scoring import score_images
 
-    def _saved_api_reference(self) -> list[MethodSpec]:
-        from membench_eval.reference.evaluate import saved_api_reference
+        return score_images(self.scorers(store=False), images, texts)
 
-        return saved_api_reference(self)
+    def aggregate(self, method: MethodSpec, role: str, prompt: "Prompt", rows: list[dict[str, Any]]) -> PromptResult:
+        """One prompt's result row from its images' score rows (``score_keys`` / ``score_images``)."""
+        from membench_eval.evaluation.scoring import aggregate_prompt
 
-    def _gallery_label(self) -> str:
-        from membench_eval.reference.evaluate import gallery_label
+        return aggregate_prompt(self.reference_embeddings.keys(), self.settings.seed, method, role, prompt, rows)
+
+    # --- computed references (membench_eval.evaluation.computed_reference) ------------------------
+
+    @property
+    def gallery_label(self) -> str:
+        """The leaderboard label of the suite's local-gallery reference row."""
+        from membench_eval.evaluation.computed_reference import gallery_label
 
         return gallery_label(self.suite)
 
+    def _saved_api_reference(self) -> list[MethodSpec]:
+        """The web image-search reference saved by `membench reference --source api`, when it was
+        scored with this run's SSCD and CLIP models (loads those scorers only if a saved one exists)."""
+        from membench_eval.evaluation.computed_reference import saved_api_reference
+        from membench_eval.reference.api_reference import reference_folder
+
+        found = saved_api_reference(
+            reference_folder(self.options.reference_dir), self.suite.result_key,
+            sscd_backend=lambda: self.sscd.fingerprint, clip_model=lambda: self.quality_status()["clip_model"])
+        if found is None:
+            return []
+        self._saved_reference = found
+        return [found[0]]
+
     def _gallery_reference(self, method: MethodSpec, role: str, prompts: Sequence["Prompt"], k: int) -> list[PromptResult]:
-        from membench_eval.reference.evaluate import gallery_reference
+        from membench_eval.evaluation.computed_reference import gallery_reference
+        from membench_eval.reference.gallery import load_gallery
 
-        return gallery_reference(self, method, role, prompts, k)
-
-    def _score_loaded(self, images: list[Any], texts: list[str]) -> list[dict[str, Any]]:
-        from membench_eval.image_scores import score_images
-
-        return score_images(self, images, texts)
-
-    def _aggregate(self, method: MethodSpec, role: str, prompt: "Prompt", rows: list[dict[str, Any]]) -> PromptResult:
-        from membench_eval.image_scores import aggregate_prompt
-
-        return aggregate_prompt(self, method, role, prompt, rows)
+        if self.clip is None:
+            raise MembenchError(f"suite {self.suite.name}: the gallery reference retrieves by CLIP, which is not "
+                                f"available: {self.unavailable().get('clip')}")
+        gallery = self.models.get("gallery", lambda: load_gallery(self.suite.reference_gallery))
+        return gallery_reference(gallery, self.clip, prompts, k, score=self.score_images,
+                                 aggregate=lambda prompt, rows: self.aggregate(method, role, prompt, rows))
 
     def evaluate_plan(self, plan: Plan) -> list[PromptResult]:
         """Every (method, prompt set) of the plan in large batches (the CLI's path)."""
@@ -310,10 +358,12 @@ class Evaluation:
     # --- reporting ----------------------------------------------------------------------------
 
     def metadata(self, plan: Plan, quality: dict[str, Any] | None = None) -> dict[str, Any]:
-        """What the leaderboard's numbers depend on (the JSON's ``metadata``; ``run_metadata``)."""
-        from membench_eval.run_metadata import run_metadata
+        """What the leaderboard's numbers depend on (the JSON's ``metadata``; ``evaluation.metadata``)."""
+        from membench_eval.evaluation.metadata import run_metadata
 
-        return run_metadata(self, plan, quality if quality is not None else self.quality_status())
+        quality = quality if quality is not None else self.quality_status()
+        return run_metadata(plan, quality, suite=self.suite, settings=self.settings, model=self.model_name,
+                            sscd_backend=self.sscd_backend, options=self.options, store_root=self.store.root)
 
     def leaderboard(self, plan: Plan, results: Sequence[PromptResult],
                     quality: dict[str, Any] | None = None) -> Leaderboard:
@@ -323,6 +373,8 @@ class Evaluation:
         The suite's reference targets are shown only where this run's SSCD backend / CLIP model
         (from the metadata) match what they were published with; every row is checked against the
         plan's prompt sets (``expected``), so a row missing results is marked incomplete."""
+        from membench_eval.evaluation.computed_reference import describe
+
         quality = quality if quality is not None else self.quality_status()
         t = self.suite.targets
         kinds = {m.label: m.kind for m in plan.methods}
@@ -330,13 +382,7 @@ class Evaluation:
         metadata = self.metadata(plan, quality)
         for m in plan.methods:
             if m.kind == "computed_reference":
-                rs = [r for r in results if r.label == m.label]
-                images = sum(r.n_images for r in rs)
-                copies = int(sum(r.metrics.get("reference_copies") or 0 for r in rs))
-                metadata["computed_reference"] = (
-                    f"{m.label}: {images} retrieved images over {len(rs)} prompts, {copies} of them copies of a "
-                    f"memorized image (SSCD > 0.5, kept); retrieval uses the CLIP model that scores the CLIP "
-                    f"column, so its CLIP is an upper-biased proxy")
+                metadata["computed_reference"] = describe(m.label, results)
         return build_leaderboard(
             results, suite=self.suite.name, kinds=kinds,
             targets=t if (t.top1_sscd is not None or t.clip is not None) else None, targets_source=t.source,
@@ -344,30 +390,3 @@ class Evaluation:
             n_resamples=self.options.bootstrap_resamples, seed=self.options.bootstrap_seed,
             cluster_method=self.options.cluster_method,  # type: ignore[arg-type]
         )
-
-
-# --- helpers --------------------------------------------------------------------------------
-
-
-def _load_method_configs(path: str, params: Sequence[str]) -> list["Mitigation"]:
-    """Every parameter setting of the method in ``path`` (a sweep gives several)."""
-    from membench_eval.mitigation_loader import load_mitigations
-
-    return list(load_mitigations(path, None, list(params)))
-
-
-def _load_method(path: Path, params: dict[str, str]) -> "Mitigation":
-    from membench_eval.mitigation_loader import load_mitigation
-
-    return load_mitigation(path, None, params)
-
-
-def _same_model(row: dict[str, Any], model: str) -> bool:
-    """Store rows name the model as a hub id or ``local`` (+ path); match either way."""
-    if row.get("model") == model:
-        return True
-    path = row.get("model_path")
-    try:
-        return bool(path) and Path(path).resolve() == Path(model).expanduser().resolve()
-    except OSError:
-        return False

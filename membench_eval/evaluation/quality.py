@@ -10,22 +10,26 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from membench_eval.errors import MissingWeightsError
 
+if TYPE_CHECKING:
+    from membench_eval.evaluation.plan import EvalOptions
+    from membench_eval.suites.types import Suite
 
-def load_quality_scorers(ev: Any) -> dict[str, Any]:
-    """``{"clip": scorer | None, "aesthetic": scorer | None, "<metric>_reason": why not}`` for
-    ``ev`` (an ``Evaluation``: its options and suite)."""
+
+def load_quality_scorers(options: "EvalOptions", suite: "Suite") -> dict[str, Any]:
+    """``{"clip": scorer | None, "aesthetic": scorer | None, "<metric>_reason": why not}`` for a
+    run with ``options`` (models, weights, device) on ``suite`` (its CLIP model, its leniency)."""
     from membench_eval.metrics.aesthetic import DEFAULT_AESTHETIC_CLIP, DEFAULT_AESTHETIC_PRETRAINED
     from membench_eval.metrics.clip_score import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
 
-    o = ev.options
+    o = options
     # Missing CLIP/aesthetic weights reported as unavailable instead of an error (the suite file's
     # scoring.allow_missing_quality_weights: the mini's, so a bare checkout runs).
-    lenient = ev.suite.allow_missing_quality_weights
-    clip_model, clip_pretrained = ev.suite.clip_backend or (DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED)
+    lenient = suite.allow_missing_quality_weights
+    clip_model, clip_pretrained = suite.clip_backend or (DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED)
     if o.clip_model and o.clip_model != clip_model:  # another model: its own default weights
         clip_model, clip_pretrained = o.clip_model, DEFAULT_CLIP_PRETRAINED
     specs = {
@@ -53,7 +57,7 @@ def load_quality_scorers(ev: Any) -> dict[str, Any]:
                 out[metric] = AestheticScorer(model, pretrained, o.aesthetic_head, o.device)
         except MissingWeightsError as exc:
             if not lenient or _looks_like_file(pretrained):
-                raise MissingWeightsError(f"{metric} score needed for suite {ev.suite.name}: {exc}") from exc
+                raise MissingWeightsError(f"{metric} score needed for suite {suite.name}: {exc}") from exc
             out[metric + "_reason"] = f"{metric} score not available: {_one_line(exc)}"
     return out
 

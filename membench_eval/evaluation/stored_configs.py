@@ -6,7 +6,7 @@ run's. A stored config is reused only when its images are provably from the curr
 
 - the row's key scheme and engine version are the current ones;
 - the method file recorded in the row still exists and its source fingerprint
-  (``membench_eval.method_source``) equals the one recorded: an edited method is stale, never shown;
+  (``membench_eval.plugins.source``) equals the one recorded: an edited method is stale, never shown;
 - model, seed, steps, guidance, size, compute shape (batch, device type, dtype) match this run;
 - every planned (prompt, image) is present.
 
@@ -94,8 +94,8 @@ def find_stored_configs(
 def _reload(row: dict[str, Any], path: str, label: str, device_type: str, dtype: str,
             settings: "GenerationSettings") -> "Mitigation | None":
     """The method object of a stored config, or None when it is stale or not comparable."""
-    from membench_eval.method_source import fingerprint_file
-    from membench_eval.mitigation_loader import load_mitigation
+    from membench_eval.plugins.source import fingerprint_file
+    from membench_eval.plugins.mitigations import load_mitigation
 
     if (row.get("device_type"), row.get("dtype")) != (device_type, dtype):
         return None
@@ -110,6 +110,17 @@ def _reload(row: dict[str, Any], path: str, label: str, device_type: str, dtype:
     if m.label() != label or m.name != row.get("method") or row.get("batch_shape") not in shapes:
         return None
     return m
+
+
+def same_model(row: dict[str, Any], model: str) -> bool:
+    """Store rows name the model as a hub id or ``local`` (+ path); match either way."""
+    if row.get("model") == model:
+        return True
+    path = row.get("model_path")
+    try:
+        return bool(path) and Path(path).resolve() == Path(model).expanduser().resolve()
+    except OSError:
+        return False
 
 
 def _is_under(path: Path, folder: Path) -> bool:

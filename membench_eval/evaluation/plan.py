@@ -53,7 +53,7 @@ class EvalOptions:
     engine: str = "local"  # one of ENGINES
     ray_address: str | None = None  # an existing Ray cluster ("auto", "ray://head:10001"); None: start one here
     ray_actors: int | None = None  # actors per stage; None: one per GPU of the cluster, else one per CPU
-    # Score each batch while the next one denoises (``image_scores.OverlappedScorer``); False:
+    # Score each batch while the next one denoises (``evaluation.scoring.OverlappedScorer``); False:
     # score after generation (the same numbers; for measuring the overlap).
     overlap_scoring: bool = True
     # torch.compile the UNet's forward (``generation.acceleration``); part of the image key.

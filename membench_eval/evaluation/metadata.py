@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from membench_eval.evaluation_plan import Plan
+    from membench_eval.evaluation.plan import EvalOptions, Plan
+    from membench_eval.generation.settings import GenerationSettings
+    from membench_eval.suites.types import Suite
 
 
-def run_metadata(ev: Any, plan: "Plan", quality: dict[str, Any]) -> dict[str, Any]:
-    """Suite, model, scorers, seeds, settings, methods' code, coverage and package versions of
-    ``ev`` (an ``Evaluation``) and ``plan`` (``quality``: a ``quality_status()``, from the
-    processes that scored)."""
-    s = ev.settings
+def run_metadata(plan: "Plan", quality: dict[str, Any], *, suite: "Suite", settings: "GenerationSettings",
+                 model: str, sscd_backend: str, options: "EvalOptions", store_root: Path) -> dict[str, Any]:
+    """Suite, model, scorers, seeds, settings, methods' code, coverage and package versions of a
+    run of ``plan`` (``quality``: a ``quality_status()``, from the processes that scored;
+    ``options``: for the prompt selection; ``store_root``: where `membench attack` results are)."""
+    s = settings
     md: dict[str, Any] = {
-        "suite": ev.suite.name,
-        **({"suite_file": ev.suite.source_file, "suite_sha256": ev.suite.content_sha256}
-           if ev.suite.content_sha256 is not None else {}),
-        "model": ev.model_name,
-        "sscd_backend": ev.sscd_backend,
+        "suite": suite.name,
+        **({"suite_file": suite.source_file, "suite_sha256": suite.content_sha256}
+           if suite.content_sha256 is not None else {}),
+        "model": model,
+        "sscd_backend": sscd_backend,
         "clip_model": quality["clip_model"],
         "aesthetic_model": quality["aesthetic_model"],
         "seed": s.seed,
@@ -31,24 +35,24 @@ def run_metadata(ev: Any, plan: "Plan", quality: dict[str, Any]) -> dict[str, An
         "generation": {"num_inference_steps": s.num_inference_steps, "guidance_scale": s.guidance_scale,
                        "height": s.height, "width": s.width},
         "images_per_prompt": {"trigger": s.trigger_images_per_prompt, "general": s.general_images_per_prompt},
-        "limit": ev.options.limit,
-        "subset": ev.options.subset,
+        "limit": options.limit,
+        "subset": options.subset,
         "prompts": {role: len(ps) for role, ps in plan.prompts.items()},
         "versions": _versions(),
     }
     from membench_eval.report.coverage import run_coverage
 
-    suite = plan.suite
-    trigger_total = len(suite.trigger.prompts) if suite.trigger is not None else None
+    planned = plan.suite
+    trigger_total = len(planned.trigger.prompts) if planned.trigger is not None else None
     cov = plan.coverage
     line, detail = run_coverage(
         plan.prompts,
         trigger_total=trigger_total,
         trigger_scorable=None if trigger_total is None else trigger_total - plan.excluded_prompts,
-        images_total=len(suite.memorized) if cov is not None else None,
-        images_available=None if cov is None else set(suite.memorized) - set(cov.unavailable),
-        general_total=len(suite.general.prompts) if suite.general is not None else None,
-        limit=ev.options.limit, subset=ev.options.subset,
+        images_total=len(planned.memorized) if cov is not None else None,
+        images_available=None if cov is None else set(planned.memorized) - set(cov.unavailable),
+        general_total=len(planned.general.prompts) if planned.general is not None else None,
+        limit=options.limit, subset=options.subset,
         suite_summary=cov.summary() if cov is not None else None,
     )
     md["coverage"] = line  # what this run ran, then the suite's own coverage
@@ -58,7 +62,7 @@ def run_metadata(ev: Any, plan: "Plan", quality: dict[str, Any]) -> dict[str, An
         md["trigger_prompts_without_reference"] = plan.excluded_prompts
     from membench_eval.report.attack_section import stored_attack_summary
 
-    attack = stored_attack_summary(ev.store.root, ev.suite.result_key, s.seed)  # `membench attack` results
+    attack = stored_attack_summary(store_root, suite.result_key, s.seed)  # `membench attack` results
     if attack is not None:
         md["adaptive_attack"] = attack
     return md
@@ -76,7 +80,7 @@ def _versions() -> dict[str, str]:
 
 def _method_sources(plan: "Plan") -> dict[str, dict[str, Any]]:
     """Leaderboard label -> the method file and the fingerprint of the code its images come from."""
-    from membench_eval.method_source import fingerprint_method
+    from membench_eval.plugins.source import fingerprint_method
 
     out = {}
     for m in plan.methods:

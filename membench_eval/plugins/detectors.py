@@ -1,6 +1,6 @@
 """Loading a memorization detector from a Python file, with typed, validated, sweepable parameters.
 
-The same loader as for mitigations (``plugin_loader``), bound to ``Detector``:
+The same loader as for mitigations (``plugins.loader``), bound to ``Detector``:
 ``load_detectors("detectors/wen.py", ["images=1,4"])`` imports the file as its own module, finds
 the one ``Detector`` subclass defined in it and returns one configured detector per parameter
 combination; ``--param strongest`` / ``--param sweep`` use the class's declared settings.
@@ -12,14 +12,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from membench_eval import plugin_loader
+from membench_eval.plugins import loader
 from membench_eval.detector import Detector
-from membench_eval.plugin_loader import DETECTOR, instantiate
+from membench_eval.plugins.loader import DETECTOR, instantiate
 
 
 def find_detector_class(path: str | Path, name: str | None = None) -> type[Detector]:
     """The one Detector class of ``path`` (or the one whose ``name`` or class name is ``name``)."""
-    return plugin_loader.find_class(path, DETECTOR, name)
+    return loader.find_class(path, DETECTOR, name)
 
 
 def load_detector(path: str | Path, name: str | None = None, params: dict[str, Any] | None = None) -> Detector:
@@ -29,7 +29,7 @@ def load_detector(path: str | Path, name: str | None = None, params: dict[str, A
 
 def load_detectors(path: str | Path, param_items: list[str] | None = None, name: str | None = None) -> list[Detector]:
     """One configured detector per combination of ``param_items`` (CLI ``--param`` values)."""
-    return plugin_loader.load_configs(path, DETECTOR, name, param_items)
+    return loader.load_configs(path, DETECTOR, name, param_items)
 
 
 def load_detector_files(paths: Sequence[str | Path], param_items: list[str] | None = None) -> list[Detector]:

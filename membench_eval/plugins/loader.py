@@ -6,7 +6,7 @@ Both plugin kinds are dataclasses whose fields are their hyperparameters, define
 (never through ``sys.path``), finds the subclass of the kind's base class DEFINED in it (classes
 merely imported into it do not count), converts each parameter from text using the dataclass
 field's type, and returns one configured instance per combination of the sweep. The mitigation and
-detector loaders (``mitigation_loader``, ``detector_loader``) are this module bound to one kind.
+detector loaders (``plugins.mitigations``, ``plugins.detectors``) are this module bound to one kind.
 """
 
 from __future__ import annotations
