@@ -218,19 +218,30 @@ class Evaluation:
     def aesthetic(self) -> Any:
         return self._quality["aesthetic"]
 
+    @property
+    def quality_scorers(self) -> dict[str, Any]:
+        """Registered per-image metric name -> its scorer (None when unavailable): what scoring uses."""
+        return {name: s for name, s in self._quality.items() if not name.endswith("_reason")}
+
     def unavailable(self) -> dict[str, str]:
         """Leaderboard column -> reason, for metrics this run cannot compute."""
         return dict(self.quality_status()["unavailable"])
 
     def quality_status(self) -> dict[str, Any]:
-        """Which CLIP/aesthetic models scored this run, or why not (plain data: the pytest plugin
-        sends it from xdist workers, so the controller never loads the scorers itself)."""
-        out: dict[str, Any] = {"unavailable": {}, "clip_model": None, "aesthetic_model": None}
-        for metric, cols in (("clip", ("clip", "coco_clip")), ("aesthetic", ("aesthetic", "coco_aesthetic"))):
-            if self._quality[metric] is None:
-                out["unavailable"].update({c: self._quality[metric + "_reason"] for c in cols})
+        """Which models scored this run's per-image metrics (CLIP, aesthetic, ...), or why not (plain
+        data: the pytest plugin sends it from xdist workers, so the controller never loads the
+        scorers itself)."""
+        from membench_eval.metrics.registry import image_metrics
+
+        specs = image_metrics()
+        out: dict[str, Any] = {"unavailable": {}, **{s.model_key: None for s in specs}}
+        for spec in specs:
+            scorer = self._quality.get(spec.name)
+            if scorer is None:
+                why = self._quality.get(spec.name + "_reason") or spec.unavailable_reason("its scorer was not loaded")
+                out["unavailable"].update({c.key: why for c in spec.columns()})
             else:
-                out[f"{metric}_model"] = scorer_id(self._quality[metric])
+                out[spec.model_key] = scorer_id(scorer)
         return out
 
     # --- evaluation ---------------------------------------------------------------------------

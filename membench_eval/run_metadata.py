@@ -6,6 +6,8 @@ import importlib.metadata
 import platform
 from typing import TYPE_CHECKING, Any
 
+from membench_eval.metrics.registry import image_metrics
+
 if TYPE_CHECKING:
     from membench_eval.evaluation_plan import Plan
 
@@ -21,8 +23,7 @@ def run_metadata(ev: Any, plan: "Plan", quality: dict[str, Any]) -> dict[str, An
            if ev.suite.content_sha256 is not None else {}),
         "model": ev.model_name,
         "sscd_backend": ev.sscd_backend,
-        "clip_model": quality["clip_model"],
-        "aesthetic_model": quality["aesthetic_model"],
+        **{spec.model_key: quality.get(spec.model_key) for spec in image_metrics()},  # clip_model, aesthetic_model
         "seed": s.seed,
         "seed_scheme": "per-image seed = sha256(run seed, prompt id, image index)",
         "methods": _method_sources(plan),

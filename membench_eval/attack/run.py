@@ -133,7 +133,7 @@ class _SscdOnly:
     def __init__(self, ev: "Evaluation"):
         self.sscd, self.reference_embeddings, self.store = ev.sscd, ev.reference_embeddings, ev.store
         self.counts, self.options, self.settings = ev.counts, ev.options, ev.settings
-        self.clip = self.aesthetic = None
+        self.quality_scorers: dict[str, Any] = {}
 
 
 class Attack:
