@@ -128,7 +128,7 @@ def attack_targets(suite: "Suite", available: Sequence[str], *, trigger_prompts:
 
 
 class _SscdOnly:
-    """A ``ScoringContext`` with SSCD alone (the attack's images need no CLIP / aesthetic)."""
+    """A ``ScoringContext`` with SSCD alone (the attack's images need no per-image quality score)."""
 
     def __init__(self, ev: "Evaluation"):
         self.sscd, self.reference_embeddings, self.store = ev.sscd, ev.reference_embeddings, ev.store

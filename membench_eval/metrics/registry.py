@@ -91,6 +91,7 @@ class MetricSpec:
     uses_text: bool = False  # scorer.score(images, prompt texts) instead of scorer.score(images)
     per_prompt: Callable[[Sequence[float]], float] = field(default=mean_of_images)
     model_key: str | None = None  # default "<name>_model"
+    id_fields: tuple[str, ...] = ()  # fields of the scorer's id the Markdown shows (model, weights)
 
     def __post_init__(self) -> None:
         bad = [r for r in self.roles if r not in ROLES]
@@ -221,9 +222,9 @@ register(MetricSpec("top3_sscd", "Top-3 SSCD", False, ("trigger",), table="main"
 register(MetricSpec("sscd_gt_05", "SSCD>0.5", False, ("trigger",), table="main", source="sscd",
                     direction_label="SSCD"))
 register(MetricSpec("clip", "CLIP", True, table="main", load=_load_clip, store_metric="clip_score",
-                    uses_text=True))
+                    uses_text=True, id_fields=("clip_model", "clip_pretrained")))
 register(MetricSpec("aesthetic", "Aesthetic", True, decimals=2, table="main", load=_load_aesthetic,
-                    store_metric="aesthetic_score"))
+                    store_metric="aesthetic_score", id_fields=("aesthetic_clip_model", "aesthetic_clip_pretrained")))
 # Not in the paper's table but needed to judge a method: Top-1 SSCD against ANY memorized image of
 # the suite (a method that swaps one memorized copy for another must show up), and the same on the
 # general prompts (leakage of memorized images into unrelated prompts).

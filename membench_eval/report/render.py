@@ -148,7 +148,7 @@ def scorer_metadata_keys() -> tuple[str, ...]:
 def _short_scorer(value: Any) -> str:
     """A scorer id (``k=v|k=v...``, the JSON keeps it whole) as its model and weights only."""
     fields = dict(part.split("=", 1) for part in str(value).split("|") if "=" in part)
-    names = [fields.get(k) for k in ("clip_model", "clip_pretrained", "aesthetic_clip_model", "aesthetic_clip_pretrained")]
+    names = [fields.get(k) for spec in image_metrics() for k in spec.id_fields]
     return " / ".join(n for n in names if n) or str(value)
 
 
