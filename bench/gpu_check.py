@@ -51,6 +51,7 @@ class Scorers:
         from membench_eval.evaluation.plan import EvalOptions
 
         self.sscd, self.clip, self.aesthetic, self.store = sscd, clip, aesthetic, store
+        self.quality_scorers = {"clip": clip, "aesthetic": aesthetic}
         self.options = EvalOptions(device=device)
         self.counts = {"generated": 0, "reused": 0, "scored": 0, "scores_reused": 0}
         rng = np.random.default_rng(0)

@@ -84,8 +84,7 @@ class _ScoringContext:
     reference_embeddings: dict[str, np.ndarray]
     store: "RunStore"
     settings: "GenerationSettings"
-    clip: Any = None
-    aesthetic: Any = None
+    quality_scorers: dict[str, Any] = field(default_factory=dict)
     options: Any = None
     counts: dict[str, int] = field(default_factory=lambda: {"scored": 0, "scores_reused": 0})
 

@@ -128,12 +128,12 @@ def attack_targets(suite: "Suite", available: Sequence[str], *, trigger_prompts:
 
 
 class _SscdOnly:
-    """A ``ScoringContext`` with SSCD alone (the attack's images need no CLIP / aesthetic)."""
+    """A ``ScoringContext`` with SSCD alone (the attack's images need no per-image quality score)."""
 
     def __init__(self, ev: "Evaluation"):
         self.sscd, self.reference_embeddings, self.store = ev.sscd, ev.reference_embeddings, ev.store
         self.counts, self.options, self.settings = ev.counts, ev.options, ev.settings
-        self.clip = self.aesthetic = None
+        self.quality_scorers: dict[str, Any] = {}
 
 
 class Attack:

@@ -2,8 +2,8 @@
 
 A gate is one line ``<column> <op> <rhs>``, e.g. ``top1_sscd <= 0.3`` or ``clip >= base - 0.01``:
 
-- ``<column>``: a leaderboard column key (top1_sscd, top3_sscd, sscd_gt_05, clip, aesthetic,
-  coco_clip, coco_aesthetic, top1_any, coco_top1_any);
+- ``<column>``: a leaderboard column key, any registered metric's (``metrics.registry``; today
+  top1_sscd, top3_sscd, sscd_gt_05, clip, coco_clip, ..., top1_any, coco_top1_any);
 - ``<op>``: ``<=``, ``<``, ``>=``, ``>``;
 - ``<rhs>``: a number, ``base``, or ``base + x`` / ``base - x`` (base's value in the same column).
 
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from membench_eval.errors import MembenchError
 from membench_eval.report.leaderboard import BASE_LABEL, Cell, Leaderboard, Row
-from membench_eval.report.records import COLUMNS_BY_KEY
+from membench_eval.metrics.registry import columns_by_key
 from membench_eval.report.text import fmt_number
 
 _OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
@@ -72,8 +72,9 @@ def parse_gate(text: str) -> Gate:
         raise GateSpecError(f"gate {text!r}: expected '<column> <op> <number|base|base +/- number>', "
                             f"e.g. 'top1_sscd <= 0.3' or 'clip >= base - 0.01'")
     col = m["col"]
-    if col not in COLUMNS_BY_KEY:
-        raise GateSpecError(f"gate {text!r}: unknown column {col!r}; known: {', '.join(COLUMNS_BY_KEY)}")
+    known = columns_by_key()
+    if col not in known:
+        raise GateSpecError(f"gate {text!r}: unknown column {col!r}; known: {', '.join(known)}")
     if m["base"]:
         offset = float(m["offset"] or 0.0) * (-1.0 if m["sign"] == "-" else 1.0)
         return Gate(col, m["op"], offset, True, text.strip())

@@ -7,6 +7,8 @@ import platform
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from membench_eval.metrics.registry import image_metrics
+
 if TYPE_CHECKING:
     from membench_eval.evaluation.plan import EvalOptions, Plan
     from membench_eval.generation.settings import GenerationSettings
@@ -25,8 +27,7 @@ def run_metadata(plan: "Plan", quality: dict[str, Any], *, suite: "Suite", setti
            if suite.content_sha256 is not None else {}),
         "model": model,
         "sscd_backend": sscd_backend,
-        "clip_model": quality["clip_model"],
-        "aesthetic_model": quality["aesthetic_model"],
+        **{spec.model_key: quality.get(spec.model_key) for spec in image_metrics()},  # clip_model, aesthetic_model
         "seed": s.seed,
         "seed_scheme": "per-image seed = sha256(run seed, prompt id, image index)",
         "methods": _method_sources(plan),

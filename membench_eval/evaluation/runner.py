@@ -206,7 +206,8 @@ class Evaluation:
 
     @cached_property
     def quality_scorers(self) -> dict[str, Any]:
-        """CLIP and aesthetic scorers, or the reason each is unavailable (``evaluation.quality``)."""
+        """Registered per-image metric name -> its scorer (None when unavailable), plus
+        ``<name>_reason`` for each unavailable one (``evaluation.quality``)."""
         from membench_eval.evaluation.quality import load_quality_scorers
 
         return load_quality_scorers(self.options, self.suite)
@@ -229,7 +230,7 @@ class Evaluation:
         the store that scoring reads; loads what is missing, in that order."""
         run_store = self.store if store else None
         sscd, refs = self.sscd, self.reference_embeddings
-        return Scorers(run_store, sscd, refs, self.clip, self.aesthetic, self.counts)
+        return Scorers(run_store, sscd, refs, self.quality_scorers, self.counts)
 
     def scorer_ids(self) -> dict[str, str | None]:
         """The SSCD backend and CLIP model that score this run (what a saved reference must match)."""
@@ -240,14 +241,20 @@ class Evaluation:
         return dict(self.quality_status()["unavailable"])
 
     def quality_status(self) -> dict[str, Any]:
-        """Which CLIP/aesthetic models scored this run, or why not (plain data: the pytest plugin
-        sends it from xdist workers, so the controller never loads the scorers itself)."""
-        out: dict[str, Any] = {"unavailable": {}, "clip_model": None, "aesthetic_model": None}
-        for metric, cols in (("clip", ("clip", "coco_clip")), ("aesthetic", ("aesthetic", "coco_aesthetic"))):
-            if self.quality_scorers[metric] is None:
-                out["unavailable"].update({c: self.quality_scorers[metric + "_reason"] for c in cols})
+        """Which models scored this run's per-image metrics (CLIP, aesthetic, ...), or why not (plain
+        data: the pytest plugin sends it from xdist workers, so the controller never loads the
+        scorers itself)."""
+        from membench_eval.metrics.registry import image_metrics
+
+        specs = image_metrics()
+        out: dict[str, Any] = {"unavailable": {}, **{s.model_key: None for s in specs}}
+        for spec in specs:
+            scorer = self.quality_scorers.get(spec.name)
+            if scorer is None:
+                why = self.quality_scorers.get(spec.name + "_reason") or spec.unavailable_reason("its scorer was not loaded")
+                out["unavailable"].update({c.key: why for c in spec.columns()})
             else:
-                out[f"{metric}_model"] = scorer_id(self.quality_scorers[metric])
+                out[spec.model_key] = scorer_id(scorer)
         return out
 
     # --- evaluation ---------------------------------------------------------------------------

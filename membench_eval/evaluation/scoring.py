@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from membench_eval.metrics.score_rows import AESTHETIC_METRIC, CLIP_METRIC, SSCD_METRIC, score_images as _score_metric
+from membench_eval.metrics.registry import MetricSpec, image_metrics
+from membench_eval.metrics.score_rows import SSCD_METRIC, score_images as _score_metric
 
 # Stored images decoded at once when scoring after generation: a 512x512 image holds 1 MiB
 # decoded, so a whole role (35,000 images) at once would need 34 GiB (measured by
@@ -35,13 +36,13 @@ if TYPE_CHECKING:
 
 
 class ScoringContext(Protocol):
-    """What scoring reads from a run: the scorers (``clip``/``aesthetic`` None when unavailable),
-    the reference embeddings, the store and the counters. An evaluation hands a ``Scorers``; the
-    attribution and the attack build their own (SSCD only), bench/gpu_check.py one by hand."""
+    """What scoring reads from a run: the scorers (``quality_scorers``: registered per-image
+    metric name -> scorer, None or absent when unavailable), the reference embeddings, the store
+    and the counters. An evaluation hands a ``Scorers``; the attribution and the attack build
+    their own (SSCD only), bench/gpu_check.py one by hand."""
 
     sscd: Any
-    clip: Any
-    aesthetic: Any
+    quality_scorers: dict[str, Any]
     reference_embeddings: dict[str, np.ndarray]
     store: "RunStore"
     counts: dict[str, int]
@@ -55,8 +56,7 @@ class Scorers:
     store: "RunStore | None"
     sscd: Any
     reference_embeddings: dict[str, np.ndarray]
-    clip: Any
-    aesthetic: Any
+    quality_scorers: dict[str, Any]
     counts: dict[str, int]
 
 
@@ -66,14 +66,16 @@ def scorer_id(scorer: Any) -> str:
     return "|".join(f"{k}={v}" for k, v in sorted(md.items())) or type(scorer).__name__
 
 
-def _quality_scorers(ctx: ScoringContext) -> list[tuple[str, Any]]:
-    return [(metric, s) for metric, s in ((CLIP_METRIC, ctx.clip), (AESTHETIC_METRIC, ctx.aesthetic)) if s is not None]
+def _quality_scorers(ctx: ScoringContext) -> list[tuple[MetricSpec, Any]]:
+    """The registered per-image metrics this run scores, with their loaded scorers."""
+    scorers = ctx.quality_scorers
+    return [(spec, scorers[spec.name]) for spec in image_metrics() if scorers.get(spec.name) is not None]
 
 
 def score_images(ctx: ScoringContext, images: list[Any], texts: list[str], metrics: Sequence[str] | None = None,
                  ) -> list[dict[str, Any]]:
     """Every metric (or those in ``metrics``) of in-memory images: one dict per image with
-    ``sscd`` (reference id -> similarity) and the CLIP / aesthetic values."""
+    ``sscd`` (reference id -> similarity) and each per-image metric's value under its store name."""
     rows: list[dict[str, Any]] = [{} for _ in images]
     if not images:
         return rows
@@ -83,16 +85,18 @@ def score_images(ctx: ScoringContext, images: list[Any], texts: list[str], metri
         sims = np.asarray(ctx.sscd.embed(images), dtype=np.float32) @ refs.T
         for row, sim in zip(rows, sims):
             row["sscd"] = {i: float(v) for i, v in zip(ref_ids, sim)}
-    for metric, scorer in _quality_scorers(ctx):
+    for spec, scorer in _quality_scorers(ctx):
+        metric = spec.store_metric
         if metrics is None or metric in metrics:
-            for row, value in zip(rows, _score_metric(scorer, metric, images, texts)):
+            for row, value in zip(rows, _score_metric(scorer, metric, images, texts, uses_text=spec.uses_text)):
                 row[metric] = value
     return rows
 
 
 def _backends(ctx: ScoringContext) -> dict[str, tuple[str, str]]:
     """Store metric -> (field of a score row from ``score_images``, the scorer's identity)."""
-    return {SSCD_METRIC: ("sscd", ctx.sscd.fingerprint), **{m: (m, scorer_id(s)) for m, s in _quality_scorers(ctx)}}
+    return {SSCD_METRIC: ("sscd", ctx.sscd.fingerprint), **{spec.store_metric: (spec.store_metric, scorer_id(s))
+                                                         for spec, s in _quality_scorers(ctx)}}
 
 
 def _store_rows(ctx: ScoringContext, keys: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
@@ -219,9 +223,9 @@ def aggregate_prompt(reference_ids: Collection[str], run_seed: int, method: "Met
         per_image["own_ref"] = [own[j] for j in own_nearest]
     else:
         metrics["top1_any"] = float(sim_all.max())
-    for metric, key in ((CLIP_METRIC, "clip"), (AESTHETIC_METRIC, "aesthetic")):
-        vals = [r.get(metric) for r in rows]
-        metrics[key] = None if any(v is None for v in vals) else float(np.mean(vals))
+    for spec in image_metrics():
+        vals = [r.get(spec.store_metric) for r in rows]
+        metrics[spec.name] = None if any(v is None for v in vals) else spec.per_prompt(vals)
     return PromptResult(label=method.label, method=method.name, role=role, prompt_id=prompt.prompt_id,
                         n_images=len(rows), metrics=metrics, params=dict(method.params),
                         memorized_ids=tuple(prompt.memorized_ids), per_image=per_image)

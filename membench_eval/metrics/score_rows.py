@@ -1,4 +1,7 @@
-"""The per-image score rows of the run store: metric names, and one checked call of a scorer."""
+"""The per-image score rows of the run store: metric names, and one checked call of a scorer.
+
+The names of today's per-image metrics are also their registry specs' ``store_metric``
+(``metrics.registry``); new metrics name theirs there."""
 
 from __future__ import annotations
 
@@ -13,8 +16,9 @@ CLIP_METRIC = "clip_score"
 AESTHETIC_METRIC = "aesthetic_score"
 
 
-def score_images(scorer: Any, metric: str, images: list[Any], texts: list[str]) -> list[float]:
-    values = scorer.score(images, texts) if metric == CLIP_METRIC else scorer.score(images)
+def score_images(scorer: Any, metric: str, images: list[Any], texts: list[str], *, uses_text: bool) -> list[float]:
+    """One value per image (``uses_text``: the scorer also reads each image's prompt, as CLIP does)."""
+    values = scorer.score(images, texts) if uses_text else scorer.score(images)
     values = np.asarray(values, dtype=np.float64).reshape(-1)
     if values.shape[0] != len(images) or not np.isfinite(values).all():
         raise MembenchError(f"{metric}: scorer returned {values.shape[0]} values for {len(images)} images or non-finite")

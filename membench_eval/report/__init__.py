@@ -11,7 +11,7 @@ from membench_eval.report.leaderboard import (
     build_leaderboard,
 )
 from membench_eval.report.output import leaderboard_stem, to_json, write_leaderboard
-from membench_eval.report.records import ALL_COLUMNS, EXTRA_COLUMNS, PAPER_COLUMNS, Column, PromptResult
+from membench_eval.report.records import Column, PromptResult
 from membench_eval.report.render import fmt_number, to_markdown
 
 __all__ = [
@@ -19,3 +19,11 @@ __all__ = [
     "PAPER_COLUMNS", "PromptResult", "ReportFiles", "Row", "build_leaderboard", "fmt_number", "leaderboard_stem",
     "to_json", "to_markdown", "write_leaderboard", "write_report",
 ]
+
+
+def __getattr__(name: str):  # ALL_COLUMNS / EXTRA_COLUMNS / PAPER_COLUMNS: the metric registry's, read now
+    if name in ("ALL_COLUMNS", "EXTRA_COLUMNS", "PAPER_COLUMNS"):
+        from membench_eval.report import records
+
+        return getattr(records, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from membench_eval.report.records import PAPER_COLUMNS
+from membench_eval.metrics.registry import columns as registered_columns
 
 if TYPE_CHECKING:
     from membench_eval.report.leaderboard import Leaderboard
@@ -29,7 +29,8 @@ _FOOTNOTE = re.compile(r"\[\^(\d+)\]")
 
 
 def main_columns(board: "Leaderboard") -> tuple:
-    return tuple(c for c in PAPER_COLUMNS if board.rows and c.key in board.rows[0].cells)
+    """The registry's main-table columns (``metrics.registry``) the board has."""
+    return tuple(c for c in registered_columns("main") if board.rows and c.key in board.rows[0].cells)
 
 
 def latex_escape(text: str) -> str:

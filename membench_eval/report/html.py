@@ -98,20 +98,19 @@ def to_html(board: "Leaderboard", *, files_dir: str, frontier: Sequence[str] = (
     """The page. ``files_dir``: the images folder relative to the page; ``frontier``: the frontier's
     file names in it (PNG first); ``galleries``: row label -> gallery file name; ``links``: other
     artefacts (title -> file name beside the page)."""
-    from membench_eval.report.records import EXTRA_COLUMNS, PAPER_COLUMNS
-    from membench_eval.report.render import _Notes, _plain, _prompts_run, table_rows
+    from membench_eval.metrics.registry import columns as registered_columns, direction_sentence
+    from membench_eval.report.render import _Notes, _plain, _prompts_run, scorer_metadata_keys, table_rows
     from membench_eval.report.sections import extra_tables
 
     notes = _Notes()
     kinds = {r.display_label: r.kind for r in board.rows}
-    cols = tuple(c for c in PAPER_COLUMNS if board.rows and c.key in board.rows[0].cells)
-    extra = tuple(c for c in EXTRA_COLUMNS if board.rows and c.key in board.rows[0].cells)
+    cols = tuple(c for c in registered_columns("main") if board.rows and c.key in board.rows[0].cells)
+    extra = tuple(c for c in registered_columns("extra") if board.rows and c.key in board.rows[0].cells)
     b = board.bootstrap
     conf = int(round(100 * b.get("confidence", 0.95)))
     parts = [f"<h1>MemBench leaderboard: suite <code>{html.escape(board.suite)}</code></h1>",
              _p(f"Each cell: mean over prompts [{conf}% CI]; percentile cluster bootstrap over memorized images, "
-                f"{b.get('n_resamples')} resamples, seed {b.get('seed')}. Lower SSCD is better; higher CLIP and "
-                "Aesthetic are better.")]
+                f"{b.get('n_resamples')} resamples, seed {b.get('seed')}. {direction_sentence()}")]
     nav = [("main", "Table"), ("delta", "Difference to base"), ("memorization", "AMS / UMS"),
            ("frontier", "Frontier"), ("gallery", "Worst copies"), ("run", "Run")]
     parts.append("<nav>" + "".join(f'<a href="#{i}">{t}</a>' for i, t in nav) + "</nav>")
@@ -141,7 +140,7 @@ def to_html(board: "Leaderboard", *, files_dir: str, frontier: Sequence[str] = (
     parts.append(_gallery_html(board, files_dir, galleries))
     meta = board.metadata
     items = []
-    for key in ("model", "sscd_backend", "clip_model", "aesthetic_model", "seed", "coverage", "limit", "subset",
+    for key in ("model", "sscd_backend", *scorer_metadata_keys(), "seed", "coverage", "limit", "subset",
                 "images_per_prompt", "batch_size", "engine", "computed_reference", "versions"):
         if key in meta and meta[key] not in (None, "", {}):
             items.append(f"<dt>{html.escape(key)}</dt><dd>{html.escape(_plain(meta[key]))}</dd>")

@@ -26,7 +26,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from membench_eval.report.records import ALL_COLUMNS, Column, PromptResult
+from membench_eval.metrics.registry import columns as registered_columns
+from membench_eval.report.records import Column, PromptResult
 from membench_eval.report.targets import check_targets
 from membench_eval.stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, ClusterBootstrap, Estimate
 from membench_eval.stats.clusters import ClusterMethod, cluster_labels
@@ -165,7 +166,7 @@ def build_leaderboard(
     seed: int = DEFAULT_SEED,
     confidence: float = DEFAULT_CONFIDENCE,
     cluster_method: ClusterMethod = "components",
-    columns: tuple[Column, ...] = ALL_COLUMNS,
+    columns: tuple[Column, ...] | None = None,
 ) -> Leaderboard:
     """Leaderboard from per-prompt results. ``kinds`` maps each row label to base/baseline/method.
 
@@ -175,7 +176,9 @@ def build_leaderboard(
     comparable (shown as given). ``expected``: role -> the prompt ids every row should have (the
     plan's prompt sets); rows missing some are marked incomplete and get no delta for that role.
     With ``expected``, a declared row with no results at all appears too (as 0/N prompts).
+    ``columns``: default every registered metric's columns (``metrics.registry``).
     """
+    columns = registered_columns() if columns is None else columns
     results = sorted(results, key=lambda r: (r.label, r.role, r.prompt_id))
     unavailable = dict(unavailable or {})
     meta = dict(metadata or {})

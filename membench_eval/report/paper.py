@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from membench_eval.report import paper_table as pt
-from membench_eval.report.records import COLUMNS_BY_KEY
+from membench_eval.metrics.registry import columns_by_key
 from membench_eval.report.text import Table
 from membench_eval.report.targets import SSCD_METRICS, parse_clip_id
 
@@ -39,7 +39,7 @@ def column_checks(board: "Leaderboard") -> dict[str, str | None]:
         model_reason = f"the paper ran SD 1.4 ({pt.PAPER_MODEL}); this run uses {model}"
     out: dict[str, str | None] = {}
     for key in pt.paper_columns(board.suite):
-        col = COLUMNS_BY_KEY[key]
+        col = columns_by_key()[key]
         reason = model_reason
         if reason is None and col.metric in SSCD_METRICS:
             backend = meta.get("sscd_backend")
@@ -98,7 +98,7 @@ def _diff_reason(row: "Row", key: str, ours: float | None, checks: dict[str, str
         return (cell.reason if cell is not None and cell.reason else "not measured in this run")
     if checks.get(key):
         return f"{checks[key]}: not compared"
-    role = COLUMNS_BY_KEY[key].role
+    role = columns_by_key()[key].role
     if not row.role_complete(role):
         return f"this row misses some planned {role} prompts: not compared"
     return None
@@ -109,7 +109,8 @@ def paper_tables(board: "Leaderboard", notes: "_Notes") -> list[Table]:
     data = paper_comparison(board)
     if data is None:
         return []
-    columns = [COLUMNS_BY_KEY[k] for k in data["columns"]]
+    known = columns_by_key()
+    columns = [known[k] for k in data["columns"]]
     from membench_eval.report.text import fmt_number
 
     body = []

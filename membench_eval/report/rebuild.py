@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from membench_eval.errors import MembenchError
 from membench_eval.report.leaderboard import build_leaderboard
-from membench_eval.report.records import COLUMNS_BY_KEY, PromptResult
+from membench_eval.metrics.registry import columns_by_key
+from membench_eval.report.records import PromptResult
 from membench_eval.suites.types import ReferenceTargets
 
 if TYPE_CHECKING:
@@ -76,10 +77,11 @@ def leaderboard_from_json(data: dict[str, Any], *,
         for d in data["per_prompt"]:
             exp.setdefault(str(d["role"]), set()).add(str(d["prompt_id"]))
         expected = {role: sorted(ids) for role, ids in exp.items()}
-    unknown = [c["key"] for c in data.get("columns", []) if c["key"] not in COLUMNS_BY_KEY]
+    known = columns_by_key()
+    unknown = [c["key"] for c in data.get("columns", []) if c["key"] not in known]
     if unknown:
         raise MembenchError(f"leaderboard JSON has columns this membench does not know: {unknown}")
-    columns = tuple(COLUMNS_BY_KEY[c["key"]] for c in data.get("columns", [])) or tuple(COLUMNS_BY_KEY.values())
+    columns = tuple(known[c["key"]] for c in data.get("columns", [])) or tuple(known.values())
     targets, source = _targets(data.get("reference") or {})
     b = data["bootstrap"]
     return build_leaderboard(

@@ -6,40 +6,32 @@ pytest-xdist's ``workeroutput`` and into the leaderboard JSON unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from membench_eval.metrics import registry
+from membench_eval.metrics.registry import Column
 
-@dataclass(frozen=True)
-class Column:
-    """A leaderboard column: which prompt set it averages over and which per-prompt metric."""
-
-    key: str
-    title: str
-    role: str  # "trigger" or "general"
-    metric: str  # key in PromptResult.metrics
-    decimals: int = 3
+__all__ = ["ALL_COLUMNS", "COLUMNS_BY_KEY", "Column", "EXTRA_COLUMNS", "PAPER_COLUMNS", "PromptResult"]
 
 
-# Exactly the paper's Table 3 columns, in its order.
-PAPER_COLUMNS: tuple[Column, ...] = (
-    Column("top1_sscd", "Top-1 SSCD", "trigger", "top1_sscd"),
-    Column("top3_sscd", "Top-3 SSCD", "trigger", "top3_sscd"),
-    Column("sscd_gt_05", "SSCD>0.5", "trigger", "sscd_gt_05"),
-    Column("clip", "CLIP", "trigger", "clip"),
-    Column("aesthetic", "Aesthetic", "trigger", "aesthetic", decimals=2),
-    Column("coco_clip", "COCO CLIP", "general", "clip"),
-    Column("coco_aesthetic", "COCO Aesthetic", "general", "aesthetic", decimals=2),
-)
-# Not in the paper's table but needed to judge a method: Top-1 SSCD against ANY memorized image of
-# the suite (a method that swaps one memorized copy for another must show up), and the same on the
-# general prompts (leakage of memorized images into unrelated prompts).
-EXTRA_COLUMNS: tuple[Column, ...] = (
-    Column("top1_any", "Top-1 SSCD (any memorized)", "trigger", "top1_any"),
-    Column("coco_top1_any", "COCO Top-1 SSCD (any memorized)", "general", "top1_any"),
-)
-ALL_COLUMNS: tuple[Column, ...] = PAPER_COLUMNS + EXTRA_COLUMNS
-COLUMNS_BY_KEY: dict[str, Column] = {c.key: c for c in ALL_COLUMNS}
+# The columns are the metric registry's (``metrics.registry``): PAPER_COLUMNS is its main table
+# (MemBench's Table 3, in its order, plus any metric registered into it), EXTRA_COLUMNS its "also
+# measured" table (Top-1 SSCD against any memorized image, on trigger and general prompts). Read
+# at access time, so a metric registered later is a column everywhere.
+_COLUMN_SETS: dict[str, Callable[[], Any]] = {
+    "PAPER_COLUMNS": lambda: registry.columns("main"),
+    "EXTRA_COLUMNS": lambda: registry.columns("extra"),
+    "ALL_COLUMNS": registry.columns,
+    "COLUMNS_BY_KEY": registry.columns_by_key,
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _COLUMN_SETS:
+        return _COLUMN_SETS[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)

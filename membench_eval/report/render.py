@@ -19,7 +19,9 @@ from __future__ import annotations
 from typing import Any
 
 from membench_eval.report.leaderboard import Cell, Leaderboard, few_clusters
-from membench_eval.report.records import EXTRA_COLUMNS, PAPER_COLUMNS, Column
+from membench_eval.metrics.registry import columns as registered_columns
+from membench_eval.metrics.registry import direction_sentence, image_metrics
+from membench_eval.report.records import Column
 from membench_eval.report.text import FEW_CLUSTERS_MARK, Notes, _Notes, fmt_number
 from membench_eval.stats import Estimate
 
@@ -89,8 +91,9 @@ def _prompts_run(row: Any) -> str:
 def to_markdown(board: Leaderboard) -> str:
     """The leaderboard page; ``terminal_summary`` prints the same text."""
     notes = _Notes()
-    cols_present = [c for c in PAPER_COLUMNS if c.key in board.rows[0].cells] if board.rows else list(PAPER_COLUMNS)
-    extra = [c for c in EXTRA_COLUMNS if board.rows and c.key in board.rows[0].cells]
+    main_cols = registered_columns("main")
+    cols_present = [c for c in main_cols if c.key in board.rows[0].cells] if board.rows else list(main_cols)
+    extra = [c for c in registered_columns("extra") if board.rows and c.key in board.rows[0].cells]
     b = board.bootstrap
     conf = int(round(100 * b["confidence"]))
     meta = board.metadata
@@ -100,7 +103,7 @@ def to_markdown(board: Leaderboard) -> str:
     parts.append(
         f"Each cell: mean over prompts [{conf}% CI]. Intervals: percentile cluster bootstrap over memorized images "
         f"({clusters}; general prompts resample one by one), {b['n_resamples']} resamples, seed {b['seed']}. "
-        "Lower SSCD is better; higher CLIP and Aesthetic are better."
+        + direction_sentence()
     )
     parts += ["", _table(board, tuple(cols_present), notes, delta=False), ""]
     if board.reference.get("note"):
@@ -118,10 +121,11 @@ def to_markdown(board: Leaderboard) -> str:
     for table in extra_tables(board, notes):
         parts += table.markdown_lines()
     parts += ["## Run", ""]
-    for key in ("model", "sscd_backend", "clip_model", "aesthetic_model", "seed", "coverage", "limit", "subset",
+    scorer_keys = scorer_metadata_keys()
+    for key in ("model", "sscd_backend", *scorer_keys, "seed", "coverage", "limit", "subset",
                 "images_per_prompt", "batch_size", "engine", "computed_reference", "versions"):
         if key in meta and meta[key] not in (None, "", {}):
-            value = _short_scorer(meta[key]) if key in ("clip_model", "aesthetic_model") else _plain(meta[key])
+            value = _short_scorer(meta[key]) if key in scorer_keys else _plain(meta[key])
             parts.append(f"- {key}: {value}")
     for row in board.rows:
         if row.kind != "reference":
@@ -136,10 +140,15 @@ def to_markdown(board: Leaderboard) -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
+def scorer_metadata_keys() -> tuple[str, ...]:
+    """The metadata keys naming each per-image metric's scorer (clip_model, aesthetic_model, ...)."""
+    return tuple(str(s.model_key) for s in image_metrics())
+
+
 def _short_scorer(value: Any) -> str:
     """A scorer id (``k=v|k=v...``, the JSON keeps it whole) as its model and weights only."""
     fields = dict(part.split("=", 1) for part in str(value).split("|") if "=" in part)
-    names = [fields.get(k) for k in ("clip_model", "clip_pretrained", "aesthetic_clip_model", "aesthetic_clip_pretrained")]
+    names = [fields.get(k) for spec in image_metrics() for k in spec.id_fields]
     return " / ".join(n for n in names if n) or str(value)
 
 

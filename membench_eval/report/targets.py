@@ -20,10 +20,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from membench_eval.metrics.registry import metrics
 from membench_eval.suites.types import ReferenceTargets
 
-# Per-prompt metrics that come from SSCD similarities, and from the CLIP score.
-SSCD_METRICS = frozenset({"top1_sscd", "top3_sscd", "sscd_gt_05", "top1_any"})
+# Per-prompt metrics that come from SSCD similarities (the registry's), and from the CLIP score.
+SSCD_METRICS = frozenset(s.name for s in metrics() if s.source == "sscd")
 CLIP_METRICS = frozenset({"clip"})
 
 
