@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from membench_eval.options_table import add_cli_options, add_deprecated_aliases
+
 ROLES = ("trigger", "general")
 
 
@@ -13,10 +15,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "generate",
         help="generate a suite's images into a run store (resumable; reuses what exists)",
         description="Generate the trigger and general images of a suite with a mitigation method into the run "
-        "store under --out. Re-running skips every image already stored.",
+        "store under --store. Re-running skips every image already stored.",
     )
     p.add_argument("--suite", required=True, help="suite name (e.g. mini, sd1, coco, sd1+coco) or suite file .toml")
-    p.add_argument("--out", required=True, help="run store directory (created if missing)")
+    add_cli_options(p, ["store"], store={"help": "run store directory (created if missing; required)"})
+    add_deprecated_aliases(p, "generate")  # --out DIR: the old spelling of --store
     p.add_argument("--data-dir", default=None, help="local copy of the upstream suite files (default $MEMBENCH_DATA_DIR)")
     p.add_argument("--method", default=None, metavar="FILE", help="mitigation file (e.g. mitigations/rna.py); default: base")
     p.add_argument("--method-name", default=None, metavar="NAME", help="which class, when FILE defines several")
@@ -59,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
     from membench_eval.store.run_store import RunStore
 
     from membench_eval.suites import get_suite  # looked up at call time (tests substitute suites)
+    if args.store is None:
+        raise CliError("the following argument is required: --store DIR (the run store)")
     if args.limit is not None and args.limit < 0:
         raise CliError("--limit must be >= 0")
     methods = load_mitigations(args.method, args.method_name, args.param)
@@ -81,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"suite {args.suite!r} has no prompts for role(s) {', '.join(roles)}")
     pipe = load_pipeline(args.model or suite.model, revision=args.revision or (None if args.model else suite.revision),
                          device=args.device)
-    store = RunStore(args.out)
+    store = RunStore(args.store)
     try:
         for method in methods:
             try:
