@@ -110,8 +110,8 @@ EVALUATION_OPTIONS: tuple[Option, ...] = (
     Option("attack", "also run the adaptive attack on the --membench files (membench_eval.pytest_plugin.attack)",
            default=False, action="store_true", shells=(PYTEST,),
            note="the CLI's adaptive attack is its own command: membench attack FILE"),
-    Option("attack-budget", "adaptive attack: scored candidate prompts per memorized image (default 2000)",
-           default=2000, type=int, metavar="N", shells=(PYTEST,),
+    Option("attack-budget", "adaptive attack: scored candidate prompts per memorized image, equal for all "
+           "methods (default 2000)", default=2000, type=int, metavar="N", shells=(PYTEST,),
            note="the CLI spells it membench attack --budget"),
     Option("suite", "suite: mini | sd1 | coco | sd1+coco | path/to/suite.toml (default: mini)", default="mini",
            metavar="NAME_OR_TOML"),
@@ -165,17 +165,20 @@ def options_for(shell: str) -> list[Option]:
 
 def add_cli_options(parser: argparse.ArgumentParser, names: Iterable[str] | None = None,
                     **overrides: dict[str, Any]) -> None:
-    """Add the table's CLI options (all, or ``names`` in that order) to ``parser``; ``overrides`` maps
-    an option name to changed ``add_argument`` keywords for one command (e.g. ``required``)."""
+    """Add the table's CLI options (all of ``membench run``'s, or ``names`` in that order) to ``parser``;
+    ``overrides`` maps an option name (``-`` as ``_``) to changed ``add_argument`` keywords for one
+    command (e.g. ``nargs``, ``help``; ``flag`` respells it)."""
     chosen = options_for(CLI) if names is None else [OPTIONS[n] for n in names]
     for option in chosen:
-        kwargs = option.kwargs(**overrides.get(option.name.replace("-", "_"), {}))
-        if option.cli_flag == option.cli_dest:  # a positional: nargs instead of append
+        changed = dict(overrides.get(option.name.replace("-", "_"), {}))
+        flag = changed.pop("flag", option.cli_flag)  # a command's own spelling (attack: --budget)
+        kwargs = option.kwargs(**changed)
+        if not flag.startswith("-"):  # a positional: nargs instead of append
             kwargs.pop("action", None)
             kwargs.setdefault("nargs", "*")
-            parser.add_argument(option.cli_dest, **kwargs)
+            parser.add_argument(flag, **kwargs)
         else:
-            parser.add_argument(option.cli_flag, dest=option.cli_dest, **kwargs)
+            parser.add_argument(flag, dest=flag.lstrip("-").replace("-", "_"), **kwargs)
 
 
 def add_pytest_options(group: Any) -> None:

@@ -129,3 +129,28 @@ def test_generate_needs_a_store(capsys: pytest.CaptureFixture[str]):
 def test_run_out_is_the_leaderboard_and_store_the_store():
     args = build_parser().parse_args(["run", "--out", "board", "--store", "runs"])
     assert (args.out, args.store) == ("board", "runs")
+
+
+# generate's own on purpose: a required suite, the suite's seed unless given, no 'auto' batch (no GPU fit there).
+COMMAND_OWN = {"generate": {"--suite", "--seed", "--batch-size"}, "attack": set()}
+
+
+@pytest.mark.parametrize("command", sorted(COMMAND_OWN))
+def test_other_commands_take_shared_options_from_the_table(command: str):
+    """An option of another command spelled like one of run's means the same (default, type, choices)."""
+    run = {a.option_strings[0]: a for a in _subparser("run")._actions if a.option_strings}
+    shared = 0
+    for action in _subparser(command)._actions:
+        flag = action.option_strings[0] if action.option_strings else None
+        if flag in run and not isinstance(action, options_table.DeprecatedAlias) and flag not in COMMAND_OWN[command]:
+            shared += 1
+            for attr in ("default", "type", "choices", "metavar"):
+                assert getattr(action, attr) == getattr(run[flag], attr), (command, flag, attr)
+    assert shared >= 6
+
+
+def test_attack_budget_is_the_same_option_in_both_shells():
+    budget = next(a for a in _subparser("attack")._actions if "--budget" in a.option_strings)
+    plugin = _pytest_options()["attack-budget"]
+    assert (budget.default, budget.type, budget.help) == (plugin.default, plugin.type, plugin.help) == (
+        2000, int, plugin.help)
