@@ -28,12 +28,11 @@ from membench_eval.pytest_plugin.fixtures import (
 )
 from membench_eval.pytest_plugin.hooks import pytest_configure
 from membench_eval.pytest_plugin.items import MembenchCollector, MembenchGateItem, MembenchItem, chunked_items
-from membench_eval.pytest_plugin.options import _options, pytest_addoption
+from membench_eval.pytest_plugin.options import _options, pytest_addoption  # noqa: F401 (_options: read by tests)
 from membench_eval.pytest_plugin.session import MembenchSession
 
 __all__ = [
     "MembenchCollector", "MembenchGateItem", "MembenchItem", "MembenchSession", "chunked_items",
     "membench_aesthetic", "membench_clip", "membench_evaluation", "membench_pipeline", "membench_reference",
     "membench_reference_embeddings", "membench_sscd", "membench_targets", "pytest_addoption", "pytest_configure",
-    "_options",
 ]
