@@ -64,7 +64,7 @@ def concurrent_runs(limit: int) -> None:
 
     def cmd(store: Path) -> list[str]:
         return [sys.executable, "-m", "membench_eval.cli", "generate", "--suite", "mini", "--limit", str(limit),
-                "--out", str(store), "--device", "cpu", "--no-progress"]
+                "--store", str(store), "--device", "cpu", "--no-progress"]
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

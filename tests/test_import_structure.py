@@ -14,7 +14,6 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "membench_eval"
 MAX_LINES = 420  # "nothing over ~400 lines", with a little slack
@@ -126,24 +125,5 @@ def _line_counts() -> dict[str, int]:
 
 
 def test_no_module_over_the_line_limit() -> None:
-    too_long = {name: n for name, n in _line_counts().items()
-                if n > MAX_LINES and name != "membench_eval/pytest_plugin.py"}
+    too_long = {name: n for name, n in _line_counts().items() if n > MAX_LINES}
     assert not too_long, f"modules over {MAX_LINES} lines (split them by job): {too_long}"
-
-
-@pytest.mark.skip(reason="pytest_plugin.py is split by the option-table part of the restructuring (issue 32); "
-                         "drop this mark once it lands")
-def test_pytest_plugin_under_the_line_limit() -> None:
-    n = _line_counts()["membench_eval/pytest_plugin.py"]
-    assert n <= MAX_LINES, f"membench_eval/pytest_plugin.py has {n} lines (limit {MAX_LINES})"
-
-
-def test_reading_a_suite_file_loads_no_scorer() -> None:
-    """Checking a suite's SSCD backend name must not pull in the scorer (numpy, weights code)."""
-    code = ("import sys\n"
-            "from membench_eval.suites import get_suite\n"
-            "get_suite('mini')\n"
-            "print(sorted(m for m in ('numpy', 'membench_eval.metrics.sscd') if m in sys.modules))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=PACKAGE.parent)
-    assert out.stdout.strip() == "[]"

@@ -16,7 +16,6 @@ PACKAGE = ROOT / "membench_eval"
 ROOT_MODULES = {"__init__", "mitigation", "detector", "extraction_method", "hyperparams", "errors", "paths", "runtime",
                 "prompt_edits"}
 # A module at the root that is on its way into a package of its own (the pytest entry point).
-ROOT_PENDING = {"pytest_plugin"}
 # Receivers that name an Evaluation in the code base (``ev``, ``self.ev``, ``session._evaluation``, ...).
 EVALUATION_NAMES = re.compile(r"^_?(ev|evaluation|\w+_ev|warm|other|seeded)$")
 # Folders below evaluation/ (and reference/, on its level): none of them may import it.
@@ -59,9 +58,9 @@ def _receiver(node: ast.expr) -> str | None:
 
 def test_package_root_holds_only_faces_and_foundations() -> None:
     loose = {p.stem for p in PACKAGE.glob("*.py")}
-    extra = sorted(loose - ROOT_MODULES - ROOT_PENDING)
+    extra = sorted(loose - ROOT_MODULES)
     assert not extra, f"modules loose at the package root (move them into the package they belong to): {extra}"
-    assert len(loose - {"__init__"} - ROOT_PENDING) <= 8
+    assert len(loose - {"__init__"}) <= 8
 
 
 def test_nothing_outside_evaluation_reads_its_private_state() -> None:

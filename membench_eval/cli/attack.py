@@ -15,18 +15,17 @@ from __future__ import annotations
 import argparse
 import sys
 
+from membench_eval.evaluation.options import add_cli_options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "attack", help="adaptive attack: search new trigger prompts against a mitigation (MemBench Algorithm 2)",
         description=__doc__.split("\n", 2)[2] if __doc__ else None, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("files", nargs="+", metavar="FILE", help="mitigation file(s), e.g. mitigations/rna.py")
-    p.add_argument("--suite", default="mini", help="mini | sd1 | path/to/suite.toml (default: mini)")
-    p.add_argument("--param", action="append", default=[], metavar="K=V",
-                   help="method parameter; K=V1,V2 sweeps; 'strongest' / 'sweep' (repeatable)")
-    p.add_argument("--budget", type=int, default=2000, metavar="N",
-                   help="scored candidate prompts per memorized image, equal for all methods (default 2000)")
+    # The options it shares with `membench run` and `pytest --membench-attack` come from the option table.
+    add_cli_options(p, ["files", "suite", "param", "attack-budget"], files={"nargs": "+"},
+                    attack_budget={"flag": "--budget"})
     p.add_argument("--images-per-prompt", type=int, default=2, metavar="K", help="images per attack prompt (default 2)")
     p.add_argument("--prompts", type=int, default=None, metavar="M",
                    help="attack prompts generated per image (default: the suite's images per trigger prompt / K)")
@@ -39,12 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also the white-box variant: S Adam steps on the prompt embedding against the method "
                         "(reported separately; not for text-only methods such as RNA, RTA)")
     p.add_argument("--mlm", default=None, help="proposal masked LM (default: mini-mlm on mini, bert-base-uncased)")
-    p.add_argument("--out", default="leaderboard", metavar="DIR", help="output directory (default: leaderboard)")
-    p.add_argument("--store", default=None, metavar="DIR", help="run store (default: the user cache)")
-    p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
-    p.add_argument("--model", default=None, help="diffusers model (hub id or local dir); default: the suite's")
-    p.add_argument("--device", default=None, help="cpu | cuda | cuda:1 (default: auto)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_cli_options(p, ["out", "store", "seed", "model", "device", "no-progress"],
+                    out={"help": "output directory of <suite>.attack.md/.json (default: leaderboard)"})
     p.set_defaults(func=run)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from membench_eval.evaluation.options import add_cli_options, add_deprecated_aliases
+
 ROLES = ("trigger", "general")
 
 
@@ -13,26 +15,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "generate",
         help="generate a suite's images into a run store (resumable; reuses what exists)",
         description="Generate the trigger and general images of a suite with a mitigation method into the run "
-        "store under --out. Re-running skips every image already stored.",
+        "store under --store. Re-running skips every image already stored.",
     )
     p.add_argument("--suite", required=True, help="suite name (e.g. mini, sd1, coco, sd1+coco) or suite file .toml")
-    p.add_argument("--out", required=True, help="run store directory (created if missing)")
-    p.add_argument("--data-dir", default=None, help="local copy of the upstream suite files (default $MEMBENCH_DATA_DIR)")
+    add_cli_options(p, ["store"], store={"help": "run store directory (created if missing; required)"})
+    add_deprecated_aliases(p, "generate")  # --out DIR: the old spelling of --store
+    add_cli_options(p, ["data-dir"])
     p.add_argument("--method", default=None, metavar="FILE", help="mitigation file (e.g. mitigations/rna.py); default: base")
     p.add_argument("--method-name", default=None, metavar="NAME", help="which class, when FILE defines several")
-    p.add_argument(
-        "--param", action="append", default=[], metavar="K=V",
-        help="method parameter; K=V1,V2 sweeps; 'strongest' or 'sweep' use the paper's settings (repeatable)",
-    )
-    p.add_argument("--model", default=None, help="override the suite's model (hub id or local diffusers directory)")
+    add_cli_options(p, ["param", "model"])
     p.add_argument("--revision", default=None, help="hub revision of the model")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N prompts of each role")
+    add_cli_options(p, ["device", "limit"])
     p.add_argument("--role", choices=("all",) + ROLES, default="all", help="which prompt set(s) to generate")
     p.add_argument("--batch-size", type=int, default=None, metavar="B", help="images per pipeline call")
     p.add_argument("--seed", type=int, default=None, metavar="S", help="run seed (default 0)")
     p.add_argument("--steps", type=int, default=None, help="override the suite's number of inference steps")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_cli_options(p, ["no-progress"])
     p.set_defaults(func=run)
 
 
@@ -59,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     from membench_eval.store.run_store import RunStore
 
     from membench_eval.suites import get_suite  # looked up at call time (tests substitute suites)
+    if args.store is None:
+        raise CliError("the following argument is required: --store DIR (the run store)")
     if args.limit is not None and args.limit < 0:
         raise CliError("--limit must be >= 0")
     methods = load_mitigations(args.method, args.method_name, args.param)
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"suite {args.suite!r} has no prompts for role(s) {', '.join(roles)}")
     pipe = load_pipeline(args.model or suite.model, revision=args.revision or (None if args.model else suite.revision),
                          device=args.device)
-    store = RunStore(args.out)
+    store = RunStore(args.store)
     try:
         for method in methods:
             try:

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from membench_eval.scaleout import RAY_ACTORS_HELP, RAY_ADDRESS_HELP
+from membench_eval.evaluation.options import add_cli_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,52 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run", help="evaluate mitigation file(s) on a suite and write the leaderboard",
         description="Generate (or reuse from the run store) and score base, stored baselines and the given "
         "method(s) on a suite; write <out>/<suite>.md and .json with 95% cluster-bootstrap intervals.",
-    )
-    p.add_argument("files", nargs="*", metavar="FILE", help="mitigation file(s), e.g. mitigations/rna.py")
-    p.add_argument("--suite", default="mini", help="mini | sd1 | coco | sd1+coco | path/to/suite.toml (default: mini)")
-    p.add_argument("--model", default=None, help="diffusers model (hub id or local dir); default: the suite's")
-    p.add_argument("--param", action="append", default=[], metavar="K=V",
-                   help="method parameter; K=V1,V2 sweeps; 'strongest' / 'sweep' (repeatable)")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="first N prompts of each prompt set")
-    p.add_argument("--subset", choices=["stratified"], default=None,
-                   help="stratified: one trigger prompt per memorized image")
-    p.add_argument("--out", default="leaderboard", metavar="DIR", help="leaderboard directory (default: leaderboard)")
-    p.add_argument("--store", default=None, metavar="DIR", help="run store (default: the user cache)")
-    p.add_argument("--gate", action="append", default=[], metavar="EXPR",
-                   help="gate like 'top1_sscd <= 0.3' or 'clip >= base - 0.01' (default: [tool.membench] gate "
-                        "in ./pyproject.toml)")
-    p.add_argument("--device", default=None, help="cpu | cuda | cuda:1 (default: auto)")
-    p.add_argument("--sscd-backend", default=None, help="disc_large | disc_mixup_onnx (default: the suite's)")
-    p.add_argument("--clip-model", default=None, help="open_clip model for the CLIP score (default ViT-g-14)")
-    p.add_argument("--clip-pretrained", default=None, metavar="TAG_OR_PATH", help="open_clip weights for CLIP score")
-    p.add_argument("--aesthetic-pretrained", default=None, metavar="TAG_OR_PATH",
-                   help="open_clip ViT-L-14 weights for the aesthetic score")
-    p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
-    p.add_argument("--batch-size", type=_batch_size, default=None, metavar="B",
-                   help="images per pipeline call, or 'auto': the largest that fits in free GPU memory (CUDA only; "
-                        "part of the image key, so pin a number to share a store across GPU models)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the UNet (CUDA; slow first batches)")
-    p.add_argument("--data-dir", default=None, help="local copy of the upstream data")
-    p.add_argument("--no-stored-baselines", action="store_true", help="leave store baselines out of the table")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--engine", choices=["local", "ray"], default="local",
-                   help="local: this process (default); ray: actor pools on a Ray cluster, one pipeline per "
-                        "device, into the same store (pip install -e '.[ray]'; README: Scale out)")
-    p.add_argument("--ray-address", default=None, metavar="ADDR", help=RAY_ADDRESS_HELP)
-    p.add_argument("--ray-actors", type=int, default=None, metavar="N", help=RAY_ACTORS_HELP)
+    )  # the options are the evaluation's option table (membench_eval.evaluation.options), shared with pytest
+    add_cli_options(p)
     p.set_defaults(func=run)
-
-
-def _batch_size(value: str) -> int | str:
-    if value == "auto":
-        return value
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {value!r}")
-    return n
 
 
 def run(args: argparse.Namespace) -> int:

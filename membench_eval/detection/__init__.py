@@ -6,6 +6,6 @@ Submodules (import what you need; torch is imported only when a score is compute
 non-memorized prompts of a suite or of files), ``run`` (scoring with a ``Detector``, stored in the
 run store), ``checks`` (what a detector must return), ``bootstrap`` (cluster-resampled ROC
 intervals), ``leaderboard`` and ``render`` (the detection leaderboard and its files), ``gate``
-(a calibrated detector threshold for detect-then-mitigate methods), ``pytest_detect`` (``pytest
---membench-detect``).
+(a calibrated detector threshold for detect-then-mitigate methods). ``pytest --membench-detect``
+lives in the pytest plugin (``membench_eval.pytest_plugin.detect``).
 """

@@ -55,18 +55,18 @@ def cli(monkeypatch, suite):
 
 def test_generate_twice_reuses_everything(cli, tmp_path, capsys):
     out = tmp_path / "store"
-    assert cli("--out", str(out), "--limit", "1") == 0
+    assert cli("--store", str(out), "--limit", "1") == 0
     assert "base: 3 new, 0 reused" in capsys.readouterr().out  # first prompt of each role: 2 + 1 images
-    assert cli("--out", str(out)) == 0
+    assert cli("--store", str(out)) == 0
     assert "base: 3 new, 3 reused" in capsys.readouterr().out
     rows = RunStore(out).records()
     assert sorted((r["prompt_id"], r["image_index"]) for r in rows) == [
         ("g0", 0), ("g1", 0), ("t0", 0), ("t0", 1), ("t1", 0), ("t1", 1)]
     assert {r["batch_shape"] for r in rows} == {10}
     # Another batch size is another compute shape (pixels may differ in the last bit): its own keys.
-    assert cli("--out", str(out), "--batch-size", "1") == 0
+    assert cli("--store", str(out), "--batch-size", "1") == 0
     assert "base: 6 new, 0 reused" in capsys.readouterr().out
-    assert cli("--out", str(out), "--batch-size", "1") == 0
+    assert cli("--store", str(out), "--batch-size", "1") == 0
     assert "base: 0 new, 6 reused" in capsys.readouterr().out
 
 
@@ -74,8 +74,8 @@ def test_method_file_and_param_sweep_store_under_their_own_keys(cli, tmp_path, c
     method = tmp_path / "add_number.py"
     method.write_text(METHOD)
     out = tmp_path / "store"
-    assert cli("--out", str(out), "--role", "trigger", "--limit", "1") == 0
-    assert cli("--out", str(out), "--role", "trigger", "--limit", "1", "--method", str(method), "--param", "n=1,6") == 0
+    assert cli("--store", str(out), "--role", "trigger", "--limit", "1") == 0
+    assert cli("--store", str(out), "--role", "trigger", "--limit", "1", "--method", str(method), "--param", "n=1,6") == 0
     printed = capsys.readouterr().out
     assert "add_number n=1: 2 new, 0 reused" in printed and "add_number n=6: 2 new, 0 reused" in printed
     rows = RunStore(out).records()
@@ -89,8 +89,8 @@ def test_method_file_and_param_sweep_store_under_their_own_keys(cli, tmp_path, c
 def test_user_errors_are_one_line(cli, tmp_path, capsys):
     method = tmp_path / "add_number.py"
     method.write_text(METHOD)
-    assert cli("--out", str(tmp_path / "s"), "--method", str(method), "--param", "k=2") == 2
+    assert cli("--store", str(tmp_path / "s"), "--method", str(method), "--param", "k=2") == 2
     err = capsys.readouterr().err
     assert err.startswith("membench: error: ") and "has no parameter 'k'" in err and err.count("\n") == 1
-    assert cli("--out", str(tmp_path / "s"), "--method", str(method), "--param", "n=two") == 2
+    assert cli("--store", str(tmp_path / "s"), "--method", str(method), "--param", "n=two") == 2
     assert "expected an int, got 'two'" in capsys.readouterr().err

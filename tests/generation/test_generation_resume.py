@@ -55,7 +55,7 @@ def model_dir(tmp_path_factory) -> Path:
 def _cmd(tmp_path: Path, model_dir: Path, out: Path) -> list[str]:
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
-    return [sys.executable, str(driver), str(model_dir), str(STEPS), "generate", "--suite", "tinytest", "--out", str(out),
+    return [sys.executable, str(driver), str(model_dir), str(STEPS), "generate", "--suite", "tinytest", "--store", str(out),
             "--device", "cpu", "--batch-size", str(BATCH), "--no-progress"]
 
 

@@ -41,7 +41,7 @@ def test_claims_exclusive_stale_takeover_and_release(tmp_path: Path):
 def test_two_processes_on_one_store_split_the_batches(tmp_path: Path):
     store = tmp_path / "store"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "membench_eval.cli", "generate", "--suite", "mini", "--limit", "4", "--out",
+    cmd = [sys.executable, "-m", "membench_eval.cli", "generate", "--suite", "mini", "--limit", "4", "--store",
            str(store), "--device", "cpu", "--no-progress"]
     procs = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for _ in range(2)]

@@ -186,6 +186,7 @@ class DetectSession:
         from membench_eval.detection.leaderboard import build_detection_leaderboard
         from membench_eval.detection.render import write_detection_leaderboard
         from membench_eval.detection.run import DetectionResult
+        from membench_eval.pytest_plugin.options import leaderboard_dir
 
         order = {d.label(): k for k, (d, _) in enumerate(self.detectors())}
         results = sorted((DetectionResult(**r) for r in self.results), key=lambda r: order.get(r.label, len(order)))
@@ -195,8 +196,7 @@ class DetectSession:
             "num_inference_steps": settings.num_inference_steps, "guidance_scale": settings.guidance_scale,
             "height": settings.height, "width": settings.width, "limit": self.config.getoption("membench_limit"),
             "store": str(self.store_root())})
-        out = self.config.getoption("membench_out")
-        self.written = write_detection_leaderboard(self.board, out if out is not None else Path.cwd() / "leaderboard")
+        self.written = write_detection_leaderboard(self.board, Path(leaderboard_dir(self.config)))
         return outcome
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
