@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from membench_eval.errors import MissingWeightsError
-from membench_eval.metrics.openclip_models import OpenClipBundle, bundle_from_model, encode_images, load_open_clip
+from membench_eval.metrics.openclip_models import (
+    OpenClipBundle, bundle_from_model, encode_images, fixed_shape_chunks, load_open_clip,
+)
 from membench_eval.metrics.preprocessing import ImageLike, describe_transform
 from membench_eval.metrics.weights import AESTHETIC_HEAD, resolve_weights
 
@@ -110,15 +112,20 @@ class AestheticScorer:
         return encode_images(self.bundle, list(images), self.batch_size)
 
     def score_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
-        """The head on already normalised embeddings: float32 (n,)."""
+        """The head on already normalised embeddings: float32 (n,), in fixed-shape batches (as the
+        CLIP encoder: a matmul's rounding depends on its row count, so scoring a generation batch
+        of 4 and scoring the same images among 8 stored ones must run the same shapes)."""
         import torch
 
         emb = np.asarray(embeddings, dtype=np.float32)
         if emb.ndim != 2 or emb.shape[1] != HEAD_INPUT_DIM:
             raise ValueError(f"aesthetic head expects (n, {HEAD_INPUT_DIM}) embeddings, got {emb.shape}")
+        rows = []
         with torch.inference_mode():
-            out = self.head(torch.from_numpy(emb).to(self.bundle.device))
-        return out[:, 0].float().cpu().numpy()
+            for chunk, n in fixed_shape_chunks(list(emb), self.batch_size):
+                out = self.head(torch.from_numpy(np.stack(chunk)).to(self.bundle.device))
+                rows.append(out[:n, 0].float().cpu().numpy())
+        return np.concatenate(rows) if rows else np.zeros(0, np.float32)
 
     def score(self, images: Sequence[ImageLike]) -> np.ndarray:
         """Aesthetic score of each image, float32 (n,)."""
