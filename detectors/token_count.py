@@ -91,7 +91,7 @@ class TokenCount(Detector):
             raise DetectorError(f"token_count: jaccard must be in (0, 1], got {self.jaccard}")
 
     def setup(self, pipe: "StableDiffusionPipeline | None") -> Any:
-        from membench_eval.models import build_clip_tokenizer
+        from membench_eval.models.tokenizer import build_clip_tokenizer
 
         sets = [words(c) for c in load_captions(self.captions)] if self.captions else None
         return {"tokenizer": build_clip_tokenizer(), "captions": sets}

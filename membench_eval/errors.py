@@ -60,6 +60,11 @@ class ExtractionError(MitigationError):
     diffusers pipeline, a bad setting); the message names the method, the model or the setting."""
 
 
+class MetricUnavailable(MembenchError):
+    """Raised by a metric's loader when this run cannot compute it (e.g. weights not cached on a
+    suite that allows that); the message is the reason shown in the metric's n/a cells."""
+
+
 def user_traceback(exc: BaseException, files: "Iterable[str]") -> str:
     """The traceback of ``exc`` cut to the frames in ``files`` (the user's method files), then the
     exception line: what a user needs to find the failing line of their own code."""

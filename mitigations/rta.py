@@ -32,7 +32,7 @@ TOKEN_ID_LIMIT = 49400
 @lru_cache(maxsize=1)
 def sd_tokenizer() -> "CLIPTokenizer":
     """SD 1.x's tokenizer, rebuilt offline once per process (the hook has no pipeline)."""
-    from membench_eval.models import build_clip_tokenizer
+    from membench_eval.models.tokenizer import build_clip_tokenizer
 
     return build_clip_tokenizer()
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from membench_eval.errors import MissingWeightsError
-from membench_eval.metrics.registry import MetricUnavailable
+from membench_eval.errors import MetricUnavailable
 
 
 def load_clip(options: Any, suite: Any) -> Any:

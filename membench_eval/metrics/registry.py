@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from membench_eval.errors import MembenchError
+from membench_eval.errors import MetricUnavailable  # noqa: F401  (re-exported: loaders raise it)
 
 ROLES = ("trigger", "general")
 # The general prompt set's column: key and title prefix (MemBench's general prompts are COCO captions).
@@ -42,11 +42,6 @@ GENERAL_TITLE_PREFIX = "COCO "
 
 Table = Literal["main", "extra"]
 Source = Literal["sscd", "image"]
-
-
-class MetricUnavailable(MembenchError):
-    """Raised by a metric's loader when this run cannot compute it (e.g. weights not cached on a
-    suite that allows that); the message is the reason shown in the metric's n/a cells."""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ The public face (plugins and user code import from here; nothing else of
 - ``build_clip_tokenizer()``: SD 1.x's CLIP tokenizer, built offline.
 
 Bundled plugins (``mitigations/``, ``detectors/``, ``extractions/``) import only the modules in
-``PLUGIN_API_MODULES`` (checked by ``tests/test_plugin_imports.py``).
+``PLUGIN_API_MODULES`` (checked by ``tests/plugin/test_plugin_imports.py``).
 
 Imports here are light (no torch at import time).
 """
@@ -30,6 +30,8 @@ from membench_eval.models.identity import is_model, model_identity, scheduler_id
 from membench_eval.models.loading import DEFAULT_MODEL, load_pipeline
 from membench_eval.models.tokenizer import build_clip_tokenizer
 
+from membench_eval.models import sd as _sd  # noqa: E402,F401  (registers the built-in SD 1.x / 2.x family)
+
 # The modules a plugin file may import from membench_eval. Faces: the plugin API and this
 # package (versioned with the engine: ``plugins.source.API_MODULES``). Toolkit modules: helpers
 # with a stable contract that plugins build on; a plugin's store keys hash the ones it imports
@@ -41,6 +43,7 @@ PLUGIN_API_MODULES = (
     "membench_eval.extraction_method",
     "membench_eval.errors",
     "membench_eval.models",
+    "membench_eval.models.tokenizer",  # SD's CLIP tokenizer, rebuilt offline (RTA, token_count)
     "membench_eval.hyperparams",
     # foundations
     "membench_eval.paths",

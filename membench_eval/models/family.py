@@ -274,8 +274,8 @@ def register_family(cls: type[ModelFamily]) -> type[ModelFamily]:
 
 
 def _registry() -> dict[str, type[ModelFamily]]:
-    import membench_eval.models.sd  # noqa: F401  (registers the built-in families)
-
+    """The registered families (the built-in ones register when ``membench_eval.models`` is
+    imported, which importing this module always does first)."""
     return _REGISTRY
 
 
