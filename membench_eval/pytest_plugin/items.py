@@ -20,16 +20,16 @@ class MembenchItem(pytest.Item):
     ``chunk`` names the prompts generated together in one call (whole batches); under xdist every
     item of a chunk goes to one worker (``xdist_group``)."""
 
-    def __init__(self, *, method: "MethodSpec", role: str, prompt: "Prompt", chunk: str, **kwargs: Any) -> None:
+    def __init__(self, *, method: "MethodSpec", role: str, prompt: "Prompt", chunk: str, membench: Any,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.method, self.role, self.prompt, self.chunk = method, role, prompt, chunk
+        self.membench = membench  # the MembenchSession that made it (handed down: no import back up)
         self.add_marker(pytest.mark.xdist_group(chunk))
         self.add_marker(pytest.mark.membench_item)
 
     def runtest(self) -> None:
-        from membench_eval.pytest_plugin.session import _session  # the session holds the items: import late
-
-        session = _session(self.config)
+        session = self.membench
         result = session.result_for(self)
         session.results.append(result.to_dict())
 
@@ -53,12 +53,15 @@ class MembenchItem(pytest.Item):
 
 
 class MembenchCollector(pytest.Collector):
-    """Holds the benchmark's items: (method config x scenario x prompt) from the evaluation plan."""
+    """Holds the benchmark's items: (method config x scenario x prompt) from the evaluation plan
+    of ``membench`` (the MembenchSession that collects them)."""
+
+    def __init__(self, *, membench: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.membench = membench
 
     def collect(self) -> list[pytest.Item]:
-        from membench_eval.pytest_plugin.session import _session  # the session holds the items: import late
-
-        session = _session(self.config)
+        session = self.membench
         plan = session.plan()
         rootdir = Path(self.config.rootpath)
         items: list[pytest.Item] = []
@@ -67,7 +70,8 @@ class MembenchCollector(pytest.Collector):
             where = _relative(path, rootdir) if method.path else "membench"
             name = f"{method.label}[{role}-{prompt.prompt_id}]"
             items.append(MembenchItem.from_parent(self, name=name, path=path, nodeid=f"{where}::{name}",
-                                                  method=method, role=role, prompt=prompt, chunk=chunk))
+                                                  method=method, role=role, prompt=prompt, chunk=chunk,
+                                                  membench=session))
         return items
 
 

@@ -123,7 +123,7 @@ class MembenchSession:
                                       items: list[pytest.Item]) -> None:
         self.plan()  # a bad method file or parameter is a usage error (one line), not a collection error
         # Through genitems so the items are reported as collected ("collected N items", -k, xdist).
-        collector = MembenchCollector.from_parent(session, name="membench", path=Path(config.rootpath))
+        collector = MembenchCollector.from_parent(session, name="membench", path=Path(config.rootpath), membench=self)
         items.extend(session.genitems(collector))
 
     # --- results from xdist workers -----------------------------------------------------------
