@@ -4,7 +4,7 @@ cross-attention (``attn2``), KL VAE; epsilon or v-prediction, as its scheduler c
 Every operation is written exactly as ``StableDiffusionPipeline.__call__`` (diffusers 0.3x,
 text-to-image path) does it (same UNet keyword arguments, same casts, same order), so the engine's
 explicit loop over this family gives ``__call__``'s pixels byte for byte
-(``tests/test_generation_denoise.py``).
+(``tests/generation/test_generation_denoise.py``).
 """
 
 from __future__ import annotations
