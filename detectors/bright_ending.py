@@ -42,7 +42,7 @@ last-step mask whatever ``steps`` is): 2 x 4 x 50 = 400 for SD1.4, 160 on the mi
 mean(M) is per image (the reference's ``attn_mask.mean(dim=(1, 2, 3))`` in detection).
 
 Measured on the miniature model (16 trigger vs 30 general prompts, per-prompt seeds from run seed
-0, 20 DDIM steps, g 7.5, 64x64; ``tests/test_detectors.py``): ROC AUC 0.931 (images 4, steps 1),
+0, 20 DDIM steps, g 7.5, 64x64; ``tests/detection/test_detectors.py``): ROC AUC 0.931 (images 4, steps 1),
 0.865 (images 1); the unmasked first-step magnitude of the same run (``be_unmasked``) 0.960, so the
 mask does not help on the mini (it memorizes whole photos; BE is built for local memorization).
 ``steps = 0`` (every step) 0.294: inverted, like Wen's trajectory mean (``wen_trajectory.py``).

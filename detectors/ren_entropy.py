@@ -30,7 +30,7 @@ SIGN: the score is the entropy itself, NOT its negation. ``detect.py`` feeds the
 finding read correctly: a non-memorized prompt's attention sits on the beginning token (BOS, an
 attention sink), a low-entropy distribution; a memorized prompt moves it onto its few trigger
 tokens, which spreads it over more tokens and raises the entropy (the mitigation, ``ren.py``,
-pushes attention back to BOS). ``tests/test_detectors.py`` checks this on a controlled UNet, and
+pushes attention back to BOS). ``tests/detection/test_detectors.py`` checks this on a controlled UNet, and
 measures the sign on the miniature model.
 
 Defaults: ``mode`` "E", ``layer`` 3, ``last_steps`` 10 (all from ``detect.py``); ``seed`` -1: each
@@ -43,7 +43,7 @@ half of the reference's CFG call does not change the conditional row's attention
 one latent per prompt, rows are independent in the UNet, and all statistics are per row.
 
 Measured on the miniature model (16 trigger vs 30 general prompts, per-prompt seeds from run seed
-0, 20 DDIM steps, g 7.5, 64x64; ``tests/test_detectors.py``): mode E (layer 3) ROC AUC 0.777 (the
+0, 20 DDIM steps, g 7.5, 64x64; ``tests/detection/test_detectors.py``): mode E (layer 3) ROC AUC 0.777 (the
 other single layers 0.58-0.92, all layers 0.781); mode D 0.871 (its padding-change term alone
 0.865). The negated entropy would score 0.223 in mode E: on the mini too, higher entropy = trigger.
 

@@ -38,7 +38,7 @@ measured ~7x on CPU). Default: 16 rows. Per-prompt independence: one latent per 
 every norm is per row (the reference's norm is per image too, then averaged over its ``gen_num``).
 
 Measured on the miniature model (16 trigger vs 30 general prompts, per-prompt seeds from run seed
-0, 20 DDIM steps, g 7.5, 64x64; ``tests/test_detectors.py``): ROC AUC 0.883 (images 4), 0.940
+0, 20 DDIM steps, g 7.5, 64x64; ``tests/detection/test_detectors.py``): ROC AUC 0.883 (images 4), 0.940
 (images 1); 11 s for the 46 prompts on one CPU core with 4 images.
 
 Differences from the reference: (1) epsilon-prediction models only (SD1.x, the miniature model);

@@ -26,7 +26,7 @@ latent, so its own unconditional row). Per-prompt independence: every prompt of 
 same latent and the same unconditional prediction, so its score does not depend on its neighbours.
 
 Measured on the miniature model (16 trigger vs 30 general prompts, per-prompt seeds from run seed
-0, 20 DDIM steps, g 7.5, 64x64; ``tests/test_detectors.py``): ROC AUC 0.952 (seed 0).
+0, 20 DDIM steps, g 7.5, 64x64; ``tests/detection/test_detectors.py``): ROC AUC 0.952 (seed 0).
 
 Differences from MemBench's reference (as ``signal.py`` records it; its code was not re-read for
 this file): none in the formula; the latent is drawn from a CPU generator seeded by ``seed``.

@@ -25,7 +25,7 @@ model (20 steps). Per-prompt independence: every image row evolves on its own; t
 stacks them.
 
 Measured on the miniature model (16 trigger vs 30 general prompts, per-prompt seeds from run seed
-0, 20 DDIM steps, g 7.5, 64x64; ``tests/test_detectors.py``): ROC AUC 0.215 (images 4), 0.177
+0, 20 DDIM steps, g 7.5, 64x64; ``tests/detection/test_detectors.py``): ROC AUC 0.215 (images 4), 0.177
 (images 1), i.e. INVERTED, and that is reported as measured. Why (``benchmark_data/mini/README.md``): the
 first step separates (AUC 0.96), but from the second step on the unconditional prediction already
 heads for a memorized photo, so on a trigger trajectory eps_c ~ eps_u while a general prompt pulls

@@ -26,7 +26,7 @@ down_blocks 1-2 + mid, 64 each). Activation ``a`` = mean over the 77 tokens of |
    ``criterion="same_seed"`` (default, the reference): similarity = max over flagged seeds of
    SSIM(d, d_blocked) of the same seed. ``"pairwise"`` (ours): the blocked model's detection score
    (max pairwise SSIM over the 10 seeds). On mini same_seed cannot reach 0.428 (x_T dominates its
-   t_1 noise: even the empty prompt's is at SSIM 0.62-0.86); see tests/test_mitigations_nemo.py.
+   t_1 noise: even the empty prompt's is at SSIM 0.62-0.86); see tests/mitigations/test_mitigations_nemo.py.
 4. Generation: a flagged prompt's neurons x 0 (``SCALING_FACTOR``) at every token, step and both CFG
    halves, as the reference's hooks; a processor on every ``attn2`` calls the module's own
    processor with a ``to_v`` output hook, so other rows are bitwise those of no mitigation.

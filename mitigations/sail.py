@@ -23,7 +23,7 @@ threshold sweep could not be read (Appendix D); ``sweep`` is 8.2 with values aro
 stricter) and is not the paper's. On SD1.4 ||x|| ~ 128, so 8.2 allows ||D(x + d)|| ~ 1.8 at the
 start. On the 64x64 miniature model ||x|| ~ 64 and 8.2 accepts 98% of raw trigger samples at once
 (it does almost nothing there); the same strictness is 8.2 x sqrt(4096/16384) = 4.1 (measured
-numbers in tests/test_mitigations_sail.py).
+numbers in tests/mitigations/test_mitigations_sail.py).
 
 Cost: each loss evaluation is two UNet calls on [uncond, cond] rows = 4 UNet rows per image
 forward, plus one backward through both for every Adam step. An image accepted at once costs 4

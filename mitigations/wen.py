@@ -21,7 +21,7 @@ requests the engine adds to fill a batch are skipped.
 
 The norm also grows with the latent size (sqrt of its element count). ``l`` is used as given on
 every model; on the 64x64 miniature model (16x16 latents) the measured norms are reported in
-tests/test_mitigations_mini.py and the README.
+tests/mitigations/test_mitigations_mini.py and the README.
 
 Differences from the reference, documented: the reference zeroes token 0's gradient but AdamW's
 weight decay still shrinks it a little; here token 0 is not a parameter at all. The reference never
