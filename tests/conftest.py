@@ -19,6 +19,26 @@ from typing import Any
 import pytest
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Schedule for ``pytest -n 2 --dist loadgroup`` (the README's command): slow modules first,
+    and a module's tests on one worker when they share a module-scoped fixture.
+
+    Why: under xdist's default ``load`` a module's tests are split across workers, so a shared
+    module fixture (the mini mitigations run generates 960 images) is built once per worker; and a
+    slow module scheduled last leaves the other worker idle at the end. Running the long modules first
+    lets the short ones fill the tail (longest-first scheduling). Modules stay contiguous, so a
+    module fixture is still built once per worker that runs the module. ``tryfirst``: the
+    ``xdist_group`` marks must exist before xdist's own hook turns them into node-id suffixes.
+    """
+    slow_modules = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow_modules)  # stable: order kept within
+    for item in items:
+        defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        if any(d and d[-1].scope == "module" for d in defs.values()):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
 @pytest.fixture(scope="session")
 def make_tiny_pipeline() -> Callable[..., Any]:
     """A factory for fresh untrained tiny SD pipelines (``build_random_tiny_pipeline`` arguments):
