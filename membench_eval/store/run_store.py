@@ -25,7 +25,7 @@ PNG's ``png_sha256`` and ``png_bytes``, score rows the ``png_sha256`` of the ima
 sha256 (memoised per file state). A damaged or swapped PNG is moved to ``quarantine/``, logged
 with its key and path, and reported as missing, so it is regenerated and rescored: rows of a key
 older than its quarantine are ignored. An edited row fails its checksum and is ignored (reported
-in ``problems``).
+in ``problems``); a line that does not parse is set aside (``store.damage``) and the run goes on.
 """
 
 from __future__ import annotations
@@ -40,9 +40,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from membench_eval.errors import DataError, StoreError
+from membench_eval.errors import StoreError
 from membench_eval.store.atomic import write_atomic
 from membench_eval.store.claims import Claims
+from membench_eval.store.damage import DamagedLine, set_aside
 from membench_eval.store.format import default_shard_id, open_store_root, row_checksum
 from membench_eval.store.jsonl import AppendOnlyJsonl, read_new_rows, json_default
 from membench_eval.store.keys import image_key
@@ -71,6 +72,7 @@ class RunStore:
         self._verified: dict[str, tuple[int, int, int]] = {}  # key -> (size, mtime_ns, inode) checked
         # Damaged entries found by this process: one line each, for the run's summary.
         self.problems: list[str] = []
+        self.damaged: list[DamagedLine] = []  # the lines behind them (``verify`` / ``--repair``)
         # The engine writes images and scores from a background thread (``generation.sink``) while
         # the generating thread asks ``has``/``refresh``: index updates and appends take this lock.
         self._lock = threading.RLock()
@@ -99,8 +101,9 @@ class RunStore:
             for number, row in self._new_rows(path):
                 key = row.get("key")
                 if not isinstance(key, str):
-                    raise DataError(path, "row without a 'key'", row=number, field="key")
-                if not self._checksum_ok(row, path, number) or self._stale(row):
+                    self._bad_line(path, number, json.dumps(row).encode(), "row without a 'key'")
+                    continue
+                if not self._checksum_ok(row, path, number, key) or self._stale(row):
                     continue
                 self._records.setdefault(key, row)
         for path in sorted((self.root / "scores").glob("*.jsonl")):
@@ -108,9 +111,10 @@ class RunStore:
                 try:
                     ident = (row["key"], row["metric"], row["backend"])
                 except KeyError as exc:
-                    raise DataError(path, "score row without a required field", row=number,
-                                    field=str(exc.args[0])) from None
-                if not self._checksum_ok(row, path, number):
+                    self._bad_line(path, number, json.dumps(row).encode(),
+                                   f"score row without the field {exc.args[0]!r}")
+                    continue
+                if not self._checksum_ok(row, path, number, ident):
                     continue
                 old = self._scores.get(ident)
                 if old is None or row.get("time", 0) >= old.get("time", 0):
@@ -118,15 +122,31 @@ class RunStore:
 
     def _new_rows(self, path: Path) -> list[tuple[int, dict[str, Any]]]:
         """(line number, row) of the complete lines appended to ``path`` since the last read."""
-        return read_new_rows(path, self._offsets)
+        return read_new_rows(path, self._offsets, lambda n, raw, why: self._bad_line(path, n, raw, why))
 
-    def _checksum_ok(self, row: dict[str, Any], path: Path, number: int) -> bool:
+    def _bad_line(self, path: Path, number: int, raw: bytes, why: str) -> None:
+        """A complete line that is no usable row: skipped, copied to quarantine, reported."""
+        _, note = set_aside(self.root, path, number, raw)
+        self.damaged.append(DamagedLine(path, number, why))
+        self.problems.append(f"{path}, line {number}: {why}; ignored ({note})")
+
+    def _checksum_ok(self, row: dict[str, Any], path: Path, number: int, ident: object = None) -> bool:
         expected = row.get("row_sha256")
         if expected is not None and expected == row_checksum(row):
             return True
+        self.damaged.append(DamagedLine(path, number, "checksum mismatch (edited or damaged row)", ident))
         self.problems.append(f"{path}, row {number}: checksum mismatch (edited or damaged row); ignored, "
                              f"key {row.get('key')}")
         return False
+
+    def unresolved(self, line: DamagedLine) -> bool:
+        """Whether a damaged line still costs something: its entry has no valid row (an edited row
+        the run has since rewritten, or one beside a valid copy, is history)."""
+        with self._lock:
+            self._refresh()
+            if isinstance(line.ident, tuple):
+                return line.ident not in self._scores
+            return not (isinstance(line.ident, str) and line.ident in self._records)
 
     def _stale(self, row: dict[str, Any] | None) -> bool:
         """A row written before its key was quarantined describes the damaged entry."""
