@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from membench_eval.errors import StoreError
+from membench_eval.image_loading import ImageFileError, open_image
 from membench_eval.store.atomic import write_atomic
 from membench_eval.store.claims import Claims
 from membench_eval.store.damage import DamagedLine, set_aside
@@ -232,8 +233,6 @@ class RunStore:
 
     def get_image(self, key: str) -> "Image.Image":
         """The stored image as an RGB PIL image, after checking its size and sha256."""
-        from PIL import Image
-
         path = self.image_path(key)
         if key not in self._records:
             raise StoreError(f"{path}: image of key {key} is not in the store (or was quarantined as damaged)")
@@ -246,10 +245,8 @@ class RunStore:
             raise StoreError(f"{path}: stored image of key {key} is damaged ({reason}); moved to quarantine, "
                              "rerun to regenerate it")
         try:
-            with Image.open(io.BytesIO(data)) as im:
-                im.load()
-                return im.convert("RGB")
-        except (OSError, ValueError) as exc:
+            return open_image(data, name=path, what="stored PNG")
+        except ImageFileError as exc:
             self.quarantine(key, f"undecodable PNG ({exc})")
             raise StoreError(f"{path}: stored image of key {key} cannot be decoded ({exc}); moved to quarantine, "
                              "rerun to regenerate it") from None
