@@ -51,6 +51,7 @@ class MembenchSession:
         self._prefetched: dict[tuple[str, str, str], "PromptResult"] = {}
         self._failed: dict[tuple[str, str, str], BaseException] = {}  # a failed chunk's other items
         self._ray_error: Exception | None = None  # --membench-engine ray: the cluster run's failure
+        self.terminated = False  # SIGTERM stopped the run (exit 143)
         self.is_worker = hasattr(config, "workerinput")
         # `pytest --membench FILE` with no test paths runs the benchmark only, not the project's
         # tests. Decided by the controller (xdist workers always get explicit args) and sent along.
@@ -134,7 +135,16 @@ class MembenchSession:
 
     # --- results from xdist workers -----------------------------------------------------------
 
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        from membench_eval.termination import was_terminated
+
+        self.terminated = self.terminated or was_terminated(excinfo.value)
+
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.terminated:
+            from membench_eval.termination import EXIT_TERMINATED
+
+            session.exitstatus = EXIT_TERMINATED
         if self.is_worker:
             ev = self._evaluation
             used = ev is not None and ev.quality_used
@@ -236,6 +246,9 @@ class MembenchSession:
         from membench_eval.report import to_markdown
 
         tr = terminalreporter
+        if self.terminated:
+            tr.write_line("membench: terminated (SIGTERM); the current batch was finished and stored, claims "
+                          "released; rerun to continue (exit status 143)", red=True)
         for line in self.worker_problems + self.problems():
             tr.write_line(f"membench: {line}", yellow=True)
         if self.counts:
