@@ -7,6 +7,7 @@ bad complete line is real corruption and is reported with the file and line numb
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Callable
@@ -32,18 +33,25 @@ def dumps_line(row: dict[str, Any]) -> bytes:
 class AppendOnlyJsonl:
     """An O_APPEND file written one complete line per ``os.write`` call."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, what: str = "row"):
         self.path = path
+        self.what = what  # named in an OSError: the OS names neither the file nor the row
         self._fd: int | None = None
 
     def append(self, row: dict[str, Any]) -> None:
+        from membench_eval.store.atomic import named_os_error
+
         data = dumps_line(row)
-        if self._fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        written = os.write(self._fd, data)
+        try:
+            if self._fd is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            written = os.write(self._fd, data)
+        except OSError as exc:
+            raise named_os_error(exc, self.path, f"appending a {self.what} of {len(data)} bytes") from None
         if written != len(data):  # a short write on a regular file means the disk is full
-            raise OSError(f"{self.path}: short write ({written} of {len(data)} bytes)")
+            raise OSError(errno.ENOSPC, f"short write, {written} of {len(data)} bytes (appending a {self.what}; "
+                          "the disk is probably full)", str(self.path))
 
     def close(self) -> None:
         if self._fd is not None:

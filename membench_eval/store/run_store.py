@@ -62,9 +62,9 @@ class RunStore:
     def __init__(self, root: str | os.PathLike, *, shard: str | None = None):
         self.root = open_store_root(root)
         self.shard = shard or default_shard_id()
-        self._records_file = AppendOnlyJsonl(self.root / "records" / f"{self.shard}.jsonl")
-        self._scores_file = AppendOnlyJsonl(self.root / "scores" / f"{self.shard}.jsonl")
-        self._quarantine_file = AppendOnlyJsonl(self.root / "quarantine" / f"{self.shard}.jsonl")
+        self._records_file = AppendOnlyJsonl(self.root / "records" / f"{self.shard}.jsonl", "image row")
+        self._scores_file = AppendOnlyJsonl(self.root / "scores" / f"{self.shard}.jsonl", "score row")
+        self._quarantine_file = AppendOnlyJsonl(self.root / "quarantine" / f"{self.shard}.jsonl", "quarantine row")
         self.claims = Claims(self.root, self.shard)
         self._records: dict[str, dict[str, Any]] = {}
         self._scores: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -288,7 +288,7 @@ class RunStore:
 
     def _write_image(self, key: str, data: bytes, digest: str, row: dict[str, Any]) -> dict[str, Any]:
         path = self.image_path(key)
-        write_atomic(path, data)
+        write_atomic(path, data, f"PNG of image key {key}")
         full = {
             "key": key,
             **row,
