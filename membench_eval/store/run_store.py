@@ -48,6 +48,7 @@ from membench_eval.store.damage import DamagedLine, set_aside
 from membench_eval.store.format import default_shard_id, open_store_root, row_checksum
 from membench_eval.store.jsonl import AppendOnlyJsonl, read_new_rows, json_default
 from membench_eval.store.keys import image_key
+from membench_eval.store.locks import score_write_lock
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -315,16 +316,28 @@ class RunStore:
             self._put_scores(rows)
 
     def _put_scores(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Under the store's score lock (``store.locks``), re-read the shards, then append the rows
+        whose value is not stored yet: two runs scoring one image at once store its score once,
+        while a re-score with another value (more references since) is appended and wins."""
+        rows = list(rows)
         for row in rows:
             missing = [f for f in ("key", "metric", "backend", "value") if f not in row]
             if missing:
                 raise ValueError(f"score row lacks {missing}: {row}")
-            image = self._records.get(row["key"], {})
-            full = {**row, "png_sha256": image.get("png_sha256"), "shard": self.shard, "time": time.time()}
-            full = json.loads(json.dumps(full, default=json_default))
-            full["row_sha256"] = row_checksum(full)
-            self._scores_file.append(full)
-            self._scores[(row["key"], row["metric"], row["backend"])] = full
+        with score_write_lock(self.root):
+            self._refresh()
+            for row in rows:
+                stored = self._score_row(row["key"], row["metric"], row["backend"])
+                if stored is None or stored.get("value") != json.loads(json.dumps(row["value"], default=json_default)):
+                    self._append_score(row)
+
+    def _append_score(self, row: dict[str, Any]) -> None:
+        image = self._records.get(row["key"], {})
+        full = {**row, "png_sha256": image.get("png_sha256"), "shard": self.shard, "time": time.time()}
+        full = json.loads(json.dumps(full, default=json_default))
+        full["row_sha256"] = row_checksum(full)
+        self._scores_file.append(full)
+        self._scores[(row["key"], row["metric"], row["backend"])] = full
 
     def _score_row(self, key: str, metric: str, backend: str) -> dict[str, Any] | None:
         """The newest valid score row: of the current image of ``key`` and not older than its
