@@ -74,7 +74,8 @@ class RunStore:
         self._verified: dict[str, tuple[int, int, int]] = {}  # key -> (size, mtime_ns, inode) checked
         # Damaged entries found by this process: one line each, for the run's summary.
         self.problems: list[str] = []
-        self.damaged: list[DamagedLine] = []  # the lines behind them (``verify`` / ``--repair``)
+        self.damaged: list[DamagedLine] = []
+        self._missing_reported: set[str] = set()  # the lines behind them (``verify`` / ``--repair``)
         # The engine writes images and scores from a background thread (``generation.sink``) while
         # the generating thread asks ``has``/``refresh``: index updates and appends take this lock.
         self._lock = threading.RLock()
@@ -180,6 +181,9 @@ class RunStore:
         try:
             st = path.stat()
         except FileNotFoundError:
+            if key not in self._missing_reported:  # said once: has() is asked again and again
+                self._missing_reported.add(key)
+                self.problems.append(f"{path}: PNG missing (deleted?); key {key} will be regenerated")
             return "missing"
         state = (st.st_size, st.st_mtime_ns, st.st_ino)
         if data is None and self._verified.get(key) == state:
