@@ -47,11 +47,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _preflight_or_exit(session: "MembenchSession") -> None:
     """Store and leaderboard folders writable before any item runs; else exit status 3."""
-    from membench_eval.errors import StoreError
+    from membench_eval.errors import MissingWeightsError, StoreError
 
     try:
         session.evaluation.preflight()
-    except StoreError as exc:
+    except (StoreError, MissingWeightsError) as exc:
         pytest.exit(f"membench: {exc}", returncode=3)
 
 
