@@ -24,8 +24,6 @@ import argparse
 import importlib
 import sys
 
-from membench_eval.termination import EXIT_TERMINATED, sigterm_as_interrupt, was_terminated
-
 # One module per command group; each defines register(subparsers) -> None.
 _COMMAND_MODULES = ["data", "generate", "sscd", "run", "report", "detect", "search", "store", "reference", "suite",
                     "attribute", "attack", "extract"]
@@ -50,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns its exit status. SIGTERM is handled like Ctrl-C meanwhile."""
+    from membench_eval.generation.termination import sigterm_as_interrupt
+
     with sigterm_as_interrupt():
         return _main(argv)
 
@@ -75,6 +75,8 @@ def _main(argv: list[str] | None) -> int:
             print(details, file=sys.stderr)
         return getattr(exc, "exit_code", EXIT_USAGE)
     except KeyboardInterrupt as exc:
+        from membench_eval.generation.termination import EXIT_TERMINATED, was_terminated
+
         if was_terminated(exc):
             print("membench: terminated (SIGTERM); the current batch was finished and stored, claims released; "
                   "rerun to continue", file=sys.stderr)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from membench_eval.image_loading import open_image
+from membench_eval.fetch.image_files import open_image
 
 if TYPE_CHECKING:
     from membench_eval.evaluation.plan import MethodSpec

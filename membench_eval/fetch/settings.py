@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from membench_eval.errors import MembenchError
-from membench_eval.image_loading import MAX_IMAGE_PIXELS
+from membench_eval.fetch.image_files import MAX_IMAGE_PIXELS
 
 
 class FetchSettingsError(MembenchError, ValueError):

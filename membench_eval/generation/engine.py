@@ -25,7 +25,7 @@ from membench_eval.mitigation import ImageRequest, Mitigation
 from membench_eval.models.family import family_for
 from membench_eval.store.jsonl import dumps_line
 from membench_eval.store.keys import GENERATION_CODE_VERSION, image_key, key_fields
-from membench_eval.termination import was_terminated
+from membench_eval.generation.termination import was_terminated
 
 # prompt_id of the throw-away requests that pad a short batch to the run's fixed shape.
 PADDING_PROMPT_ID = "__membench_padding__"
@@ -182,7 +182,7 @@ class _StopFlag:
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> "_StopFlag":
-        from membench_eval.termination import is_ours
+        from membench_eval.generation.termination import is_ours
 
         if threading.current_thread() is threading.main_thread():
             if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
@@ -192,7 +192,7 @@ class _StopFlag:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        from membench_eval.termination import Terminated
+        from membench_eval.generation.termination import Terminated
 
         term = signum == signal.SIGTERM
         self.terminated = self.terminated or term

@@ -45,7 +45,7 @@ def to_rgb_image(image: ImageLike) -> Image.Image:
     if isinstance(image, Image.Image):
         return image if image.mode == "RGB" else image.convert("RGB")
     if isinstance(image, (str, os.PathLike)):
-        from membench_eval.image_loading import open_image
+        from membench_eval.fetch.image_files import open_image
 
         return open_image(image)
     if isinstance(image, np.ndarray):

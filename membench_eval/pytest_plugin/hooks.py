@@ -25,7 +25,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
         config.pluginmanager.register(AttackSession(config, _options), ATTACK_PLUGIN)
     if config.getoption("membench"):
-        from membench_eval.termination import raise_on_sigterm
+        from membench_eval.generation.termination import raise_on_sigterm
 
         raise_on_sigterm()  # SIGTERM (a CI timeout) like Ctrl-C: drain the batch, release claims, exit 143
         session = MembenchSession(config)

@@ -136,13 +136,13 @@ class MembenchSession:
     # --- results from xdist workers -----------------------------------------------------------
 
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
-        from membench_eval.termination import was_terminated
+        from membench_eval.generation.termination import was_terminated
 
         self.terminated = self.terminated or was_terminated(excinfo.value)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.terminated:
-            from membench_eval.termination import EXIT_TERMINATED
+            from membench_eval.generation.termination import EXIT_TERMINATED
 
             session.exitstatus = EXIT_TERMINATED
         if self.is_worker:

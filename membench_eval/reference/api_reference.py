@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from membench_eval.errors import DataError
-from membench_eval.image_loading import open_image
+from membench_eval.fetch.image_files import open_image
 from membench_eval.report.records import PromptResult
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ import numpy as np
 
 from membench_eval.errors import DataError, MissingWeightsError
 from membench_eval.fetch.download import file_sha256
-from membench_eval.image_loading import open_image
+from membench_eval.fetch.image_files import open_image
 
 # A retrieved image whose best SSCD to any memorized image exceeds this is counted as a copy of it
 # (MemBench's own "SSCD > 0.5" copy threshold).

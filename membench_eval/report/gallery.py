@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from membench_eval.image_loading import open_image
+from membench_eval.fetch.image_files import open_image
 from membench_eval.store.keys import canonical_json
 
 if TYPE_CHECKING:

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from membench_eval.errors import StoreError
-from membench_eval.image_loading import ImageFileError, open_image
+from membench_eval.fetch.image_files import ImageFileError, open_image
 from membench_eval.store.atomic import write_atomic
 from membench_eval.store.claims import Claims
 from membench_eval.store.damage import DamagedLine, set_aside

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from membench_eval.errors import DataError
-from membench_eval.image_loading import ImageFileError, check_image_header
+from membench_eval.fetch.image_files import ImageFileError, check_image_header
 from membench_eval.suites.loaders import (
     GENERAL_IMAGES_PER_PROMPT, TRIGGER_IMAGES_PER_PROMPT, _is_http_url, _prompt_key, load_coco_prompts,
     load_trigger_prompts,

@@ -14,7 +14,7 @@ import pytest
 from membench_eval.cli import main
 from membench_eval.errors import DataError
 from membench_eval.fetch.settings import FetchSettings
-from membench_eval.image_loading import MAX_IMAGE_PIXELS, ImageFileError, open_image
+from membench_eval.fetch.image_files import MAX_IMAGE_PIXELS, ImageFileError, open_image
 from membench_eval.metrics.preprocessing import to_rgb_image
 from membench_eval.suites import get_suite
 from tests.suites.test_suite_file import folder  # noqa: F401 - the suite-folder fixture
