@@ -2,7 +2,7 @@
 
 What it checks (issue 33), in this order on one store: a ``pytest -n 2 --membench`` run whose hook
 fails once (must exit 1 and write the ``.failed`` leaderboard, not the real one); a ``membench run``
-SIGTERMed mid-run (must exit 143 and leave no claim); ``--kills`` rounds of two concurrent
+SIGTERMed mid-run at run seed 3 (must exit 143 and leave no claim); ``--kills`` rounds of two concurrent
 ``membench run`` processes, one SIGKILLed at a random moment (round i uses run seed i mod 3, so
 every round has images to generate and some resume killed work); then a final run completes and:
 
@@ -135,9 +135,10 @@ def main() -> int:
     print(f"flaky hook under pytest -n 2: exit {flaky.returncode} (1 expected); .failed leaderboard only: "
           f"{flaky_ok}; {flaky.stdout.strip().splitlines()[-1] if flaky.stdout.strip() else ''}", flush=True)
 
-    term = subprocess.Popen(command(suite, method, store, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
-    time.sleep(0.6 * clean_s)
+    # Seed 3: images no other step makes, so the run is mid-generation when the signal comes.
+    term = subprocess.Popen(command(suite, method, store, out, seed=3), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5 * clean_s)
     term.send_signal(signal.SIGTERM)
     _, err = term.communicate(timeout=900)
     claims = list((store / "claims").glob("*.claim"))
