@@ -3,8 +3,9 @@
 What it checks (issue 33), in this order on one store: a ``pytest -n 2 --membench`` run whose hook
 fails once (must exit 1 and write the ``.failed`` leaderboard, not the real one); a ``membench run``
 SIGTERMed mid-run at run seed 3 (must exit 143 and leave no claim); ``--kills`` rounds of two concurrent
-``membench run`` processes, one SIGKILLed at a random moment (round i uses run seed i mod 3, so
-every round has images to generate and some resume killed work); then a final run completes and:
+``membench run`` processes, one SIGKILLed at a random moment, until ``--kills`` SIGKILLs have hit a
+live process (round i uses run seed 10 + i // 2: each seed gets two rounds, so every round has images
+to generate and every second one resumes killed work); then a final run at seed 0 completes and:
 
 - every image key has exactly one row in ``records/``,
 - every (key, metric, backend) score has exactly one row in ``scores/``,
@@ -145,9 +146,10 @@ def main() -> int:
     print(f"SIGTERM: exit {term.returncode} (143 expected); claims left {len(claims)}; "
           f"{err.strip().splitlines()[-1] if err.strip() else ''}", flush=True)
 
-    killed = 0
-    for i in range(args.kills):
-        cmd = command(suite, method, store, out, seed=i % 3)
+    killed, i = 0, 0
+    while killed < args.kills and i < 3 * args.kills:
+        seed = 10 + i // 2
+        cmd = command(suite, method, store, out, seed=seed)
         a = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         b = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.3, 1.0) * clean_s)
@@ -160,8 +162,9 @@ def main() -> int:
                 p.wait(timeout=900)
             except subprocess.TimeoutExpired:
                 p.kill()
-        print(f"round {i + 1} (seed {i % 3}): {killed} SIGKILLs so far; exit codes {a.returncode}, {b.returncode}",
+        print(f"round {i + 1} (seed {seed}): {killed} SIGKILLs so far; exit codes {a.returncode}, {b.returncode}",
               flush=True)
+        i += 1
 
     final = run(command(suite, method, store, out), env)
     same_md = (out / "soak.md").read_bytes() == (work / "clean-lb" / "soak.md").read_bytes()
@@ -171,7 +174,7 @@ def main() -> int:
     print(f"final run: exit {final.returncode}; {n_keys} keys, {extra_rows} extra image rows; {n_scores} scores, "
           f"{extra_scores} extra score rows; leaderboard .md identical: {same_md}, per-prompt JSON identical: "
           f"{same_json}; {killed} SIGKILLs; total {time.perf_counter() - t0:.0f} s", flush=True)
-    ok = (final.returncode == 0 and term.returncode == 143 and not claims and flaky_ok
+    ok = (killed >= args.kills and final.returncode == 0 and term.returncode == 143 and not claims and flaky_ok
           and extra_rows == 0 and extra_scores == 0 and same_md and same_json)
     print("SOAK OK" if ok else "SOAK FAILED", flush=True)
     return 0 if ok else 1
