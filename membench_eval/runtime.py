@@ -74,3 +74,35 @@ def device_for_worker(requested: str | None, worker_id: str | None) -> str | Non
     if worker is None or requested not in _SPREADABLE:
         return requested  # nothing to spread: no torch import
     return spread_device(requested, worker, visible_cuda_count())
+
+
+CPU_THREADS_ENV = "MEMBENCH_CPU_THREADS"
+
+
+def generation_cpu_threads() -> int:
+    """torch threads for CPU generation: 1, or ``$MEMBENCH_CPU_THREADS``.
+
+    Why one fixed value: CPU pixels depend on the thread count, and torch's default differs between
+    a serial run (the cores) and an xdist worker or Ray actor, so the same benchmark gave different
+    images (and last digits) depending on how it was scheduled. Parallelism comes from workers.
+    A count other than 1 is in every image key it makes (``compute: {cpu_threads: N}``)."""
+    import os
+
+    from membench_eval.errors import MembenchError
+
+    raw = os.environ.get(CPU_THREADS_ENV, "").strip()
+    if not raw:
+        return 1
+    if not raw.isdigit() or int(raw) < 1:
+        raise MembenchError(f"${CPU_THREADS_ENV}={raw!r}: expected a positive whole number of threads")
+    return int(raw)
+
+
+def use_generation_cpu_threads() -> int:
+    """Set torch's intra-op thread count to :func:`generation_cpu_threads`; returns it."""
+    import torch
+
+    threads = generation_cpu_threads()
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads

@@ -19,6 +19,7 @@ import numpy as np
 
 from membench_eval.attack.run import COPY_THRESHOLD, ImageResult
 from membench_eval.attack.signal import AttackError
+from membench_eval.report.text import md_cell
 
 if TYPE_CHECKING:
     from membench_eval.stats import Estimate
@@ -141,7 +142,7 @@ def to_markdown(table: AttackTable) -> str:
     ]
     for r in table.rows:
         cells = [_fmt(r.estimates[k], signed=(k == "delta")) for k in COLUMNS]
-        lines.append(f"| {r.label} | " + " | ".join(cells)
+        lines.append(f"| {md_cell(r.label)} | " + " | ".join(cells)
                      + f" | {r.candidates_mean:.0f} | {r.unet_rows_mean:.0f} | {r.scorer} |")
     if table.whitebox:
         steps = md.get("whitebox_steps")
@@ -153,10 +154,10 @@ def to_markdown(table: AttackTable) -> str:
                   "|---|---|---|---|---|"]
         for label, w in table.whitebox.items():
             if "reason" in w:
-                lines.append(f"| {label} | n/a | n/a ({w['reason']}) | n/a | n/a |")
+                lines.append(f"| {md_cell(label)} | n/a | n/a ({md_cell(w['reason'])}) | n/a | n/a |")
                 continue
             e = {k: _est(w[k]) for k in ("fixed_top1", "whitebox_top1", "delta", "re_extracted")}
-            lines.append(f"| {label} | {_fmt(e['fixed_top1'])} | {_fmt(e['whitebox_top1'])} | "
+            lines.append(f"| {md_cell(label)} | {_fmt(e['fixed_top1'])} | {_fmt(e['whitebox_top1'])} | "
                          f"{_fmt(e['delta'], signed=True)} | {_fmt(e['re_extracted'])} |")
     lines += ["", f"Best attack prompt per image ({table.rows[-1].label if table.rows else '-'}):", ""]
     if table.rows:

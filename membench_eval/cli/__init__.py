@@ -11,7 +11,8 @@ Exit status, the same for every command (and documented in the README):
 - 2: usage or bad input (a bad flag, method file, parameter, data file);
 - 3: a store or environment fault (damaged or unwritable store or output folder, missing weights);
 - 70: an internal error (a bug: please report it with ``--debug``'s traceback);
-- 130: interrupted (Ctrl-C; everything finished so far is stored).
+- 130: interrupted (Ctrl-C; everything finished so far is stored);
+- 143: terminated (SIGTERM, handled like Ctrl-C: the current batch is finished, claims released).
 
 Errors print one line naming the file; ``--debug`` (anywhere on the command line) adds the
 traceback, and a failing method hook always shows the frames of the user's own file.
@@ -46,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns its exit status. SIGTERM is handled like Ctrl-C meanwhile."""
+    from membench_eval.generation.termination import sigterm_as_interrupt
+
+    with sigterm_as_interrupt():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     import traceback
 
     from membench_eval.errors import MembenchError
@@ -65,7 +74,13 @@ def main(argv: list[str] | None = None) -> int:
         if details and not debug:
             print(details, file=sys.stderr)
         return getattr(exc, "exit_code", EXIT_USAGE)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from membench_eval.generation.termination import EXIT_TERMINATED, was_terminated
+
+        if was_terminated(exc):
+            print("membench: terminated (SIGTERM); the current batch was finished and stored, claims released; "
+                  "rerun to continue", file=sys.stderr)
+            return EXIT_TERMINATED
         print("membench: interrupted; everything finished so far is stored", file=sys.stderr)
         return EXIT_INTERRUPTED
     except OSError as exc:  # a file system fault the preflight could not foresee (disk full, ...)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from membench_eval.detection.leaderboard import FPRS, DetectionLeaderboard, DetectorRow
-from membench_eval.report.text import fmt_number
+from membench_eval.report.text import fmt_number, md_table
 from membench_eval.stats import Estimate
 
 
@@ -37,14 +37,11 @@ def _row_cells(board: DetectionLeaderboard, row: DetectorRow) -> list[str]:
 
 
 def to_markdown(board: DetectionLeaderboard) -> str:
-    from tabulate import tabulate
-
     pct = int(round(100 * board.bootstrap.get("confidence", 0.95)))
     delta = [] if board.reference is None else [f"ΔAUC vs {board.reference} [{pct}% CI]"]
     headers = ["detector", f"ROC AUC [{pct}% CI]", *(f"TPR@{f:.0%}FPR [{pct}% CI]" for f in FPRS), *delta,
                "UNet rows/prompt", "s/prompt"]
-    table = tabulate([_row_cells(board, r) for r in board.rows], headers=headers, tablefmt="github",
-                     disable_numparse=True)
+    table = md_table([_row_cells(board, r) for r in board.rows], headers)
     lines = [
         f"# Memorization detection: {board.name}", "",
         f"{board.description}.", "",

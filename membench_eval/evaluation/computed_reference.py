@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from membench_eval.fetch.image_files import open_image
+
 if TYPE_CHECKING:
     from membench_eval.evaluation.plan import MethodSpec
     from membench_eval.report.records import PromptResult
@@ -49,8 +51,6 @@ def gallery_reference(gallery: Any, clip: Any, prompts: Sequence["Prompt"], k: i
     the top-``k`` images of ``gallery`` by the ``clip`` scorer, scored (``score``) and aggregated
     (``aggregate``) like generations; ``reference_copies`` counts retrieved images with SSCD > 0.5
     to a memorized image."""
-    from PIL import Image
-
     from membench_eval.reference.gallery import COPY_THRESHOLD, retrieve
 
     picks = retrieve(clip, gallery, [p.text for p in prompts], k)
@@ -58,8 +58,7 @@ def gallery_reference(gallery: Any, clip: Any, prompts: Sequence["Prompt"], k: i
     for prompt, chosen in zip(prompts, picks):
         images = []
         for i in chosen:
-            with Image.open(gallery.files[i]) as im:
-                images.append(im.convert("RGB"))
+            images.append(open_image(gallery.files[i], what="gallery image"))
         rows = score(images, [prompt.text] * len(images))
         result = aggregate(prompt, rows)
         result.metrics["reference_copies"] = float(sum(max(r["sscd"].values()) > COPY_THRESHOLD for r in rows))

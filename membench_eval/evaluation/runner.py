@@ -106,14 +106,16 @@ class Evaluation:
         return reference_paths(self.suite)
 
     def preflight(self) -> None:
-        """Before any generation: the store opens (known format) and it and the leaderboard folder
-        are writable (``membench_eval.evaluation.preflight``); raises StoreError (exit status 3)."""
-        from membench_eval.evaluation.preflight import check_writable
+        """Before any generation: the store opens (known format), it and the leaderboard folder are
+        writable, and the scorers' weights are on disk (``membench_eval.evaluation.preflight``);
+        raises StoreError or MissingWeightsError (exit status 3)."""
+        from membench_eval.evaluation.preflight import check_scorer_weights, check_writable
 
         store = self.store
         for sub in ("records", "scores", "images"):
             check_writable(store.root / sub, "run store")
         check_writable(self.options.out_dir, "leaderboard folder (--out)")
+        check_scorer_weights(self.options, self.suite)  # MissingWeightsError (exit 3) before any image
 
     def store_problems(self) -> list[str]:
         """Damaged store entries this process found (quarantined and regenerated); none when the

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from membench_eval.errors import ExtractionError
 from membench_eval.metrics.memorization import BAND_NAMES
+from membench_eval.report.text import md_cell
 
 if TYPE_CHECKING:
     from membench_eval.extraction.run import ExtractionResult
@@ -44,7 +45,7 @@ def render_markdown(results: Sequence["ExtractionResult"]) -> str:
     for r in rows:
         cells = [r["label"], str(r["n_generated"]), str(len(r["seeds"]))]
         cells += [_cell(r["ams"][b]) for b in BAND_NAMES] + [_cell(r["ums"][b]) for b in BAND_NAMES]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(md_cell(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 

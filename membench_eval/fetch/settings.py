@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from membench_eval.errors import MembenchError
+from membench_eval.fetch.image_files import MAX_IMAGE_PIXELS
 
 
 class FetchSettingsError(MembenchError, ValueError):
@@ -66,7 +67,7 @@ class FetchSettings:
     retries: int = 3  # extra attempts after the first, for timeouts / resets / 5xx / 429
     backoff_s: float = 1.0  # sleep backoff_s * 2**attempt between attempts
     max_bytes: int = 32 * 1024 * 1024
-    max_pixels: int = 64_000_000  # below PIL's decompression-bomb limit, above any real photo here
+    max_pixels: int = MAX_IMAGE_PIXELS  # below PIL's decompression-bomb limit; local files share it
     workers: int = 8
     user_agent: str = "Mozilla/5.0 (compatible; membench-eval/0.1; reference image fetcher)"
 

@@ -140,6 +140,8 @@ def _hooks_and_sampling(
                 f"returned shapes {tuple(new_cond.shape)}/{None if new_uncond is None else tuple(new_uncond.shape)}, "
                 f"expected {tuple(cond.shape)}/{None if uncond is None else tuple(uncond.shape)}",
             )
+        if not all(bool(torch.isfinite(t).all()) for t in (new_cond, new_uncond) if t is not None):
+            raise _method_error(m, "edit_embeddings", reqs, None, "returned NaN or infinite embeddings")
         cond, uncond = new_cond.detach(), (None if new_uncond is None else new_uncond.detach())
     if m.overrides("edit_latents"):
         new = _call(m, "edit_latents", reqs, None, lambda: m.edit_latents(pipe, latents, cond, uncond, ctx))
@@ -161,7 +163,10 @@ def _hooks_and_sampling(
                            lambda: denoise(pipe, latents, cond, uncond, ctx, m))
         else:
             images = denoise(pipe, latents, cond, uncond, ctx, m)
-    return _check_images(images, m, "pipeline output", reqs, settings)
+    # NaN pixels after sampling: name the hooks that ran in it (a plain pipeline's NaN is the model's).
+    ran = [h for h in ("guidance", "on_step_end") if m.overrides(h)] + (["cross_attention_processor"] if processor else [])
+    where = f"pipeline output (after {', '.join(ran)})" if ran else "pipeline output"
+    return _check_images(images, m, where, reqs, settings)
 
 
 def method_source(mitigation: "Mitigation | Detector") -> "MethodSource":

@@ -25,6 +25,7 @@ from membench_eval.mitigation import ImageRequest, Mitigation
 from membench_eval.models.family import family_for
 from membench_eval.store.jsonl import dumps_line
 from membench_eval.store.keys import GENERATION_CODE_VERSION, image_key, key_fields
+from membench_eval.generation.termination import was_terminated
 
 # prompt_id of the throw-away requests that pad a short batch to the run's fixed shape.
 PADDING_PROMPT_ID = "__membench_padding__"
@@ -61,11 +62,12 @@ class GenerationReport:
 
 
 class GenerationInterrupted(KeyboardInterrupt):
-    """Ctrl-C during ``generate``: everything in ``report.generated`` is stored."""
+    """Ctrl-C (or SIGTERM: ``terminated``) during ``generate``: everything in ``report.generated`` is stored."""
 
-    def __init__(self, report: GenerationReport):
+    def __init__(self, report: GenerationReport, terminated: bool = False):
         super().__init__(report.summary())
         self.report = report
+        self.terminated = terminated
 
 
 # --- keys ---------------------------------------------------------------------------------------
@@ -171,29 +173,38 @@ def make_batches(requests: Sequence[ImageRequest], pending: set[int], batch_size
 
 
 class _StopFlag:
-    """First Ctrl-C: finish the current batch, then stop. Second: interrupt at once."""
+    """First Ctrl-C or SIGTERM: finish the current batch, then stop. Second: interrupt at once."""
 
     def __init__(self, notify: Callable[[str], None]):
         self.requested = False
+        self.terminated = False  # the stop came from SIGTERM (exit 143, not 130)
         self._notify = notify
-        self._old: Any = None
-        self._installed = False
+        self._old: dict[int, Any] = {}
 
     def __enter__(self) -> "_StopFlag":
-        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._old = signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
+        from membench_eval.generation.termination import is_ours
+
+        if threading.current_thread() is threading.main_thread():
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                self._old[signal.SIGINT] = signal.signal(signal.SIGINT, self._handle)
+            if is_ours(signal.getsignal(signal.SIGTERM)):
+                self._old[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
+        from membench_eval.generation.termination import Terminated
+
+        term = signum == signal.SIGTERM
+        self.terminated = self.terminated or term
         if self.requested:
-            raise KeyboardInterrupt
+            raise Terminated("SIGTERM") if term else KeyboardInterrupt
         self.requested = True
-        self._notify("Ctrl-C: stopping after the current batch (press again to drop it and stop now)")
+        self._notify(("SIGTERM" if term else "Ctrl-C") + ": stopping after the current batch "
+                     "(send it again to drop the batch and stop now)")
 
     def __exit__(self, *exc: object) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._old)
+        for signum, old in self._old.items():
+            signal.signal(signum, old)
 
 
 def generate(
@@ -247,8 +258,9 @@ def generate(
     sink = BatchSink(threaded=background)
     run = _BatchRunner(pipe, requests, keys, fields, pending, m, settings, store, shape, common, report, bar,
                        sink=sink, on_stored=on_stored)
+    stop = _StopFlag(bar.write)
     try:
-        with sink, _StopFlag(bar.write) as stop:
+        with sink, stop:
             deferred = []
             for batch in batches:
                 if not run.claimed_batch(batch):
@@ -272,12 +284,12 @@ def generate(
         report.interrupted = True
         report.seconds = time.perf_counter() - start
         bar.close()
-        raise GenerationInterrupted(report) from exc
+        raise GenerationInterrupted(report, stop.terminated or was_terminated(exc)) from exc
     finally:
         bar.close()
         report.seconds = time.perf_counter() - start
     if report.interrupted:
-        raise GenerationInterrupted(report)
+        raise GenerationInterrupted(report, stop.terminated)
     return report
 
 

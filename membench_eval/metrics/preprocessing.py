@@ -45,8 +45,9 @@ def to_rgb_image(image: ImageLike) -> Image.Image:
     if isinstance(image, Image.Image):
         return image if image.mode == "RGB" else image.convert("RGB")
     if isinstance(image, (str, os.PathLike)):
-        with Image.open(image) as img:
-            return img.convert("RGB")
+        from membench_eval.fetch.image_files import open_image
+
+        return open_image(image)
     if isinstance(image, np.ndarray):
         arr = image
         if arr.dtype != np.uint8:

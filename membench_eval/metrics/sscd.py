@@ -169,7 +169,9 @@ class TorchScriptSSCD(SSCDModel):
         self.device = select_device(device)
         self.dtype = dtype or torch.float32
         try:
-            # A TorchScript archive (code + tensors), not a pickle: jit.load runs no arbitrary code.
+            # A TorchScript file is code (its forward runs whatever it was compiled from), not only
+            # weights: load only the file the pinned sha256 (resolve_weights) or the user vouches for.
+            # The checksum protects against a corrupted or swapped download, not a malicious source.
             with warnings.catch_warnings():  # jit.load is deprecated upstream, but it is Meta's format
                 warnings.simplefilter("ignore", DeprecationWarning)
                 model = torch.jit.load(str(weights), map_location=self.device)

@@ -46,9 +46,11 @@ def load_pipeline(
     import torch  # noqa: F401
 
     from membench_eval.models.cuda import compile_unet, prepare_for_cuda
-    from membench_eval.runtime import select_device, select_dtype
+    from membench_eval.runtime import select_device, select_dtype, use_generation_cpu_threads
 
     dev = select_device(None if device is None else str(device))
+    if dev.type == "cpu":
+        use_generation_cpu_threads()  # one count for serial, xdist and Ray: the same pixels
     dtype = dtype or select_dtype(dev, "generation")
     model = str(model)
     if _looks_like_path(model):

@@ -25,6 +25,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
         config.pluginmanager.register(AttackSession(config, _options), ATTACK_PLUGIN)
     if config.getoption("membench"):
+        from membench_eval.generation.termination import raise_on_sigterm
+
+        raise_on_sigterm()  # SIGTERM (a CI timeout) like Ctrl-C: drain the batch, release claims, exit 143
         session = MembenchSession(config)
         config.pluginmanager.register(session, _PLUGIN_NAME)
         if not session.is_worker:
@@ -44,11 +47,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _preflight_or_exit(session: "MembenchSession") -> None:
     """Store and leaderboard folders writable before any item runs; else exit status 3."""
-    from membench_eval.errors import StoreError
+    from membench_eval.errors import MissingWeightsError, StoreError
 
     try:
         session.evaluation.preflight()
-    except StoreError as exc:
+    except (StoreError, MissingWeightsError) as exc:
         pytest.exit(f"membench: {exc}", returncode=3)
 
 

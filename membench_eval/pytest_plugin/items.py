@@ -64,12 +64,16 @@ class MembenchCollector(pytest.Collector):
         session = self.membench
         plan = session.plan()
         rootdir = Path(self.config.rootpath)
+        # xdist's loadgroup groups by a ``@<group>`` suffix of the node id, which its worker sets on
+        # ``item._nodeid``: a field pytest 9 no longer reads. So the suffix is part of the id here.
+        grouped = hasattr(self.config, "workerinput") and bool(self.config.getvalue("loadgroup"))
         items: list[pytest.Item] = []
         for method, role, prompt, chunk in chunked_items(plan, session.evaluation.settings):
             path = Path(method.path) if method.path else rootdir
             where = _relative(path, rootdir) if method.path else "membench"
             name = f"{method.label}[{role}-{prompt.prompt_id}]"
-            items.append(MembenchItem.from_parent(self, name=name, path=path, nodeid=f"{where}::{name}",
+            nodeid = f"{where}::{name}" + (f"@{chunk}" if grouped else "")
+            items.append(MembenchItem.from_parent(self, name=name, path=path, nodeid=nodeid,
                                                   method=method, role=role, prompt=prompt, chunk=chunk,
                                                   membench=session))
         return items

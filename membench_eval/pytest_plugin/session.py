@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 _PLUGIN_NAME = "membench-session"
 _WORKER_KEY = "membench_results"
 _ONLY_KEY = "membench_benchmark_only"
+_GROUP_KEY = "membench_loadgroup"
 
 
 def _session(config: pytest.Config) -> "MembenchSession":
@@ -48,12 +49,16 @@ class MembenchSession:
         self.worker_problems: list[str] = []
         self.failed_items = 0
         self._prefetched: dict[tuple[str, str, str], "PromptResult"] = {}
+        self._failed: dict[tuple[str, str, str], BaseException] = {}  # a failed chunk's other items
         self._ray_error: Exception | None = None  # --membench-engine ray: the cluster run's failure
+        self.terminated = False  # SIGTERM stopped the run (exit 143)
         self.is_worker = hasattr(config, "workerinput")
         # `pytest --membench FILE` with no test paths runs the benchmark only, not the project's
         # tests. Decided by the controller (xdist workers always get explicit args) and sent along.
         if self.is_worker:
             self.benchmark_only = bool(config.workerinput.get(_ONLY_KEY, False))  # type: ignore[attr-defined]
+            if config.workerinput.get(_GROUP_KEY):  # type: ignore[attr-defined]
+                config.option.loadgroup = True  # read by xdist's worker when it names the items
         else:
             self.benchmark_only = config.args_source != pytest.Config.ArgsSource.ARGS
 
@@ -66,28 +71,27 @@ class MembenchSession:
         return self._evaluation
 
     def result_for(self, item: MembenchItem) -> "PromptResult":
-        """This item's result. The first item of a group generates the images of its whole group in
-        full batches (one image per pipeline call would be several times slower): in a serial run
-        the group is every selected prompt of the (method, scenario); under xdist it is the item's
-        chunk, which the scheduler keeps on this worker. Pixels do not depend on the grouping (the
-        engine pads every call to one shape)."""
+        """This item's result. The first item of a chunk (the prompts that fill one pipeline call,
+        ``chunked_items``) generates the images of the whole chunk in one batch; serial runs and
+        xdist workers group alike (under xdist ``--dist loadgroup`` keeps a chunk on one worker), so
+        a failure fails the same items under every scheduler. A chunk that raises fails every item
+        of it with that error: no retry, so a flaky hook (one batch out of memory) never passes."""
         key = (item.method.label, item.role, item.prompt.prompt_id)
         if self._ray_error is not None:
             raise self._ray_error
+        if key in self._failed:
+            raise self._failed.pop(key)
         if key not in self._prefetched:
             siblings = [item]
             siblings += [i for i in item.session.items if isinstance(i, MembenchItem) and i is not item
-                         and i.method.label == item.method.label and i.role == item.role
-                         and (not self.is_worker or i.chunk == item.chunk)
+                         and i.method.label == item.method.label and i.role == item.role and i.chunk == item.chunk
                          and (i.method.label, i.role, i.prompt.prompt_id) not in self._prefetched]
             try:
                 results = self.evaluation.evaluate_prompts(item.method, item.role, [i.prompt for i in siblings])
-            except Exception:
-                if len(siblings) == 1:
-                    raise
-                # One prompt's failure must fail only its own item: retry this one alone.
-                results = self.evaluation.evaluate_prompts(item.method, item.role, [item.prompt])
-                siblings = [item]
+            except Exception as exc:
+                for sib in siblings[1:]:
+                    self._failed[(sib.method.label, sib.role, sib.prompt.prompt_id)] = exc
+                raise
             for sib, res in zip(siblings, results):
                 self._prefetched[(sib.method.label, sib.role, sib.prompt.prompt_id)] = res
         return self._prefetched.pop(key)
@@ -118,6 +122,9 @@ class MembenchSession:
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput[_ONLY_KEY] = self.benchmark_only
+        # A worker re-parses the command line, so it never sees the controller's switch of
+        # ``--dist load`` to ``loadgroup`` (hooks.py): tell it, or xdist adds no ``@chunk`` suffix.
+        node.workerinput[_GROUP_KEY] = getattr(self.config.option, "dist", "no") == "loadgroup"
 
     def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config,
                                       items: list[pytest.Item]) -> None:
@@ -128,7 +135,16 @@ class MembenchSession:
 
     # --- results from xdist workers -----------------------------------------------------------
 
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        from membench_eval.generation.termination import was_terminated
+
+        self.terminated = self.terminated or was_terminated(excinfo.value)
+
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.terminated:
+            from membench_eval.generation.termination import EXIT_TERMINATED
+
+            session.exitstatus = EXIT_TERMINATED
         if self.is_worker:
             ev = self._evaluation
             used = ev is not None and ev.quality_used
@@ -230,6 +246,9 @@ class MembenchSession:
         from membench_eval.report import to_markdown
 
         tr = terminalreporter
+        if self.terminated:
+            tr.write_line("membench: terminated (SIGTERM); the current batch was finished and stored, claims "
+                          "released; rerun to continue (exit status 143)", red=True)
         for line in self.worker_problems + self.problems():
             tr.write_line(f"membench: {line}", yellow=True)
         if self.counts:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from membench_eval.errors import DataError
+from membench_eval.fetch.image_files import open_image
 from membench_eval.report.records import PromptResult
 
 if TYPE_CHECKING:
@@ -60,8 +61,6 @@ def compute_api_reference(prompts: list["Prompt"], client: Any, folder: Path, *,
     docstring. The run's scorers come in as functions: ``score(images, texts)`` -> one score row
     per image, ``aggregate(label, prompt, rows)`` -> the prompt's trigger row, ``scorer_ids()`` ->
     ``{"sscd_backend", "clip_model"}`` (asked last: what the saved result is valid for)."""
-    from PIL import Image
-
     from membench_eval.reference.image_search import download_hits, search_prompts
     from membench_eval.fetch.reference_store import ReferenceStore
 
@@ -78,8 +77,7 @@ def compute_api_reference(prompts: list["Prompt"], client: Any, folder: Path, *,
         usable = [(hit, path) for hit, path, _ in downloaded.get(p.prompt_id, []) if path is not None]
         images = []
         for _, path in usable:
-            with Image.open(path) as im:
-                images.append(im.convert("RGB"))
+            images.append(open_image(path, what="downloaded reference image"))
         if not images:
             no_image.append(p.prompt_id)
             continue

@@ -24,6 +24,7 @@ import numpy as np
 
 from membench_eval.errors import DataError, MissingWeightsError
 from membench_eval.fetch.download import file_sha256
+from membench_eval.fetch.image_files import open_image
 
 # A retrieved image whose best SSCD to any memorized image exceeds this is counted as a copy of it
 # (MemBench's own "SSCD > 0.5" copy threshold).
@@ -67,13 +68,10 @@ def load_gallery(folder: str | Path) -> Gallery:
 def retrieve(clip: Any, gallery: Gallery, texts: list[str], k: int) -> list[list[int]]:
     """Indices of the ``k`` gallery images with the highest CLIP cosine to each text (ties by
     file order: deterministic)."""
-    from PIL import Image
-
     if k > len(gallery.files):
         raise DataError(gallery.folder, f"gallery has {len(gallery.files)} images, fewer than k = {k}")
     images = []
     for path in gallery.files:
-        with Image.open(path) as im:
-            images.append(im.convert("RGB"))
+        images.append(open_image(path, what="gallery image"))
     sims = np.asarray(clip.embed_texts(texts)) @ np.asarray(clip.embed_images(images)).T
     return [list(np.argsort(-row, kind="stable")[:k]) for row in sims]

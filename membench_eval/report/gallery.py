@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from membench_eval.fetch.image_files import open_image
 from membench_eval.store.keys import canonical_json
 
 if TYPE_CHECKING:
@@ -132,8 +133,6 @@ class Copy:
 def worst_copies(board: "Leaderboard", label: str, images: StoreImages | None,
                  references: Mapping[str, str | Path] | None, k: int = DEFAULT_K) -> list[Copy]:
     """The ``k`` trigger prompts of row ``label`` with the highest Top-1 SSCD (ties by prompt id)."""
-    from PIL import Image
-
     results = [r for r in board.results if r.label == label and r.role == "trigger"
                and r.metrics.get("top1_sscd") is not None and math.isfinite(r.metrics["top1_sscd"])]
     results.sort(key=lambda r: (-float(r.metrics["top1_sscd"]), r.prompt_id))
@@ -164,8 +163,7 @@ def worst_copies(board: "Leaderboard", label: str, images: StoreImages | None,
             c.problems.append(f"reference {c.ref_id} not available")
         else:
             try:
-                with Image.open(path) as im:
-                    c.reference = im.convert("RGB")
+                c.reference = open_image(path, what="reference image")
             except Exception as exc:  # noqa: BLE001
                 c.problems.append(f"reference {c.ref_id} unreadable ({exc})")
         out.append(c)

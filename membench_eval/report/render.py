@@ -22,7 +22,7 @@ from membench_eval.report.leaderboard import Cell, Leaderboard, few_clusters
 from membench_eval.metrics.registry import columns as registered_columns
 from membench_eval.metrics.registry import direction_sentence, image_metrics
 from membench_eval.report.records import Column
-from membench_eval.report.text import FEW_CLUSTERS_MARK, Notes, _Notes, fmt_number
+from membench_eval.report.text import FEW_CLUSTERS_MARK, Notes, _Notes, fmt_number, md_cell, md_table
 from membench_eval.stats import Estimate
 
 def _interval(est: Estimate, col: Column, notes: _Notes, signed: bool) -> str:
@@ -64,12 +64,10 @@ def table_rows(board: Leaderboard, columns: tuple[Column, ...], notes: _Notes, d
 
 
 def _table(board: Leaderboard, columns: tuple[Column, ...], notes: _Notes, delta: bool) -> str:
-    from tabulate import tabulate
-
     rows = table_rows(board, columns, notes, delta)
     if not rows:
         return ""
-    return tabulate(rows, headers=["method"] + [c.title for c in columns], tablefmt="github", disable_numparse=True)
+    return md_table(rows, ["method"] + [c.title for c in columns])
 
 
 def _prompts_run(row: Any) -> str:
@@ -132,7 +130,7 @@ def to_markdown(board: Leaderboard) -> str:
             flag = "" if row.complete else " (incomplete)"
             source = meta.get("methods", {}).get(row.label, {})
             code = f"; code {source['path']} sha256 {source['sha256'][:12]}" if source.get("path") else ""
-            parts.append(f"- {row.label} ({row.kind}){flag}: {_prompts_run(row)}{code}")
+            parts.append(f"- {md_cell(row.label)} ({row.kind}){flag}: {_prompts_run(row)}{code}")
     footnotes = notes.lines()
     if footnotes:
         parts.append("")

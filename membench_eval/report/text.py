@@ -13,6 +13,25 @@ from membench_eval.report.leaderboard import MIN_CLUSTERS
 FEW_CLUSTERS_MARK = "†"
 
 
+def md_cell(text: object) -> str:
+    """``text`` safe in one Markdown table cell: HTML escaped (a label is text, not markup), ``|``
+    escaped (else it splits the cell) and line breaks as ``<br>`` (else they end the row)."""
+    import html
+    import re
+
+    escaped = html.escape(str(text), quote=False).replace("|", "\\|")
+    return re.sub(r"\r\n|\r|\n", "<br>", escaped)
+
+
+def md_table(rows: list[list[str]], headers: list[str]) -> str:
+    """A GitHub Markdown table of ``rows`` (cells escaped with :func:`md_cell`) under our own
+    ``headers`` (written by the harness, kept as they are)."""
+    from tabulate import tabulate
+
+    return tabulate([[md_cell(c) for c in row] for row in rows], headers=headers, tablefmt="github",
+                    disable_numparse=True)
+
+
 def fmt_number(x: float, decimals: int, signed: bool = False) -> str:
     """``x`` with ``decimals`` places; ``signed`` adds ``+`` to positive values (deltas).
 
@@ -64,13 +83,11 @@ class Table:
     level: int = 2  # markdown heading level
 
     def markdown_lines(self) -> list[str]:
-        from tabulate import tabulate
-
         out = [f"{'#' * self.level} {self.heading}", ""]
         for text in self.intro:
             out += [text, ""]
         if self.rows:
-            out += [tabulate(self.rows, headers=self.headers, tablefmt="github", disable_numparse=True), ""]
+            out += [md_table(self.rows, self.headers), ""]
         for text in self.after:
             out += [text, ""]
         return out

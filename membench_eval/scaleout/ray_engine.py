@@ -86,11 +86,13 @@ def run_on_ray(evaluation: "Evaluation", plan: "Plan", method_files: list[str], 
 def _run(ray: Any, evaluation: "Evaluation", plan: "Plan", method_files: list[str], params: list[str]) -> RayOutcome:
     import torch
 
+    from membench_eval.runtime import generation_cpu_threads
+
     cluster = ray.cluster_resources()
     device = ray_device(evaluation.options.device, float(cluster.get("GPU", 0)))
     actors = evaluation.options.ray_actors or max(1, int(cluster.get("GPU" if device == "cuda" else "CPU", 1)))
-    # CPU pixels depend on torch's thread count (not part of the store key): actors use the driver's.
-    threads = torch.get_num_threads()
+    # CPU pixels depend on torch's thread count: actors use the one generation count (runtime).
+    threads = generation_cpu_threads() if device == "cpu" else torch.get_num_threads()
     options = _actor_options(evaluation, device)
     resources = {"num_gpus": 1, "num_cpus": GPU_ACTOR_CPUS} if device == "cuda" else {"num_cpus": CPU_ACTOR_CPUS}
     refs = method_refs(plan)
@@ -162,8 +164,13 @@ def _actor_evaluation(options: "EvalOptions", threads: int) -> "Evaluation":
     from membench_eval.evaluation import Evaluation
 
     if options.device == "cpu":
+        import os
+
         import torch
 
+        from membench_eval.runtime import CPU_THREADS_ENV
+
+        os.environ[CPU_THREADS_ENV] = str(threads)  # load_pipeline sets the count from it
         torch.set_num_threads(threads)
     return Evaluation(options)
 

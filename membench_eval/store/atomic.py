@@ -11,17 +11,29 @@ import uuid
 from pathlib import Path
 
 
-def write_atomic(path: Path, data: bytes | str) -> None:
+def write_atomic(path: Path, data: bytes | str, what: str = "file") -> None:
     """Write ``data`` (``str``: UTF-8) to ``path`` via a uniquely named temporary file in the same
-    folder (created if missing), renamed over ``path``; the temporary file never outlives a failure."""
+    folder (created if missing), renamed over ``path``; the temporary file never outlives a failure.
+    An OSError (a full disk) names ``path`` and ``what`` was being written: the OS names neither."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     blob = data.encode("utf-8") if isinstance(data, str) else data
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as fh:
             fh.write(blob)
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise named_os_error(exc, path, f"writing the {what} ({len(blob)} bytes); it was left as it was") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def named_os_error(exc: OSError, path: Path, doing: str) -> OSError:
+    """``exc`` again (same class and errno) with ``path`` as its file name and what was being done."""
+    reason = exc.strerror or str(exc)
+    if exc.errno:
+        return type(exc)(exc.errno, f"{reason} ({doing})", str(path))
+    return OSError(f"{path}: {reason} ({doing})")

@@ -7,8 +7,10 @@ bad complete line is real corruption and is reported with the file and line numb
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +33,25 @@ def dumps_line(row: dict[str, Any]) -> bytes:
 class AppendOnlyJsonl:
     """An O_APPEND file written one complete line per ``os.write`` call."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, what: str = "row"):
         self.path = path
+        self.what = what  # named in an OSError: the OS names neither the file nor the row
         self._fd: int | None = None
 
     def append(self, row: dict[str, Any]) -> None:
+        from membench_eval.store.atomic import named_os_error
+
         data = dumps_line(row)
-        if self._fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        written = os.write(self._fd, data)
+        try:
+            if self._fd is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            written = os.write(self._fd, data)
+        except OSError as exc:
+            raise named_os_error(exc, self.path, f"appending a {self.what} of {len(data)} bytes") from None
         if written != len(data):  # a short write on a regular file means the disk is full
-            raise OSError(f"{self.path}: short write ({written} of {len(data)} bytes)")
+            raise OSError(errno.ENOSPC, f"short write, {written} of {len(data)} bytes (appending a {self.what}; "
+                          "the disk is probably full)", str(self.path))
 
     def close(self) -> None:
         if self._fd is not None:
@@ -50,26 +59,36 @@ class AppendOnlyJsonl:
             self._fd = None
 
 
-def complete_rows(path: Path, chunk: bytes, first_line: int) -> list[tuple[int, dict[str, Any]]]:
+# Called with (line number, the line's bytes, why) for a bad complete line instead of raising.
+OnBadLine = Callable[[int, bytes, str], None]
+
+
+def complete_rows(path: Path, chunk: bytes, first_line: int,
+                  on_bad: OnBadLine | None = None) -> list[tuple[int, dict[str, Any]]]:
     """(line number, row) of the complete lines in ``chunk`` (bytes up to a newline), numbered from
     ``first_line`` + 1. A last line without its newline is not in ``chunk``: its writer is still
     appending it, or was killed mid-line (a torn line). A bad complete line is corruption, named by
-    file and line."""
+    file and line: raised, or handed to ``on_bad`` and skipped."""
     out = []
     for number, raw in enumerate(chunk.split(b"\n")[:-1], start=first_line + 1):
         if not raw.strip():
             continue
         try:
             row = json.loads(raw)
+            why = None if isinstance(row, dict) else "expected a JSON object per line"
         except ValueError:
-            raise DataError(path, "corrupt JSON line (not a torn final line)", row=number) from None
-        if not isinstance(row, dict):
-            raise DataError(path, "expected a JSON object per line", row=number)
+            why = "corrupt JSON line (not a torn final line)"
+        if why is not None:
+            if on_bad is None:
+                raise DataError(path, why, row=number)
+            on_bad(number, raw, why)
+            continue
         out.append((number, row))
     return out
 
 
-def read_new_rows(path: Path, offsets: dict[Path, tuple[int, int]]) -> list[tuple[int, dict[str, Any]]]:
+def read_new_rows(path: Path, offsets: dict[Path, tuple[int, int]],
+                  on_bad: OnBadLine | None = None) -> list[tuple[int, dict[str, Any]]]:
     """(line number, row) of the complete lines appended to ``path`` since the last read, whose
     (byte offset, line number) ``offsets`` keeps per file. A last line without its newline is left
     for later: its writer is appending it, or was killed mid-line (a torn line, never completed:
@@ -83,4 +102,4 @@ def read_new_rows(path: Path, offsets: dict[Path, tuple[int, int]]) -> list[tupl
         return []
     chunk = data[: data.rfind(b"\n") + 1]
     offsets[path] = (start + len(chunk), first_line + chunk.count(b"\n"))
-    return complete_rows(path, chunk, first_line)
+    return complete_rows(path, chunk, first_line, on_bad)

@@ -25,7 +25,7 @@ PNG's ``png_sha256`` and ``png_bytes``, score rows the ``png_sha256`` of the ima
 sha256 (memoised per file state). A damaged or swapped PNG is moved to ``quarantine/``, logged
 with its key and path, and reported as missing, so it is regenerated and rescored: rows of a key
 older than its quarantine are ignored. An edited row fails its checksum and is ignored (reported
-in ``problems``).
+in ``problems``); a line that does not parse is set aside (``store.damage``) and the run goes on.
 """
 
 from __future__ import annotations
@@ -40,12 +40,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from membench_eval.errors import DataError, StoreError
+from membench_eval.errors import StoreError
+from membench_eval.fetch.image_files import ImageFileError, open_image
 from membench_eval.store.atomic import write_atomic
 from membench_eval.store.claims import Claims
+from membench_eval.store.damage import DamagedLine, set_aside
 from membench_eval.store.format import default_shard_id, open_store_root, row_checksum
 from membench_eval.store.jsonl import AppendOnlyJsonl, read_new_rows, json_default
 from membench_eval.store.keys import image_key
+from membench_eval.store.locks import score_write_lock
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -60,9 +63,9 @@ class RunStore:
     def __init__(self, root: str | os.PathLike, *, shard: str | None = None):
         self.root = open_store_root(root)
         self.shard = shard or default_shard_id()
-        self._records_file = AppendOnlyJsonl(self.root / "records" / f"{self.shard}.jsonl")
-        self._scores_file = AppendOnlyJsonl(self.root / "scores" / f"{self.shard}.jsonl")
-        self._quarantine_file = AppendOnlyJsonl(self.root / "quarantine" / f"{self.shard}.jsonl")
+        self._records_file = AppendOnlyJsonl(self.root / "records" / f"{self.shard}.jsonl", "image row")
+        self._scores_file = AppendOnlyJsonl(self.root / "scores" / f"{self.shard}.jsonl", "score row")
+        self._quarantine_file = AppendOnlyJsonl(self.root / "quarantine" / f"{self.shard}.jsonl", "quarantine row")
         self.claims = Claims(self.root, self.shard)
         self._records: dict[str, dict[str, Any]] = {}
         self._scores: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -71,6 +74,8 @@ class RunStore:
         self._verified: dict[str, tuple[int, int, int]] = {}  # key -> (size, mtime_ns, inode) checked
         # Damaged entries found by this process: one line each, for the run's summary.
         self.problems: list[str] = []
+        self.damaged: list[DamagedLine] = []
+        self._missing_reported: set[str] = set()  # the lines behind them (``verify`` / ``--repair``)
         # The engine writes images and scores from a background thread (``generation.sink``) while
         # the generating thread asks ``has``/``refresh``: index updates and appends take this lock.
         self._lock = threading.RLock()
@@ -99,8 +104,9 @@ class RunStore:
             for number, row in self._new_rows(path):
                 key = row.get("key")
                 if not isinstance(key, str):
-                    raise DataError(path, "row without a 'key'", row=number, field="key")
-                if not self._checksum_ok(row, path, number) or self._stale(row):
+                    self._bad_line(path, number, json.dumps(row).encode(), "row without a 'key'")
+                    continue
+                if not self._checksum_ok(row, path, number, key) or self._stale(row):
                     continue
                 self._records.setdefault(key, row)
         for path in sorted((self.root / "scores").glob("*.jsonl")):
@@ -108,9 +114,10 @@ class RunStore:
                 try:
                     ident = (row["key"], row["metric"], row["backend"])
                 except KeyError as exc:
-                    raise DataError(path, "score row without a required field", row=number,
-                                    field=str(exc.args[0])) from None
-                if not self._checksum_ok(row, path, number):
+                    self._bad_line(path, number, json.dumps(row).encode(),
+                                   f"score row without the field {exc.args[0]!r}")
+                    continue
+                if not self._checksum_ok(row, path, number, ident):
                     continue
                 old = self._scores.get(ident)
                 if old is None or row.get("time", 0) >= old.get("time", 0):
@@ -118,15 +125,31 @@ class RunStore:
 
     def _new_rows(self, path: Path) -> list[tuple[int, dict[str, Any]]]:
         """(line number, row) of the complete lines appended to ``path`` since the last read."""
-        return read_new_rows(path, self._offsets)
+        return read_new_rows(path, self._offsets, lambda n, raw, why: self._bad_line(path, n, raw, why))
 
-    def _checksum_ok(self, row: dict[str, Any], path: Path, number: int) -> bool:
+    def _bad_line(self, path: Path, number: int, raw: bytes, why: str) -> None:
+        """A complete line that is no usable row: skipped, copied to quarantine, reported."""
+        _, note = set_aside(self.root, path, number, raw)
+        self.damaged.append(DamagedLine(path, number, why))
+        self.problems.append(f"{path}, line {number}: {why}; ignored ({note})")
+
+    def _checksum_ok(self, row: dict[str, Any], path: Path, number: int, ident: object = None) -> bool:
         expected = row.get("row_sha256")
         if expected is not None and expected == row_checksum(row):
             return True
+        self.damaged.append(DamagedLine(path, number, "checksum mismatch (edited or damaged row)", ident))
         self.problems.append(f"{path}, row {number}: checksum mismatch (edited or damaged row); ignored, "
                              f"key {row.get('key')}")
         return False
+
+    def unresolved(self, line: DamagedLine) -> bool:
+        """Whether a damaged line still costs something: its entry has no valid row (an edited row
+        the run has since rewritten, or one beside a valid copy, is history)."""
+        with self._lock:
+            self._refresh()
+            if isinstance(line.ident, tuple):
+                return line.ident not in self._scores
+            return not (isinstance(line.ident, str) and line.ident in self._records)
 
     def _stale(self, row: dict[str, Any] | None) -> bool:
         """A row written before its key was quarantined describes the damaged entry."""
@@ -158,6 +181,9 @@ class RunStore:
         try:
             st = path.stat()
         except FileNotFoundError:
+            if key not in self._missing_reported:  # said once: has() is asked again and again
+                self._missing_reported.add(key)
+                self.problems.append(f"{path}: PNG missing (deleted?); key {key} will be regenerated")
             return "missing"
         state = (st.st_size, st.st_mtime_ns, st.st_ino)
         if data is None and self._verified.get(key) == state:
@@ -212,8 +238,6 @@ class RunStore:
 
     def get_image(self, key: str) -> "Image.Image":
         """The stored image as an RGB PIL image, after checking its size and sha256."""
-        from PIL import Image
-
         path = self.image_path(key)
         if key not in self._records:
             raise StoreError(f"{path}: image of key {key} is not in the store (or was quarantined as damaged)")
@@ -226,10 +250,8 @@ class RunStore:
             raise StoreError(f"{path}: stored image of key {key} is damaged ({reason}); moved to quarantine, "
                              "rerun to regenerate it")
         try:
-            with Image.open(io.BytesIO(data)) as im:
-                im.load()
-                return im.convert("RGB")
-        except (OSError, ValueError) as exc:
+            return open_image(data, name=path, what="stored PNG")
+        except ImageFileError as exc:
             self.quarantine(key, f"undecodable PNG ({exc})")
             raise StoreError(f"{path}: stored image of key {key} cannot be decoded ({exc}); moved to quarantine, "
                              "rerun to regenerate it") from None
@@ -271,7 +293,7 @@ class RunStore:
 
     def _write_image(self, key: str, data: bytes, digest: str, row: dict[str, Any]) -> dict[str, Any]:
         path = self.image_path(key)
-        write_atomic(path, data)
+        write_atomic(path, data, f"PNG of image key {key}")
         full = {
             "key": key,
             **row,
@@ -298,16 +320,28 @@ class RunStore:
             self._put_scores(rows)
 
     def _put_scores(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Under the store's score lock (``store.locks``), re-read the shards, then append the rows
+        whose value is not stored yet: two runs scoring one image at once store its score once,
+        while a re-score with another value (more references since) is appended and wins."""
+        rows = list(rows)
         for row in rows:
             missing = [f for f in ("key", "metric", "backend", "value") if f not in row]
             if missing:
                 raise ValueError(f"score row lacks {missing}: {row}")
-            image = self._records.get(row["key"], {})
-            full = {**row, "png_sha256": image.get("png_sha256"), "shard": self.shard, "time": time.time()}
-            full = json.loads(json.dumps(full, default=json_default))
-            full["row_sha256"] = row_checksum(full)
-            self._scores_file.append(full)
-            self._scores[(row["key"], row["metric"], row["backend"])] = full
+        with score_write_lock(self.root):
+            self._refresh()
+            for row in rows:
+                stored = self._score_row(row["key"], row["metric"], row["backend"])
+                if stored is None or stored.get("value") != json.loads(json.dumps(row["value"], default=json_default)):
+                    self._append_score(row)
+
+    def _append_score(self, row: dict[str, Any]) -> None:
+        image = self._records.get(row["key"], {})
+        full = {**row, "png_sha256": image.get("png_sha256"), "shard": self.shard, "time": time.time()}
+        full = json.loads(json.dumps(full, default=json_default))
+        full["row_sha256"] = row_checksum(full)
+        self._scores_file.append(full)
+        self._scores[(row["key"], row["metric"], row["backend"])] = full
 
     def _score_row(self, key: str, metric: str, backend: str) -> dict[str, Any] | None:
         """The newest valid score row: of the current image of ``key`` and not older than its

@@ -189,14 +189,33 @@ def _with_more_ids(prompt: Prompt, ids: list[str]) -> Prompt:
     return Prompt(prompt_id=prompt.prompt_id, text=prompt.text, memorized_ids=prompt.memorized_ids + extra)
 
 
-def _parse_urls(path: Path, line: int, cell: str) -> list[str]:
+def string_list_literal(cell: str) -> list:
+    """The Python list literal ``cell`` (``ast.literal_eval``, never ``eval``), strictly: two strings
+    with no comma between them are refused (Python would silently join two URLs into one).
+    Raises ValueError saying what is wrong."""
+    import io
+    import tokenize
+
     try:
         value = ast.literal_eval(cell)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
-        raise DataError(path, f"not a Python list literal ({type(exc).__name__}): {cell[:80]!r}",
-                        row=line, field="urls") from None
+        raise ValueError(f"not a Python list literal ({type(exc).__name__}): {cell[:80]!r}") from None
     if not isinstance(value, list):
-        raise DataError(path, f"expected a list, got {type(value).__name__}", row=line, field="urls")
+        raise ValueError(f"expected a list, got {type(value).__name__}")
+    try:
+        strings = sum(t.type == tokenize.STRING for t in tokenize.generate_tokens(io.StringIO(cell).readline))
+    except (tokenize.TokenError, SyntaxError):
+        strings = len(value)
+    if strings != sum(isinstance(v, str) for v in value):
+        raise ValueError(f"two strings without a comma between them (Python would join them into one): {cell[:80]!r}")
+    return value
+
+
+def _parse_urls(path: Path, line: int, cell: str) -> list[str]:
+    try:
+        value = string_list_literal(cell)
+    except ValueError as exc:
+        raise DataError(path, str(exc), row=line, field="urls") from None
     if not value:
         raise DataError(path, "empty list: a trigger prompt needs at least one memorized image",
                         row=line, field="urls")

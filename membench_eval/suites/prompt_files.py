@@ -6,13 +6,12 @@ reader names the file, the row (as an editor shows it) and the field of a bad ro
 
 from __future__ import annotations
 
-import ast
 import csv
 from pathlib import Path
 from typing import Any
 
 from membench_eval.errors import DataError
-from membench_eval.suites.loaders import _prompt_key, _read_text, iter_json_objects
+from membench_eval.suites.loaders import _prompt_key, _read_text, iter_json_objects, string_list_literal
 from membench_eval.suites.types import Prompt
 
 _REF_FIELDS = ("references", "reference", "urls", "url")
@@ -27,15 +26,19 @@ def add_prompt(prompts: list[Prompt], seen: dict[str, Any], file: Path, row: Any
     prompts.append(prompt)
 
 
-def split_refs(cell: str) -> list[str]:
+def split_refs(cell: str, file: Path, row: Any, field: str) -> list[str]:
+    """The references of one cell: a Python list literal of strings when it starts with ``[``
+    (strictly; a bad one is a DataError naming row and field, never re-read as comma-separated),
+    else comma-separated names."""
     cell = cell.strip()
     if cell.startswith("["):
         try:
-            value = ast.literal_eval(cell)
-        except (ValueError, SyntaxError):
-            value = None
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return [v.strip() for v in value if v.strip()]
+            value = string_list_literal(cell)
+        except ValueError as exc:
+            raise DataError(file, str(exc), row=row, field=field) from None
+        if not all(isinstance(v, str) for v in value):
+            raise DataError(file, f"expected a list of strings: {cell[:80]!r}", row=row, field=field)
+        return [v.strip() for v in value if v.strip()]
     return [c.strip() for c in cell.split(",") if c.strip()]
 
 
@@ -71,7 +74,7 @@ def prompt_rows(file: Path, fmt: str, *, with_refs: bool) -> list[tuple[Any, str
             text, _, cells = raw.partition("\t") if with_refs else (raw, "", "")
             if not text.strip():
                 raise DataError(file, "blank prompt line", row=n + 1, field="prompt")
-            out.append((n + 1, str(n), text, split_refs(cells)))
+            out.append((n + 1, str(n), text, split_refs(cells, file, n + 1, "references")))
     else:  # membench CSV with local file names in the urls column
         reader = csv.reader(_read_text(file).splitlines(keepends=True))
         try:
@@ -95,7 +98,7 @@ def prompt_rows(file: Path, fmt: str, *, with_refs: bool) -> list[tuple[Any, str
                 text = row[cols["prompt"]]
                 if not text.strip():
                     raise DataError(file, "empty prompt", row=reader.line_num, field="prompt")
-                out.append((reader.line_num, row_id, text, split_refs(row[cols["urls"]])))
+                out.append((reader.line_num, row_id, text, split_refs(row[cols["urls"]], file, reader.line_num, "urls")))
         except csv.Error as exc:
             raise DataError(file, f"malformed CSV: {exc}", row=reader.line_num) from None
     if not out:

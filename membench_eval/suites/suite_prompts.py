@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from membench_eval.errors import DataError
+from membench_eval.fetch.image_files import ImageFileError, check_image_header
 from membench_eval.suites.loaders import (
     GENERAL_IMAGES_PER_PROMPT, TRIGGER_IMAGES_PER_PROMPT, _is_http_url, _prompt_key, load_coco_prompts,
     load_trigger_prompts,
@@ -130,6 +131,10 @@ def _reference(ctx: SuiteFileContext, file: Path, row: Any, field: str, cell: st
     target = folder / name
     if not target.is_file():
         raise DataError(file, f"reference {cell!r} points nowhere: {target} does not exist", row=row, field=field)
+    try:
+        check_image_header(target, what="reference image")  # the fetcher's pixel limit; header only
+    except ImageFileError as exc:
+        raise DataError(file, f"reference {cell!r}: {exc}", row=row, field=field) from None
     # Without a scheme the id is the content's, not the name's: a same-named file with other bytes is
     # another image. With one, the id is the cell's (a URL-like name, as the mini's mini://<file>).
     if scheme is None:

@@ -182,3 +182,24 @@ def test_batches_mix_prompts_unless_method_asks_by_prompt():
     # Resuming a by-prompt method regenerates a partly stored prompt whole (only missing ones are stored).
     assert make_batches(requests, {2, 7}, 10, by_prompt=True) == [[0, 1, 2, 6, 7, 8]]
     assert make_batches(requests, {2, 7}, 10, by_prompt=False) == [[2, 7]]
+
+
+class NaNEmbeddings(Mitigation):
+    name = "nan_embeddings"
+
+    def edit_embeddings(self, pipe, cond, uncond, latents, ctx):
+        return cond * float("nan"), uncond
+
+
+def test_nan_from_a_hook_names_the_hook_and_a_deleted_png_is_reported(pipe, tmp_path):
+    """Issue 33, case 10: NaN embeddings were blamed on "pipeline output"; a deleted PNG was
+    regenerated without a word."""
+    requests = plan_requests(PROMPTS[:1], 2, SETTINGS.seed)
+    store = RunStore(tmp_path)
+    with pytest.raises(MitigationError, match=r"method 'nan_embeddings', edit_embeddings: returned NaN"):
+        generate(pipe, requests, NaNEmbeddings(), SETTINGS, store, progress=False)
+    report = generate(pipe, requests, None, SETTINGS, store, progress=False)
+    store.image_path(report.keys[0]).unlink()
+    again = RunStore(tmp_path)
+    assert generate(pipe, requests, None, SETTINGS, again, progress=False).new == 1
+    assert [p for p in again.problems if "PNG missing" in p and report.keys[0] in p]

@@ -87,8 +87,8 @@ def test_torn_last_line_is_ignored_but_mid_file_corruption_is_reported(tmp_path)
     reopened.put_image("ff" * 32, _image(6), {})
     assert reopened.shard != "a" and (tmp_path / "records" / f"{reopened.shard}.jsonl").exists()
     shard.write_bytes(b"garbage\n" + whole)
-    with pytest.raises(DataError, match=r"a\.jsonl, row 1"):
-        RunStore(tmp_path)
+    damaged = RunStore(tmp_path)  # set aside and reported, not fatal (tests/store/test_store_damage.py)
+    assert any("a.jsonl, line 1: corrupt JSON line" in line for line in damaged.problems)
 
 
 def test_shards_merge_and_duplicates_are_dropped(tmp_path):

@@ -53,3 +53,24 @@ def test_two_processes_on_one_store_split_the_batches(tmp_path: Path):
     assert len(rows) == len(set(rows)) == total  # each key written once, by one of the two
     assert sum(news) == total and min(news) > 0, outputs  # both did a share of the work
     assert RunStore(store).verify() == [] and not list((store / "claims").glob("*.claim"))
+
+
+def test_two_writers_scoring_one_image_store_its_score_once(tmp_path):
+    """Issue 33, case 9: the second writer had not seen the first's row when it scored, and appended
+    its own; now the append re-reads under the store's score lock and skips a stored score."""
+    from PIL import Image
+
+    a, b = RunStore(tmp_path, shard="a"), RunStore(tmp_path, shard="b")
+    key = "ef" * 32
+    a.put_image(key, Image.new("RGB", (4, 4)), {})
+    b.refresh()
+    assert not a.has_score(key, "sscd", "disc") and not b.has_score(key, "sscd", "disc")  # both will score
+    a.put_score(key, "sscd", "disc", 0.5)
+    b.put_score(key, "sscd", "disc", 0.5)
+    rows = [line for f in (tmp_path / "scores").glob("*.jsonl") for line in f.read_text().splitlines()]
+    assert len(rows) == 1 and b.get_score(key, "sscd", "disc") == 0.5
+    a.quarantine(key, "test")  # a damaged image is rescored: its old score is no reason to skip
+    a.put_image(key, Image.new("RGB", (4, 4)), {})
+    a.put_score(key, "sscd", "disc", 0.5)
+    rows = [line for f in (tmp_path / "scores").glob("*.jsonl") for line in f.read_text().splitlines()]
+    assert len(rows) == 2

@@ -112,7 +112,7 @@ def test_verify_and_repair_from_the_cli(filled, capsys):
     assert main(["store", "verify", str(root)]) == 3
     assert f"checksum mismatch (key {key})" in capsys.readouterr().out
     assert main(["store", "verify", str(root), "--repair"]) == 3
-    assert "quarantined" in capsys.readouterr().out
+    assert "repaired: moved" in capsys.readouterr().out
     assert main(["store", "verify", str(root)]) == 0
 
 
