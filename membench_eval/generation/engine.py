@@ -229,7 +229,7 @@ def generate(
         seen: set[str] = set()
         dup = next(requests[i] for i, k in enumerate(keys) if k in seen or seen.add(k))  # type: ignore[func-returns-value]
         raise ValueError(f"duplicate image request: prompt {dup.prompt_id!r} image {dup.image_index} (seed {dup.seed})")
-    pending = {i for i, k in enumerate(keys) if not store.has(k)}
+    pending = {i for i, (k, ok) in enumerate(zip(keys, store.has_many(keys))) if not ok}  # batched lookups
     report = GenerationReport(method=m.label(), keys=keys, reused=len(requests) - len(pending))
     shape = batch_shape(requests, settings, m.batch_by_prompt)
     batches = make_batches(requests, pending, shape, m.batch_by_prompt)

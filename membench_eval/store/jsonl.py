@@ -35,7 +35,9 @@ class AppendOnlyJsonl:
         self.path = path
         self._fd: int | None = None
 
-    def append(self, row: dict[str, Any]) -> None:
+    def append(self, row: dict[str, Any]) -> tuple[int, int, bytes]:
+        """Append one line; returns (its start offset, its end offset, its bytes): the store's
+        index advances its record of this shard by them (``store.index_db.advance_own_shard``)."""
         data = dumps_line(row)
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -43,6 +45,8 @@ class AppendOnlyJsonl:
         written = os.write(self._fd, data)
         if written != len(data):  # a short write on a regular file means the disk is full
             raise OSError(f"{self.path}: short write ({written} of {len(data)} bytes)")
+        end = os.lseek(self._fd, 0, os.SEEK_CUR)  # O_APPEND: the end of our line (one writer per file)
+        return end - len(data), end, data
 
     def close(self) -> None:
         if self._fd is not None:
