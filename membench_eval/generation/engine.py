@@ -24,7 +24,7 @@ from membench_eval.generation.settings import GenerationSettings
 from membench_eval.mitigation import ImageRequest, Mitigation
 from membench_eval.models.family import family_for
 from membench_eval.store.jsonl import dumps_line
-from membench_eval.store.keys import GENERATION_CODE_VERSION, image_key, key_fields
+from membench_eval.store.keys import GENERATION_CODE_VERSION, image_keys, key_fields
 
 # prompt_id of the throw-away requests that pad a short batch to the run's fixed shape.
 PADDING_PROMPT_ID = "__membench_padding__"
@@ -76,7 +76,7 @@ def request_keys(
 ) -> list[str]:
     """Store keys of ``requests`` (what ``generate`` would store them under)."""
     settings = resolve_batch_size(pipe, settings)
-    return [image_key(f) for f in _request_fields(pipe, requests, mitigation, settings, method_source(mitigation))]
+    return image_keys(_request_fields(pipe, requests, mitigation, settings, method_source(mitigation)))
 
 
 def resolve_batch_size(pipe: "StableDiffusionPipeline", settings: GenerationSettings) -> GenerationSettings:
@@ -224,7 +224,7 @@ def generate(
     requests = list(requests)
     source = method_source(m)
     fields = _request_fields(pipe, requests, m, settings, source)
-    keys = [image_key(f) for f in fields]
+    keys = image_keys(fields)  # the same keys as image_key, batch-shared values checked once
     if len(set(keys)) != len(keys):
         seen: set[str] = set()
         dup = next(requests[i] for i, k in enumerate(keys) if k in seen or seen.add(k))  # type: ignore[func-returns-value]

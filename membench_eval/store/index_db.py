@@ -30,7 +30,7 @@ from typing import Any
 from membench_eval.errors import DataError
 from membench_eval.store.format import row_checksum
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # a database of another schema is dropped and rebuilt from the log
 TAIL = 32  # bytes of a shard's ingested end kept to tell an append from a rewrite
 CHUNK = 16 * 2**20  # bytes of log ingested per transaction (other writers wait at most that long)
 AREAS = ("quarantine", "records", "scores")  # ingest order: a quarantine first drops older rows
@@ -45,8 +45,8 @@ CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, time REAL, png_sha256 
     row_sha256 TEXT, row TEXT, {", ".join(RECORD_COLUMNS)});
 CREATE INDEX IF NOT EXISTS records_image ON records (prompt_id, seed);
 CREATE INDEX IF NOT EXISTS records_config ON records (method_path, cfg_label);
-CREATE TABLE IF NOT EXISTS scores (key TEXT, metric TEXT, backend TEXT, time REAL, png_sha256 TEXT, row TEXT,
-    PRIMARY KEY (key, metric, backend)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS scores (key TEXT, metric TEXT, backend TEXT, time REAL, png_sha256 TEXT, row TEXT);
+CREATE UNIQUE INDEX IF NOT EXISTS scores_key ON scores (key, metric, backend);
 CREATE TABLE IF NOT EXISTS quarantine (key TEXT PRIMARY KEY, time REAL);
 CREATE TABLE IF NOT EXISTS verified (key TEXT PRIMARY KEY, png_sha256 TEXT, dev INTEGER, ino INTEGER,
     size INTEGER, mtime_ns INTEGER);
@@ -276,8 +276,10 @@ def open_index(path: Path, root: Path, problems: list[str], on_reset: Callable[[
     ident = identity_of(root)
     if got is None or got[0] != ident:
         with transaction(db):
-            for table in (*DERIVED, "verified", "aggregates"):
-                db.execute(f"DELETE FROM {table}")  # noqa: S608
+            for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+                db.execute(f"DROP TABLE {table}")  # noqa: S608 - names from sqlite_master
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                db.execute(statement)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('identity', ?)", (ident,))
     sync(db, root, problems)
     return db

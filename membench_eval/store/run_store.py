@@ -183,10 +183,12 @@ class RunStore(IndexQueries):
         self.problems.append(f"{path}: damaged ({reason}); moved to {aside}, key {key} will be regenerated")
         return aside
 
-    def _append(self, db: sqlite3.Connection, file: AppendOnlyJsonl, row: dict[str, Any]) -> None:
-        """Append ``row`` to this writer's shard ``file`` inside the index transaction that applies it."""
+    def _append(self, db: sqlite3.Connection, file: AppendOnlyJsonl, row: dict[str, Any]) -> str:
+        """Append ``row`` to this writer's shard ``file`` inside the index transaction that applies
+        it; returns the line's text (what the index stores, serialised once)."""
         start, end, data = file.append(row)
         index_db.advance_own_shard(db, file.path, start, end, data[-index_db.TAIL:])
+        return data[:-1].decode()
 
     def __contains__(self, key: str) -> bool:
         return self.has(key)
@@ -296,8 +298,7 @@ class RunStore(IndexQueries):
         full = json.loads(json.dumps(full, default=json_default))  # the row exactly as it will read back
         full["row_sha256"] = row_checksum(full)
         with index_db.transaction(self._db) as db:
-            self._append(db, self._records_file, full)
-            index_db.LogIngest(db, self.problems).record(full)
+            index_db.LogIngest(db, self.problems).record(full, self._append(db, self._records_file, full))
         return full
 
     def put_score(self, key: str, metric: str, backend: str, value: Any, **extra: Any) -> None:
@@ -325,8 +326,7 @@ class RunStore(IndexQueries):
                     full = {**row, "png_sha256": digests.get(row["key"]), "shard": self.shard, "time": time.time()}
                     full = json.loads(json.dumps(full, default=json_default))
                     full["row_sha256"] = row_checksum(full)
-                    self._append(db, self._scores_file, full)
-                    ingest.score(full)
+                    ingest.score(full, self._append(db, self._scores_file, full))
 
     def _score_rows(self, where: str, params: Sequence[Any]) -> list[tuple[str, str, str, str]]:
         with self._lock:

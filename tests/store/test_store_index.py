@@ -192,3 +192,13 @@ def test_a_regenerated_image_is_aggregated_again(tiny_parts: dict[str, Any], tmp
     again, counts = _board_json(tiny_parts, store, tmp_path / "b")
     assert counts["generated"] == 1 and counts["scored"] == 1  # its prompt missed the cache
     assert again == fresh  # deterministic pixels: the same numbers
+
+
+def test_batch_image_keys_equal_one_by_one_keys() -> None:
+    from membench_eval.store.keys import image_key, image_keys
+
+    shared = {"class": "DDIM", "config": {"betas": [0.1, 2.5, (3, 4)], 7: "int key", "flag": True}}
+    fields = [{"scheduler": shared, "params": {"n": i, "t": (1, 2)}, "seed": i, "prompt": f"é {i}"} for i in range(5)]
+    assert image_keys(fields) == [image_key(f) for f in fields]
+    with pytest.raises(ValueError, match="non-finite"):
+        image_keys([{"scheduler": shared, "g": float("nan")}])
