@@ -24,6 +24,7 @@ from membench_eval.generation.settings import GenerationSettings
 from membench_eval.mitigation import ImageRequest, Mitigation
 from membench_eval.models.family import family_for
 from membench_eval.store.jsonl import dumps_line
+from membench_eval.generation.request_keys import keys_and_fields
 from membench_eval.store.keys import GENERATION_CODE_VERSION, image_keys, key_fields
 
 # prompt_id of the throw-away requests that pad a short batch to the run's fixed shape.
@@ -104,6 +105,15 @@ def _request_fields(
     pipe: "StableDiffusionPipeline", requests: Sequence[ImageRequest], mitigation: Mitigation,
     settings: GenerationSettings, source: "MethodSource",
 ) -> list[dict[str, Any]]:
+    make = _field_maker(pipe, requests, mitigation, settings, source)
+    return [make(i) for i in range(len(requests))]
+
+
+def _field_maker(
+    pipe: "StableDiffusionPipeline", requests: Sequence[ImageRequest], mitigation: Mitigation,
+    settings: GenerationSettings, source: "MethodSource",
+) -> Callable[[int], dict[str, Any]]:
+    """The key fields of request ``i`` (what its key hashes); what they share is computed once."""
     from membench_eval.models.cuda import compute_flags
 
     family = family_for(pipe)
@@ -114,16 +124,18 @@ def _request_fields(
     shape = batch_shape(requests, settings, mitigation.batch_by_prompt)
     device_type = _execution_device(pipe).type
     dtype = str(family.dtype).replace("torch.", "")
-    return [
-        key_fields(
+
+    def make(i: int) -> dict[str, Any]:
+        r = requests[i]
+        return key_fields(
             model=ident["model"], revision=ident["revision"], scheduler=sched, method=mitigation.name, params=params,
             method_source=source.sha256, engine=GENERATION_CODE_VERSION, prompt_id=r.prompt_id, prompt=r.prompt, seed=r.seed,
             num_inference_steps=settings.num_inference_steps, guidance_scale=settings.guidance_scale,
             height=settings.height, width=settings.width, batch_shape=shape, device_type=device_type, dtype=dtype,
             compute=compute,
         )
-        for r in requests
-    ]
+
+    return make
 
 
 # --- batching -----------------------------------------------------------------------------------
@@ -223,8 +235,8 @@ def generate(
     settings = resolve_batch_size(pipe, settings)
     requests = list(requests)
     source = method_source(m)
-    fields = _request_fields(pipe, requests, m, settings, source)
-    keys = image_keys(fields)  # the same keys as image_key, batch-shared values checked once
+    keys, fields = keys_and_fields(_field_maker(pipe, requests, m, settings, source),
+                                   [(r.prompt_id, r.prompt, r.seed) for r in requests])
     if len(set(keys)) != len(keys):
         seen: set[str] = set()
         dup = next(requests[i] for i, k in enumerate(keys) if k in seen or seen.add(k))  # type: ignore[func-returns-value]

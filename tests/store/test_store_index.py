@@ -202,3 +202,21 @@ def test_batch_image_keys_equal_one_by_one_keys() -> None:
     assert image_keys(fields) == [image_key(f) for f in fields]
     with pytest.raises(ValueError, match="non-finite"):
         image_keys([{"scheduler": shared, "g": float("nan")}])
+
+
+def test_template_keys_equal_full_keys_for_awkward_prompts() -> None:
+    from membench_eval.generation.request_keys import keys_and_fields, template_keys
+    from membench_eval.store.keys import image_key
+
+    common = {"scheme": "s", "scheduler": {"config": {"b": [1.5, 2]}}, "params": {"n": 3}, "width": 16}
+    per_image = [("p0", 'a "quoted" prompt\\', 1), ("p\u00e91", "caf\u00e9 \x01membench seed\x01 \n", 2**40),
+                 ("p2", "\\u0001membench prompt\\u0001", 0)]
+    full = [{**common, "prompt_id": pid, "prompt": text, "seed": seed} for pid, text, seed in per_image]
+    assert template_keys(common, per_image) == [image_key(f) for f in full]
+    # A shared field holding a marker cannot be split safely: the full path is taken, same keys.
+    odd = {**common, "note": "\x01membench prompt\x01"}
+    assert template_keys(odd, per_image) is None
+    keys, fields = keys_and_fields(lambda i: {**odd, **dict(zip(("prompt_id", "prompt", "seed"), per_image[i]))},
+                                   per_image)
+    assert keys == [image_key({**odd, "prompt_id": p, "prompt": t, "seed": s}) for p, t, s in per_image]
+    assert fields[1]["seed"] == 2**40 and len(fields) == 3
