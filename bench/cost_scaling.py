@@ -17,11 +17,20 @@
    (``membench generate``, then ``membench run``; or ``overlap_scoring=False``), 40 vs 400 images
    at 512x512, so memory held per image is visible (tiny images would hide it). Same target.
 
+4. ``--table [35k 140k 805k]`` (issue 34): cached reruns side by side, with growth ratios: one
+   config of 35,000 images, four times its prompts (140,000), and the paper's Table 3 as a synthetic
+   sweep (base, RNA x6, RTA x6, Wen x6, Ren x4 from ``mitigations/``: 23 configs, 805,000 images),
+   where the leaderboard of every stored config is rebuilt, and a one-config leaderboard (base
+   only) on the same store shows its cost flat in the other configs. Each store is built once per
+   --workdir; rerun 1 also records PNG verifications and per-prompt aggregates in the store's
+   index, rerun 2 is the cached rerun. Targets: <= 60 s and <= 2 GiB of peak RSS at 805k.
+
 Models are built before the timer starts (the pipeline only names the image keys in a cached
 run). Everything runs with one thread; the store lives in a temporary folder (or --workdir).
 
     python bench/cost_scaling.py [--sizes 300 3000] [--trigger 3000 --general 5000] [--score-after 40 400]
-                                 [--profile] [--workdir DIR]
+                                 [--profile] [--workdir DIR] [--configs N] [--one-config]
+    python bench/cost_scaling.py --table [35k 140k 805k 3.5k 80k] [--workdir DIR]
 
 About 6-7 minutes on a quiet 2-core machine, 10 under heavy load (most of it: SSCD of the 3000
 images on one thread).
@@ -55,6 +64,13 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def cpu_seconds() -> float:
+    """This process's CPU time (user + system): on a shared, loaded machine wall seconds mostly
+    measure the neighbours; CPU seconds what the rerun itself costs."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def rss_mib() -> float:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -64,9 +80,10 @@ def rss_mib() -> float:
 
 
 def synthetic_suite(name: str, workdir: Path, n_trigger: int, n_general: int, trigger_images: int,
-                    size: int, steps: int) -> Any:
+                    size: int, steps: int, model: str = "tiny-random-in-memory") -> Any:
     """A suite built in code: ``N_REFS`` small reference PNGs; trigger prompt i points at reference
-    i % N_REFS (every 7th at a second one too); general prompts point at none."""
+    i % N_REFS (every 7th at a second one too); general prompts point at none. ``model``: the name
+    stored configs must match (``in-memory``, the tiny pipeline's identity, for a sweep)."""
     import numpy as np
     from PIL import Image
 
@@ -87,7 +104,7 @@ def synthetic_suite(name: str, workdir: Path, n_trigger: int, n_general: int, tr
                            (ids[i % N_REFS],) + ((ids[(i + 1) % N_REFS],) if i % 7 == 0 else ()))
                     for i in range(n_trigger))
     general = tuple(Prompt(f"g{i:05d}", f"a cat on a sofa, caption {i}") for i in range(n_general))
-    return Suite(name, "tiny-random-in-memory", PromptSet("trigger", trigger, trigger_images),
+    return Suite(name, model, PromptSet("trigger", trigger, trigger_images),
                  PromptSet("general", general, 1), memorized, reference_dir=refs,
                  generation_defaults={"height": size, "width": size, "num_inference_steps": steps},
                  sscd_backend="disc_mixup_onnx")
@@ -146,12 +163,14 @@ class CachedOnlyScorer:
         raise AssertionError("cached rerun asked to score an image: its score was not reused from the store")
 
 
-def make_evaluation(suite: Any, workdir: Path, models: dict[str, Any], batch_size: int) -> Any:
-    """An Evaluation of ``suite`` with the models injected (as the tests do)."""
+def make_evaluation(suite: Any, workdir: Path, models: dict[str, Any], batch_size: int,
+                    stored_baselines: bool = True) -> Any:
+    """An Evaluation of ``suite`` with the models injected (as the tests do); ``stored_baselines``
+    False: a one-config leaderboard (base only), whatever else the store holds."""
     from membench_eval.evaluation import EvalOptions, Evaluation
 
     ev = Evaluation(EvalOptions(suite=suite.name, store_dir=str(workdir / "store"), out_dir=str(workdir / "out"),
-                                device="cpu", batch_size=batch_size), suite=suite)
+                                device="cpu", batch_size=batch_size, stored_baselines=stored_baselines), suite=suite)
     ev.models.put("pipeline", models["pipe"])
     ev.models.put("sscd", models["sscd"])
     ev.quality_scorers = dict(models["quality"])
@@ -230,20 +249,18 @@ def child_score_after(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _store_suite(args: argparse.Namespace, workdir: Path) -> Any:
-    return synthetic_suite("cost-rebuild", workdir, args.trigger, args.general, 10, args.size, args.steps)
+    # A sweep's configs join the leaderboard as stored configs of the suite's model, which must then
+    # be named as the in-memory pipeline names itself (one config: the name main always used).
+    model = "in-memory" if args.configs > 1 else "tiny-random-in-memory"
+    return synthetic_suite("cost-rebuild", workdir, args.trigger, args.general, 10, args.size, args.steps, model)
 
 
 def child_build(args: argparse.Namespace) -> dict[str, Any]:
     """Fill the store with every image and score row the cached rerun will look up, through the
     store's writer (``put_image`` / ``put_scores``), keyed exactly as the engine keys them."""
     import numpy as np
-    from PIL import Image
 
-    from membench_eval.evaluation import AESTHETIC_METRIC, CLIP_METRIC, SSCD_METRIC
-    from membench_eval.generation.batch import method_source
-    from membench_eval.generation.engine import _request_fields
-    from membench_eval.generation.seeding import plan_requests
-    from membench_eval.store.keys import image_key
+    from membench_eval.evaluation import AESTHETIC_METRIC, CLIP_METRIC
 
     from membench_eval.evaluation.scoring import scorer_id  # the identity that keys CLIP/aesthetic rows
 
@@ -252,23 +269,51 @@ def child_build(args: argparse.Namespace) -> dict[str, Any]:
     models = load_models(args.size)
     ev = make_evaluation(_store_suite(args, workdir), workdir, models, args.batch_size)
     plan = ev.plan([], [])
-    expected = sum(len(ps) * ev.settings.images_per_prompt(role) for role, ps in plan.prompts.items())
+    expected = args.configs * sum(len(ps) * ev.settings.images_per_prompt(role) for role, ps in plan.prompts.items())
     if len(ev.store) >= expected:  # built by an earlier run of this --workdir
         return {"images": len(ev.store), "seconds": time.perf_counter() - t0, "jsonl_mib": _jsonl_mib(ev.store),
                 "reused": True}
-    base = plan.methods[0].mitigation
-    source = method_source(base)
     ref_ids = sorted(ev.reference_embeddings)
     sscd_id, store, settings = ev.sscd.fingerprint, ev.store, ev.settings
     quality = {m: scorer_id(ev.quality_scorers[k]) for m, k in ((CLIP_METRIC, "clip"), (AESTHETIC_METRIC, "aesthetic"))
                if ev.quality_scorers.get(k) is not None}
-    common = {"label": base.label(), "run_seed": settings.seed, "device": "cpu", "dtype": "float32",
-              "method_path": source.path, "method_sha256": source.sha256, "records": {"unet_evals": 2.0 * args.steps}}
     rng = np.random.default_rng(1)
     n = 0
+    for config in table3_configs(plan.methods[0].mitigation)[:args.configs]:
+        n = _build_config(args, config, plan, models, store, settings, ref_ids, sscd_id, quality, rng, n)
+    store.close()
+    return {"images": n, "seconds": time.perf_counter() - t0, "jsonl_mib": _jsonl_mib(store)}
+
+
+def table3_configs(base: Any) -> list[Any]:
+    """MemBench's Table 3 sweep, 23 configs: base, then the bundled RNA, RTA, Wen and Ren sweeps
+    (6 + 6 + 6 + 4 settings): the configs a stored-baselines leaderboard of the paper shows."""
+    from membench_eval.plugins.mitigations import load_mitigations
+
+    out = [base]
+    for name in ("rna", "rta", "wen", "ren"):
+        out += load_mitigations(str(REPO / "mitigations" / f"{name}.py"), None, ["sweep"])
+    return out
+
+
+def _build_config(args: argparse.Namespace, config: Any, plan: Any, models: dict[str, Any], store: Any,
+                  settings: Any, ref_ids: list[str], sscd_id: str, quality: dict[str, str], rng: Any, n: int) -> int:
+    """Write one config's images and score rows (keyed as the engine keys them); returns the count so far."""
+    import numpy as np
+    from PIL import Image
+
+    from membench_eval.evaluation import CLIP_METRIC, SSCD_METRIC
+    from membench_eval.generation.batch import method_source
+    from membench_eval.generation.engine import _request_fields
+    from membench_eval.generation.seeding import plan_requests
+    from membench_eval.store.keys import image_key
+
+    source = method_source(config)
+    common = {"label": config.label(), "run_seed": settings.seed, "device": "cpu", "dtype": "float32",
+              "method_path": source.path, "method_sha256": source.sha256, "records": {"unet_evals": 2.0 * args.steps}}
     for role, prompts in plan.prompts.items():
         requests = plan_requests(prompts, settings.images_per_prompt(role), settings.seed)
-        fields = _request_fields(models["pipe"], requests, base, settings, source)
+        fields = _request_fields(models["pipe"], requests, config, settings, source)
         own = {p.prompt_id: set(p.memorized_ids) for p in prompts}
         for r, f in zip(requests, fields):
             key = image_key(f)
@@ -287,8 +332,7 @@ def child_build(args: argparse.Namespace) -> dict[str, Any]:
                      for m, b in quality.items()]
             store.put_scores(rows)
             n += 1
-    store.close()
-    return {"images": n, "seconds": time.perf_counter() - t0, "jsonl_mib": _jsonl_mib(store)}
+    return n
 
 
 def _jsonl_mib(store: Any) -> float:
@@ -309,10 +353,10 @@ def child_rerun(args: argparse.Namespace) -> dict[str, Any]:
 
         profiler = cProfile.Profile()
         profiler.enable()
-    t0 = time.perf_counter()
-    ev = make_evaluation(suite, workdir, models, args.batch_size)
+    t0, cpu0 = time.perf_counter(), cpu_seconds()
+    ev = make_evaluation(suite, workdir, models, args.batch_size, stored_baselines=not args.one_config)
     phases = full_run(ev)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
     if profiler is not None:
         import io
         import pstats
@@ -323,8 +367,11 @@ def child_rerun(args: argparse.Namespace) -> dict[str, Any]:
         stats.sort_stats("cumulative").print_stats(30)
         stats.sort_stats("tottime").print_stats(15)  # cumulative misleads under recursion (matplotlib)
         (workdir / "rerun.prof.txt").write_text(text.getvalue())
-    return {"seconds": seconds, "setup_s": setup_s, "phases": phases, "counts": ev.counts,
-            "problems": len(ev.store.problems), "peak_rss_mib": peak_rss_mib()}
+    out = {"seconds": seconds, "cpu_s": cpu, "setup_s": setup_s, "phases": phases, "counts": ev.counts,
+           "problems": len(ev.store.problems), "peak_rss_mib": peak_rss_mib(), "one_config": args.one_config}
+    with open(workdir / "reruns.jsonl", "a") as fh:  # every rerun's numbers, also those of interrupted tables
+        fh.write(json.dumps(out) + "\n")
+    return out
 
 
 # --- the parent -----------------------------------------------------------------------------------
@@ -333,9 +380,9 @@ def child_rerun(args: argparse.Namespace) -> dict[str, Any]:
 def run_child(mode: str, workdir: Path, args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", mode, "--workdir", str(workdir), "--size", str(args.size),
            "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--trigger", str(args.trigger),
-           "--general", str(args.general)] + (["--profile"] if args.profile else [])
+           "--general", str(args.general), "--configs", str(args.configs)] + (["--profile"] if args.profile else [])
     for k, v in extra.items():
-        cmd += [f"--{k}", str(v)]
+        cmd += [f"--{k}"] + ([str(v)] if v != "" else [])
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MEMBENCH_CACHE_DIR": str(workdir / "cache")}
     t0 = time.perf_counter()
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
@@ -369,6 +416,54 @@ def sha256_extrapolation(images: int) -> str:
             f"({rate / 2**30:.2f} GiB/s here), plus reading {images * png / 2**30:.1f} GiB")
 
 
+# name -> (trigger prompts x10 images, general prompts x1, configs): one MemBench SD1 + COCO config
+# (35k), four times its prompts (140k), the paper's Table 3 (23 configs, 805k); 3.5k / 80k: the
+# same at a tenth of the prompts, for a quick look at the growth in configs.
+TABLE_SIZES = {"35k": (3000, 5000, 1), "140k": (12000, 20000, 1), "805k": (3000, 5000, 23),
+               "3.5k": (300, 500, 1), "80k": (300, 500, 23)}
+DEFAULT_TABLE = ("35k", "140k", "805k")
+RSS_TARGET_MIB = 2048
+
+
+def scaling_table(args: argparse.Namespace, root: Path, sizes: list[str]) -> None:
+    """Per size: build the store (once per --workdir), then two cached reruns (the first also
+    records PNG verifications and per-prompt aggregates in the index; the second is the cached
+    rerun proper), and on a multi-config store a one-config leaderboard; side by side with
+    growth ratios against the first size."""
+    rows = []
+    for name in sizes:
+        trigger, general, configs = TABLE_SIZES[name]
+        sized = argparse.Namespace(**{**vars(args), "trigger": trigger, "general": general, "configs": configs,
+                                      "one_config": False})
+        folder = root / f"table-{name}"
+        b = run_child("build", folder, sized)
+        print(f"{name}: {'reused' if b.get('reused') else 'wrote'} {b['images']} images in {b['seconds']:.0f} s "
+              f"({b['jsonl_mib']:.0f} MiB of JSONL)", flush=True)
+        reruns = [run_child("rerun", folder, sized) for _ in range(2)]
+        for k, r in enumerate(reruns):
+            ph = " ".join(f"{p} {v:.1f}" for p, v in r["phases"].items())
+            print(f"{name}: rerun {k + 1}: {r['seconds']:.1f} s, CPU {r['cpu_s']:.1f} s ({ph}); "
+                  f"peak RSS {r['peak_rss_mib']:.0f} MiB; "
+                  f"{r['counts']}", flush=True)
+        one = run_child("rerun", folder, sized, **{"one-config": ""}) if configs > 1 else reruns[1]
+        if configs > 1:
+            print(f"{name}: one-config leaderboard: {one['seconds']:.1f} s, CPU {one['cpu_s']:.1f} s; "
+                  f"peak RSS {one['peak_rss_mib']:.0f} MiB",
+                  flush=True)
+        ok = all(r["counts"]["generated"] == 0 and r["counts"]["scored"] == 0 and not r["problems"] for r in reruns)
+        rows.append((name, b["images"], configs, reruns[0], reruns[1], one, ok))
+    first = rows[0]
+    print(f"\n{'size':>6} {'images':>8} {'cfg':>4} {'rerun1 s':>9} {'rerun2 s':>9} {'CPU s':>6} {'peak MiB':>9} "
+          f"{'1-cfg s':>8} {'x images':>9} {'x time':>7} {'x RSS':>6}  targets (<= {REBUILD_TARGET_S:.0f} s, "
+          f"<= {RSS_TARGET_MIB} MiB)")
+    for name, images, configs, r1, r2, one, ok in rows:
+        print(f"{name:>6} {images:>8} {configs:>4} {r1['seconds']:>9.1f} {r2['seconds']:>9.1f} {r2['cpu_s']:>6.1f} "
+              f"{r2['peak_rss_mib']:>9.0f} {one['seconds']:>8.1f} {images / first[1]:>9.1f} "
+              f"{r2['seconds'] / first[4]['seconds']:>7.2f} {r2['peak_rss_mib'] / first[4]['peak_rss_mib']:>6.2f}  "
+              f"{'pass' if ok and r2['seconds'] <= REBUILD_TARGET_S and r2['peak_rss_mib'] <= RSS_TARGET_MIB else 'MISS'}"
+              f"{'' if ok else ' (NOT FULLY CACHED)'}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[300, 3000], help="prompts per memory run")
@@ -381,6 +476,11 @@ def main() -> None:
     p.add_argument("--skip-rebuild", action="store_true")
     p.add_argument("--score-after", type=int, nargs=2, default=[40, 400], metavar=("FEW", "MANY"),
                    help="stored unscored 512x512 images scored by Evaluation.score_keys (0 0: skip)")
+    p.add_argument("--configs", type=int, default=1, help="configs of the Table-3 sweep in the cached store (1-23)")
+    p.add_argument("--one-config", action="store_true", help="rerun a one-config leaderboard (no stored baselines)")
+    p.add_argument("--table", nargs="*", metavar="SIZE", choices=sorted(TABLE_SIZES),
+                   help=f"cached reruns of these stores side by side (default: {' '.join(DEFAULT_TABLE)}); "
+                        "the other measurements are skipped")
     p.add_argument("--profile", action="store_true", help="cProfile the cached rerun (<workdir>/rerun.prof.txt)")
     p.add_argument("--workdir", default=None, help="keep the stores here (default: a temporary folder)")
     p.add_argument("--child", choices=["rss", "build", "rerun", "score-after"], help=argparse.SUPPRESS)
@@ -392,6 +492,11 @@ def main() -> None:
         return
 
     t_all = time.perf_counter()
+    if args.table is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            scaling_table(args, Path(args.workdir or tmp), args.table or list(DEFAULT_TABLE))
+        print(f"(script {time.perf_counter() - t_all:.0f} s)")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.workdir or tmp)
         table = []

@@ -170,7 +170,7 @@ class Evaluation:
         from membench_eval.paths import PACKAGE_ROOT
         from membench_eval.evaluation.stored_configs import find_stored_configs, same_model
 
-        found = find_stored_configs(self.store.records(), prompts, self.settings,
+        found = find_stored_configs(self.store, prompts, self.settings,
                                     model_matches=lambda row: same_model(row, self.model_name),
                                     device=self.options.device, bundled_folder=PACKAGE_ROOT.parent / "mitigations")
         out: list[MethodSpec] = []
@@ -279,16 +279,25 @@ class Evaluation:
                           progress=self.options.progress, on_stored=scorer)
         self.counts["generated"] += report.new
         self.counts["reused"] += report.reused
-        scores = self.score_keys(report.keys, [r.prompt for r in requests])
-        for key in report.keys:  # the measured cost (``generation.batch.run_batch``), when stored
-            evals = (self.store.record(key).get("records") or {}).get("unet_evals")
-            if isinstance(evals, (int, float)):
-                scores[key]["unet_evals"] = float(evals)
-        results = []
-        for k, prompt in enumerate(prompts):
-            rows = [scores[key] for key in report.keys[k * n:(k + 1) * n]]
-            results.append(self.aggregate(method, role, prompt, rows))
-        return results
+        return self._prompt_results(method, role, prompts, report.keys, [r.prompt for r in requests], n)
+
+    def _prompt_results(self, method: MethodSpec, role: str, prompts: Sequence["Prompt"], keys: Sequence[str],
+                        texts: Sequence[str], n: int) -> list[PromptResult]:
+        """Per prompt: its cached result, or its images' scores aggregated (``evaluation.prompt_cache``)."""
+        from membench_eval.evaluation.prompt_cache import cache_key, prompt_results
+        from membench_eval.evaluation.scoring import backend_ids
+
+        scorers = self.scorers()
+        ids, refs, seed = backend_ids(scorers), list(scorers.reference_embeddings), self.settings.seed
+
+        def reused(keys: list[str]) -> None:
+            self.counts["scores_reused"] += sum(1 for k in dict.fromkeys(keys) if k not in self._scored_here)
+
+        return prompt_results(
+            self.store, method, role, prompts, keys, texts, n, reused=reused,
+            make_key=lambda p, images: cache_key(scorers=ids, reference_ids=refs, run_seed=seed, method=method,
+                                                 role=role, prompt=p, images=images),
+            score=self.score_keys, aggregate=lambda p, rows: self.aggregate(method, role, p, rows))
 
     def _overlapped_scorer(self) -> "OverlappedScorer | None":
         """The engine's ``on_stored`` scorer, or None when a scorer cannot load (then scoring

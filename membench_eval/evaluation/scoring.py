@@ -99,6 +99,11 @@ def _backends(ctx: ScoringContext) -> dict[str, tuple[str, str]]:
                                                          for spec, s in _quality_scorers(ctx)}}
 
 
+def backend_ids(ctx: ScoringContext) -> dict[str, str]:
+    """Store metric -> the identity of the scorer that scores it in this run."""
+    return {metric: backend for metric, (_, backend) in _backends(ctx).items()}
+
+
 def _store_rows(ctx: ScoringContext, keys: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
     backends = _backends(ctx)
     out = []

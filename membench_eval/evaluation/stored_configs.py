@@ -10,13 +10,13 @@ run's. A stored config is reused only when its images are provably from the curr
 - model, seed, steps, guidance, size, compute shape (batch, device type, dtype) match this run;
 - every planned (prompt, image) is present.
 
-Checked from store rows and file hashes alone; torch is imported only to resolve the device when
+Checked from the store's index and file hashes alone; torch is imported only to resolve the device when
 there is a candidate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,7 @@ from membench_eval.errors import MembenchError
 if TYPE_CHECKING:
     from membench_eval.generation.settings import GenerationSettings
     from membench_eval.mitigation import Mitigation
+    from membench_eval.store.run_store import RunStore
     from membench_eval.suites.types import Prompt
 
 
@@ -49,7 +50,7 @@ def current_compute(device: str | None) -> tuple[str, str]:
 
 
 def find_stored_configs(
-    records: Iterable[dict[str, Any]],
+    store: "RunStore",
     prompts: dict[str, list["Prompt"]],
     settings: "GenerationSettings",
     *,
@@ -57,7 +58,11 @@ def find_stored_configs(
     device: str | None,
     bundled_folder: Path,
 ) -> list[StoredConfig]:
-    """Configs complete in ``records`` for ``prompts`` (see module docstring), sorted by label."""
+    """Configs complete in ``store`` for ``prompts`` (see module docstring), sorted by label.
+
+    Asked of the store's index by its indexed columns (``store.index_db.RECORD_COLUMNS``): one
+    grouped query for the configs of these settings, then the (prompt, seed) pairs of each
+    candidate; never every row of the store into memory."""
     from membench_eval.generation.engine import GENERATION_CODE_VERSION
     from membench_eval.generation.seeding import image_seed
     from membench_eval.store.keys import KEY_SCHEME
@@ -65,26 +70,32 @@ def find_stored_configs(
     s = settings
     wanted = {(p.prompt_id, image_seed(s.seed, p.prompt_id, i))
               for role, ps in prompts.items() for p in ps for i in range(s.images_per_prompt(role))}  # type: ignore[arg-type]
-    shape = (s.num_inference_steps, float(s.guidance_scale), s.height, s.width)
-    found: dict[tuple[str, str], set[tuple[str, int]]] = {}
-    meta: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in records:
-        path = row.get("method_path")
-        if not path or row.get("scheme") != KEY_SCHEME or row.get("engine") != GENERATION_CODE_VERSION:
+    cond = ("method_path IS NOT NULL AND method_path != '' AND scheme = ? AND engine = ? AND num_inference_steps = ? "
+            "AND guidance_scale = ? AND height = ? AND width = ?")
+    params = (KEY_SCHEME, GENERATION_CODE_VERSION, s.num_inference_steps, float(s.guidance_scale), s.height, s.width)
+    first: dict[tuple[str, str], int] = {}
+    models: dict[tuple[str, str], set[tuple[Any, Any]]] = {}
+    for path, label, model, model_path, rowid in store.query(
+            f"SELECT method_path, cfg_label, model, model_path, MIN(rowid) FROM records WHERE {cond} "
+            "GROUP BY method_path, cfg_label, model, model_path", params):
+        if not model_matches({"model": model, "model_path": model_path}):
             continue
-        if (row.get("num_inference_steps"), float(row.get("guidance_scale", -1)), row.get("height"),
-                row.get("width")) != shape or not model_matches(row):
-            continue
-        ident = (str(path), str(row.get("label") or row.get("method")))
-        meta.setdefault(ident, row)
-        found.setdefault(ident, set()).add((row.get("prompt_id"), row.get("seed")))
-    candidates = [ident for ident in sorted(meta, key=lambda i: (i[1], i[0])) if wanted <= found[ident]]
+        ident = (str(path), str(label))
+        first[ident] = min(rowid, first.get(ident, rowid))
+        models.setdefault(ident, set()).add((model, model_path))
+    candidates = []
+    for ident in sorted(first, key=lambda i: (i[1], i[0])):
+        found = {(pid, seed) for pid, seed, model, model_path in store.query(
+            f"SELECT prompt_id, seed, model, model_path FROM records WHERE {cond} AND method_path = ? AND cfg_label = ?",
+            (*params, *ident)) if (model, model_path) in models[ident]}
+        if wanted <= found:
+            candidates.append(ident)
     if not candidates:
         return []
     device_type, dtype = current_compute(device)
     out: list[StoredConfig] = []
     for path, label in candidates:
-        row = meta[(path, label)]
+        row = json.loads(store.query("SELECT row FROM records WHERE rowid = ?", (first[(path, label)],))[0][0])
         config = _reload(row, path, label, device_type, dtype, s)
         if config is not None:
             out.append(StoredConfig(label, row["method"], path, config, _is_under(Path(path), bundled_folder)))

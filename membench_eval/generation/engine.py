@@ -24,8 +24,9 @@ from membench_eval.generation.settings import GenerationSettings
 from membench_eval.mitigation import ImageRequest, Mitigation
 from membench_eval.models.family import family_for
 from membench_eval.store.jsonl import dumps_line
-from membench_eval.store.keys import GENERATION_CODE_VERSION, image_key, key_fields
+from membench_eval.generation.request_keys import keys_and_fields
 from membench_eval.generation.termination import was_terminated
+from membench_eval.store.keys import GENERATION_CODE_VERSION, image_keys, key_fields
 
 # prompt_id of the throw-away requests that pad a short batch to the run's fixed shape.
 PADDING_PROMPT_ID = "__membench_padding__"
@@ -78,7 +79,7 @@ def request_keys(
 ) -> list[str]:
     """Store keys of ``requests`` (what ``generate`` would store them under)."""
     settings = resolve_batch_size(pipe, settings)
-    return [image_key(f) for f in _request_fields(pipe, requests, mitigation, settings, method_source(mitigation))]
+    return image_keys(_request_fields(pipe, requests, mitigation, settings, method_source(mitigation)))
 
 
 def resolve_batch_size(pipe: "StableDiffusionPipeline", settings: GenerationSettings) -> GenerationSettings:
@@ -106,6 +107,15 @@ def _request_fields(
     pipe: "StableDiffusionPipeline", requests: Sequence[ImageRequest], mitigation: Mitigation,
     settings: GenerationSettings, source: "MethodSource",
 ) -> list[dict[str, Any]]:
+    make = _field_maker(pipe, requests, mitigation, settings, source)
+    return [make(i) for i in range(len(requests))]
+
+
+def _field_maker(
+    pipe: "StableDiffusionPipeline", requests: Sequence[ImageRequest], mitigation: Mitigation,
+    settings: GenerationSettings, source: "MethodSource",
+) -> Callable[[int], dict[str, Any]]:
+    """The key fields of request ``i`` (what its key hashes); what they share is computed once."""
     from membench_eval.models.cuda import compute_flags
 
     family = family_for(pipe)
@@ -116,16 +126,18 @@ def _request_fields(
     shape = batch_shape(requests, settings, mitigation.batch_by_prompt)
     device_type = _execution_device(pipe).type
     dtype = str(family.dtype).replace("torch.", "")
-    return [
-        key_fields(
+
+    def make(i: int) -> dict[str, Any]:
+        r = requests[i]
+        return key_fields(
             model=ident["model"], revision=ident["revision"], scheduler=sched, method=mitigation.name, params=params,
             method_source=source.sha256, engine=GENERATION_CODE_VERSION, prompt_id=r.prompt_id, prompt=r.prompt, seed=r.seed,
             num_inference_steps=settings.num_inference_steps, guidance_scale=settings.guidance_scale,
             height=settings.height, width=settings.width, batch_shape=shape, device_type=device_type, dtype=dtype,
             compute=compute,
         )
-        for r in requests
-    ]
+
+    return make
 
 
 # --- batching -----------------------------------------------------------------------------------
@@ -234,13 +246,13 @@ def generate(
     settings = resolve_batch_size(pipe, settings)
     requests = list(requests)
     source = method_source(m)
-    fields = _request_fields(pipe, requests, m, settings, source)
-    keys = [image_key(f) for f in fields]
+    keys, fields = keys_and_fields(_field_maker(pipe, requests, m, settings, source),
+                                   [(r.prompt_id, r.prompt, r.seed) for r in requests])
     if len(set(keys)) != len(keys):
         seen: set[str] = set()
         dup = next(requests[i] for i, k in enumerate(keys) if k in seen or seen.add(k))  # type: ignore[func-returns-value]
         raise ValueError(f"duplicate image request: prompt {dup.prompt_id!r} image {dup.image_index} (seed {dup.seed})")
-    pending = {i for i, k in enumerate(keys) if not store.has(k)}
+    pending = {i for i, (k, ok) in enumerate(zip(keys, store.has_many(keys))) if not ok}  # batched lookups
     report = GenerationReport(method=m.label(), keys=keys, reused=len(requests) - len(pending))
     shape = batch_shape(requests, settings, m.batch_by_prompt)
     batches = make_batches(requests, pending, shape, m.batch_by_prompt)

@@ -63,18 +63,19 @@ class StoreImages:
         self.store = store
         self.metadata = metadata
         store.refresh()  # images other writers (xdist workers) stored since this store was opened
-        self._by: dict[tuple[str, str, str, int], list[dict[str, Any]]] = {}
-        for row in store.records():
-            try:
-                ident = (str(row["method"]), canonical_json(row.get("params") or {}), str(row["prompt_id"]),
-                         int(row["seed"]))
-            except (KeyError, TypeError, ValueError):
-                continue
-            self._by.setdefault(ident, []).append(row)
-        self._sscd: dict[str, list[Any]] | None = None
+        # Rows are looked up per (prompt, seed) in the store's index when asked: a gallery reads
+        # the rows of the few images it draws, not the whole store.
+        self._by: dict[tuple[str, int], list[dict[str, Any]]] = {}
+
+    def _rows(self, prompt_id: str, seed: int) -> list[dict[str, Any]]:
+        if (prompt_id, seed) not in self._by:
+            self._by[(prompt_id, seed)] = self.store.find_records(prompt_id, seed)
+        return self._by[(prompt_id, seed)]
 
     def candidates(self, result: "PromptResult", seed: int) -> list[dict[str, Any]]:
-        rows = self._by.get((result.method, canonical_json(result.params), result.prompt_id, int(seed)), [])
+        params = canonical_json(result.params)
+        rows = [r for r in self._rows(result.prompt_id, int(seed))
+                if str(r.get("method")) == result.method and canonical_json(r.get("params") or {}) == params]
         sha = (self.metadata.get("methods") or {}).get(result.label, {}).get("sha256")
         if sha:
             rows = [r for r in rows if r.get("method_source") == sha]
@@ -101,11 +102,7 @@ class StoreImages:
         return rows[0] if rows else None
 
     def _sscd_values(self, key: str) -> list[Any]:
-        if self._sscd is None:
-            self._sscd = {}
-            for (k, metric, _backend), value in self.store.scores(metric=SSCD_SCORE_METRIC).items():
-                self._sscd.setdefault(k, []).append(value)
-        return self._sscd.get(key, [])
+        return self.store.score_values(key, SSCD_SCORE_METRIC)
 
     def missing_images(self, result: "PromptResult") -> int | None:
         """How many images of ``result`` the store lacks (None: their seeds are not known)."""

@@ -38,7 +38,9 @@ class AppendOnlyJsonl:
         self.what = what  # named in an OSError: the OS names neither the file nor the row
         self._fd: int | None = None
 
-    def append(self, row: dict[str, Any]) -> None:
+    def append(self, row: dict[str, Any]) -> tuple[int, int, bytes]:
+        """Append one line; returns (its start offset, its end offset, its bytes): the store's
+        index advances its record of this shard by them (``store.index_db.advance_own_shard``)."""
         from membench_eval.store.atomic import named_os_error
 
         data = dumps_line(row)
@@ -52,6 +54,8 @@ class AppendOnlyJsonl:
         if written != len(data):  # a short write on a regular file means the disk is full
             raise OSError(errno.ENOSPC, f"short write, {written} of {len(data)} bytes (appending a {self.what}; "
                           "the disk is probably full)", str(self.path))
+        end = os.lseek(self._fd, 0, os.SEEK_CUR)  # O_APPEND: the end of our line (one writer per file)
+        return end - len(data), end, data
 
     def close(self) -> None:
         if self._fd is not None:

@@ -27,19 +27,39 @@ KEY_SCHEME = "membench-key/v2"
 GENERATION_CODE_VERSION = "membench-generation/v2"
 
 
+def _check(value: Any, memo: dict[int, Any] | None = None) -> Any:
+    """``value`` with string dict keys and lists for tuples; a ValueError for a non-finite number.
+    ``memo``: containers already checked, by identity (the fields of one batch share them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"non-finite number {value!r} cannot be part of a store key")
+    if not isinstance(value, (dict, list, tuple)):
+        return value
+    if memo is not None and id(value) in memo:
+        return memo[id(value)][1]
+    out: Any = ({str(k): _check(v, memo) for k, v in value.items()} if isinstance(value, dict)
+                else [_check(v, memo) for v in value])
+    if memo is not None:
+        memo[id(value)] = (value, out)  # holding ``value`` keeps its id from being reused
+    return out
+
+
+def _dumps(checked: Any) -> str:
+    return json.dumps(checked, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def canonical_json(obj: Any) -> str:
     """Sorted keys, no whitespace, UTF-8 kept, finite numbers only: equal content, equal text."""
+    return _dumps(_check(obj))
 
-    def check(value: Any) -> Any:
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"non-finite number {value!r} cannot be part of a store key")
-        if isinstance(value, dict):
-            return {str(k): check(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [check(v) for v in value]
-        return value
 
-    return json.dumps(check(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+def image_keys(fields: list[dict[str, Any]]) -> list[str]:
+    """``image_key`` of each of ``fields``, the same text hashed; the containers the fields of a
+    batch share (scheduler config, compute flags, parameter values) are checked once, not once per
+    image (measured: the per-value walk was 0.17 ms of each key, 136 s of an 805,000-image rerun)."""
+    memo: dict[int, Any] = {}
+    plain = (str, int, bool, type(None))
+    return [hashlib.sha256(_dumps({str(k): v if type(v) in plain else _check(v, memo) for k, v in f.items()}
+                                  ).encode("utf-8")).hexdigest() for f in fields]
 
 
 def key_fields(

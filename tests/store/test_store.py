@@ -91,8 +91,16 @@ def test_torn_last_line_is_ignored_but_mid_file_corruption_is_reported(tmp_path)
     assert any("a.jsonl, line 1: corrupt JSON line" in line for line in damaged.problems)
 
 
-def test_shards_merge_and_duplicates_are_dropped(tmp_path):
-    a, b = RunStore(tmp_path, shard="a"), RunStore(tmp_path, shard="b")
+def test_shards_merge_and_duplicates_are_dropped(tmp_path, monkeypatch):
+    # Two hosts on a shared file system: each indexes the log itself (its own index folder).
+    from membench_eval.store.index_location import INDEX_DIR_ENV
+
+    monkeypatch.setenv(INDEX_DIR_ENV, str(tmp_path / "host-a"))
+    a = RunStore(tmp_path / "s", shard="a")
+    monkeypatch.setenv(INDEX_DIR_ENV, str(tmp_path / "host-b"))
+    b = RunStore(tmp_path / "s", shard="b")
+    monkeypatch.delenv(INDEX_DIR_ENV)
+    tmp_path = tmp_path / "s"
     a.put_image("01" * 32, _image(1), {"w": "a"})
     b.put_image("01" * 32, _image(1), {"w": "b"})  # a concurrent writer of the same key
     b.put_image("02" * 32, _image(2), {"w": "b"})

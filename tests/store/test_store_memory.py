@@ -65,10 +65,11 @@ def test_index_holds_no_image_bytes_after_writes_reads_and_reopen(tmp_path: Path
 
 
 def test_the_check_sees_a_cached_payload(tmp_path: Path) -> None:
-    """The walk reaches the index's rows: a PNG kept in a row would be found."""
+    """The walk reaches the store's attributes and the containers they hold: a PNG kept in a row
+    cached in memory would be found (the index's rows live in SQLite on disk, not in RAM)."""
     rng = np.random.default_rng(1)
     with RunStore(tmp_path) as store:
         key = "a" * 64
         store.put_image(key, Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)), {})
-        store.record(key)["cached"] = store.image_path(key).read_bytes()
+        store.row_cache = {key: {**store.record(key), "cached": store.image_path(key).read_bytes()}}
         assert _payloads(store) and "bytes" in _payloads(store)[0]
