@@ -27,11 +27,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from membench_eval.evaluation import EvalOptions, Evaluation
-    from membench_eval.evaluation.gates import check_gates, gates_from_pyproject, parse_gates
+    from membench_eval.evaluation.gate_config import resolve_gates
+    from membench_eval.evaluation.gates import check_gates
     from membench_eval.report import to_markdown
     from membench_eval.report.artefacts import write_report
 
-    gates = parse_gates(args.gate or gates_from_pyproject(Path.cwd() / "pyproject.toml"))
+    gate_config = resolve_gates(args.gate, args.gate_file, Path.cwd())
+    gates = list(gate_config.gates)
+    print(f"membench: {gate_config.describe()}")
     options = EvalOptions(
         suite=args.suite, data_dir=args.data_dir, model=args.model, store_dir=args.store, out_dir=args.out,
         limit=args.limit, subset=args.subset, device=args.device, sscd_backend=args.sscd_backend,

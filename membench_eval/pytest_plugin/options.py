@@ -12,6 +12,7 @@ from membench_eval.evaluation.options import DEFAULT_OUT, add_pytest_options
 
 if TYPE_CHECKING:
     from membench_eval.evaluation import EvalOptions
+    from membench_eval.evaluation.gate_config import GateConfig
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -56,10 +57,9 @@ def _options(config: pytest.Config) -> "EvalOptions":
     )
 
 
-def _gate_lines(config: pytest.Config) -> list[str]:
-    from membench_eval.evaluation.gates import gates_from_pyproject
+def gate_config(config: pytest.Config) -> "GateConfig":
+    """The run's gates, found as ``membench run`` finds them: from the directory pytest was started in."""
+    from membench_eval.evaluation.gate_config import resolve_gates
 
-    lines = list(config.getoption("membench_gate"))
-    if lines:
-        return lines
-    return gates_from_pyproject(Path(config.rootpath) / "pyproject.toml")
+    return resolve_gates(config.getoption("membench_gate"), config.getoption("membench_gate_file"),
+                         Path(config.invocation_params.dir))

@@ -119,7 +119,7 @@ def test_hook_exception_shows_the_users_traceback(pytester: pytest.Pytester, tmp
     result = pytester.runpytest_subprocess(*plugin_args(), "-p", "no:cacheprovider", "--membench", str(broken),
                                            "--membench-limit", "1", "--membench-store", str(tmp_path / "store"),
                                            "--membench-out", str(tmp_path / "lb"))
-    assert result.ret == 1
+    assert result.ret == 6  # the method's own exception: the same status as `membench run` (errors.EXIT_METHOD_RAISED)
     result.stdout.fnmatch_lines([
         "*MitigationError: method 'broken', rewrite_prompt: raised TypeError*(prompt *, image 0)*",
         f"*File \"{broken.resolve()}\", line 13, in rewrite_prompt*",
