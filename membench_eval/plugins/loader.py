@@ -27,6 +27,7 @@ from membench_eval.detector import Detector
 from membench_eval.errors import DetectorError, ExtractionError, MitigationError
 from membench_eval.extraction_method import ExtractionMethod
 from membench_eval.mitigation import Mitigation
+from membench_eval.plugins.validation import check_bounds, check_class
 from membench_eval.bundle import folder as bundled_folder
 
 _TRUE = {"true", "1", "yes", "on"}
@@ -158,11 +159,19 @@ def find_class(path: str | Path, kind: PluginKind, name: str | None = None) -> t
     if name is None:
         if len(classes) > 1:
             raise kind.error(f"{path}: defines several {base} subclasses: {listing}; choose one by name")
-        return classes[0]
+        return _checked(classes[0], kind, path)
     chosen = [c for c in classes if name in (c.name, c.__name__)]
     if len(chosen) != 1:
         raise kind.error(f"{path}: no single {base} named {name!r}; the file defines: {listing}")
-    return chosen[0]
+    return _checked(chosen[0], kind, path)
+
+
+def _checked(cls: type, kind: PluginKind, path: str | Path) -> type:
+    """``cls`` once ``plugins.validation`` finds nothing wrong with it (a misspelt hook, no hook at all)."""
+    problems = check_class(cls, kind.base, where=str(path), noun=kind.noun)
+    if problems:
+        raise kind.error("; ".join(problems))
+    return cls
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -241,11 +250,15 @@ def instantiate(cls: type, params: dict[str, Any] | None = None, *, source: str 
         for k, v in (params or {}).items()
     }
     try:
-        return cls(**values)
+        obj = cls(**values)
     except MitigationError:
         raise
     except Exception as exc:
         raise kind.error(f"{where}: {kind.noun} {cls.name!r} rejected parameters {values}: {exc}") from exc
+    problems = check_bounds(obj, where=where, noun=kind.noun)
+    if problems:
+        raise kind.error("; ".join(problems))
+    return obj
 
 
 def configs(cls: type, param_items: list[str] | None, *, source: str) -> list[Any]:
