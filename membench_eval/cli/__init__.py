@@ -45,10 +45,26 @@ def build_parser() -> argparse.ArgumentParser:
                                      "example: membench run mitigations/my_method.py --suite mini",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks (also accepted after the command)")
+    parser.add_argument("--version", action="version", version=f"membench-eval {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _COMMAND_MODULES:
         importlib.import_module(f"membench_eval.cli.{name}").register(sub)
+    from membench_eval.cli.examples import add_examples
+
+    add_examples(parser)
     return parser
+
+
+def _version() -> str:
+    """The installed distribution's version (the package's own when run from a bare checkout)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("membench-eval")
+    except PackageNotFoundError:
+        from membench_eval import __version__
+
+        return __version__
 
 
 def main(argv: list[str] | None = None) -> int:
