@@ -123,7 +123,8 @@ EVALUATION_OPTIONS: tuple[Option, ...] = (
     Option("subset", "stratified: one trigger prompt per memorized image (cheap PR gate)", choices=("stratified",)),
     Option("out", "leaderboard directory (default: leaderboard, in the working directory)", default=DEFAULT_OUT,
            metavar="DIR"),
-    Option("store", "run store of generated images and scores (default: the user cache)", metavar="DIR"),
+    Option("store", "run store of generated images and scores (default: [tool.membench] store of the nearest "
+           "pyproject.toml, else the user cache)", metavar="DIR"),
     Option("gate", "gate, e.g. 'top1_sscd <= 0.3' or 'clip >= base - 0.01' (default: [tool.membench] gate of the "
            "nearest pyproject.toml with that table, from the working directory up)", action="append", metavar="EXPR"),
     Option("gate-file", "read the gates from this TOML file's [tool.membench] gate instead of searching upward",

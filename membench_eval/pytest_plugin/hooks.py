@@ -12,7 +12,7 @@ from membench_eval.pytest_plugin.options import _options, gate_config
 from membench_eval.pytest_plugin.session import _PLUGIN_NAME, MembenchSession
 
 if TYPE_CHECKING:
-    from membench_eval.evaluation.gate_config import GateConfig
+    from membench_eval.evaluation.project_config import GateConfig
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -47,7 +47,7 @@ class MembenchSession:
         self.written: tuple[Path, Path] | None = None
         self.gate_results: dict[str, list["GateResult"]] = {}
         self.gates: list = []
-        self.gate_config: Any = None  # evaluation.gate_config.GateConfig, set by pytest_configure
+        self.gate_config: Any = None  # evaluation.project_config.GateConfig, set by pytest_configure
         self.item_exit_codes: set[int] = set()  # exit codes of failed benchmark items' errors
         self.worker_problems: list[str] = []
         self.failed_items = 0

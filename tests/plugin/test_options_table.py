@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from pathlib import Path
+
 import pytest
 from _pytest.config.argparsing import Parser
 
@@ -92,6 +94,8 @@ def test_pytest_batch_size_option_reaches_the_evaluation():
     class Config:  # the part of pytest.Config the plugin's options read
         def __init__(self, argv: list[str]):
             self.ns = parser.parse(argv)
+            # Where [tool.membench] is searched from (its store); a folder without one: the user cache.
+            self.invocation_params = type("InvocationParams", (), {"dir": Path(__file__).anchor})()
 
         def getoption(self, name: str):
             return getattr(self.ns, name)

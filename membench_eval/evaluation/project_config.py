@@ -1,10 +1,13 @@
-"""Which gates a run checks, and from where: the same answer in ``membench run`` and ``pytest --membench``.
+"""A project's ``[tool.membench]`` settings, found the same way by ``membench run`` and ``pytest --membench``:
+which gates a run checks (and from where), and where its run store is.
 
 Why one place: the CLI read ``./pyproject.toml`` while the plugin read pytest's rootdir, so a run from a
 subdirectory applied the gates under one shell and silently skipped them under the other. Now both
 take, in order: ``--gate`` lines; else ``--gate-file FILE``; else the first ``pyproject.toml`` with a
 ``[tool.membench]`` table found upward from the working directory (as pytest finds its rootdir: a
 pyproject.toml without the table is passed over). Every run says which with ``GateConfig.describe``.
+``store = "runs"`` there is the run store when ``--store`` is not given, relative to that file, so a CI
+runner and a laptop keep the project's images in the same place (``membench init`` writes both keys).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from membench_eval.errors import DataError
 from membench_eval.evaluation.gates import Gate, GateSpecError, gates_from_pyproject, parse_gates
 
 CONFIG_FILE = "pyproject.toml"
@@ -70,3 +74,16 @@ def resolve_gates(lines: Sequence[str] | None, gate_file: str | Path | None, cwd
     if found is None:
         return GateConfig((), None)
     return GateConfig(tuple(parse_gates(gates_from_pyproject(found))), str(found))
+
+
+def configured_store(cwd: Path) -> str | None:
+    """``[tool.membench] store`` of the nearest project config, resolved against its folder; None if unset."""
+    found = find_config_file(cwd)
+    if found is None:
+        return None
+    value = tomllib.loads(found.read_text(encoding="utf-8"))["tool"]["membench"].get("store")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(found, "expected a folder path (a string)", field="tool.membench.store")
+    return str((found.parent / Path(value).expanduser()).resolve())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from membench_eval.evaluation.gate_config import find_config_file, resolve_gates
+from membench_eval.evaluation.project_config import find_config_file, resolve_gates
 from membench_eval.evaluation.gates import GateSpecError
 
 GATES = '[tool.membench]\ngate = ["top1_sscd <= 0.3", "clip >= base - 0.01"]\n'
@@ -57,3 +57,15 @@ def test_bad_gate_files_are_named(repo: Path) -> None:
     (repo / "experiments" / "sub" / "pyproject.toml").write_text("[tool.membench\n")
     with pytest.raises(GateSpecError, match="sub/pyproject.toml: not valid TOML"):
         resolve_gates(None, None, repo / "experiments" / "sub")
+
+
+def test_the_store_comes_from_the_same_file_relative_to_it(repo: Path) -> None:
+    from membench_eval.errors import DataError
+    from membench_eval.evaluation.project_config import configured_store
+
+    assert configured_store(repo / "experiments" / "sub") is None
+    (repo / "pyproject.toml").write_text(GATES + 'store = ".membench/runs"\n')
+    assert configured_store(repo / "experiments" / "sub") == str((repo / ".membench" / "runs").resolve())
+    (repo / "pyproject.toml").write_text(GATES + "store = 3\n")
+    with pytest.raises(DataError, match="field 'tool.membench.store'"):
+        configured_store(repo)
