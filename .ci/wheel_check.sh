@@ -57,24 +57,6 @@ for name in bundled_names(MITIGATION):
 print(f"wheel_check: membench_eval from {paths.PACKAGE_ROOT}; {len(bundled_names(MITIGATION))} bundled "
       "methods by name, fingerprints as in the checkout")
 PYEOF
-cat > my_method.py <<'PYEOF'
-"""Drop words: delete each word of the prompt with probability p (the README's example)."""
-
-from membench_eval.mitigation import Mitigation
-
-
-class DropWords(Mitigation):
-    """Removes random words, so the exact trigger caption is rarely seen."""
-
-    name = "drop_words"
-    paper = "README example"
-    p: float = 0.1
-
-    def rewrite_prompt(self, prompt, rng):
-        words = prompt.split()
-        kept = [word for word in words if rng.random() >= self.p]
-        return " ".join(kept or words[:1])
-PYEOF
 
 leaderboard_has() {  # the leaderboard JSON lists base and every label given
   "$venv_py" - "$@" <<'PYEOF'
@@ -92,6 +74,12 @@ step() {  # step LOG COMMAND...: run it quietly; show its log when it fails
   grep -E "^membench: (gates|no gates|[0-9]+ images)|^(FAIL|PASS) |[0-9]+ passed" "$log" || true
   echo "wheel_check: ok in $((SECONDS - t)) s"
 }
+step version.log "$work/venv/bin/membench" --version
+step init.log "$work/venv/bin/membench" init "$work/scaffold"
+for f in mitigations/my_method.py pyproject.toml .github/workflows/membench.yml; do
+  [ -f "$work/scaffold/$f" ] || { echo "wheel_check: membench init wrote no $f" >&2; exit 1; }
+done
+cp "$work/scaffold/mitigations/my_method.py" my_method.py  # the user's method: the README's example, as init writes it
 step check.log "$work/venv/bin/membench" suite check mini
 step run.log "$work/venv/bin/membench" run my_method.py --suite mini --limit 1 --no-progress
 leaderboard_has "drop_words p=0.1"

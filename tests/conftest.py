@@ -59,7 +59,7 @@ def mini(mini_suite: Any) -> tuple[Any, Any, Any]:
 
 
 TINY_SUITE_TOML = """name = "tiny"
-description = "an untrained tiny pipeline, one trigger prompt, one image: the shells' exit codes, cheaply"
+description = "the mini's model at 32x32, one trigger prompt, one image: whole runs of both shells, cheaply"
 [model]
 path = "model"
 [trigger]
@@ -79,15 +79,14 @@ allow_missing_quality_weights = true
 
 @pytest.fixture(scope="session")
 def tiny_suite_file(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A suite file (``--suite PATH``) over an untrained 32x32 pipeline: one prompt, one image, two steps,
-    for tests that run ``membench run`` / ``pytest --membench`` end to end in about a second."""
+    """A suite file (``--suite PATH``) over the mini's model at 32x32: one prompt, one image, two steps, for
+    tests that run ``membench run`` / ``pytest --membench`` end to end in about a second (no model to build)."""
     import shutil
 
     from membench_eval import paths
-    from membench_eval.models.tiny import build_random_tiny_pipeline
 
     root = tmp_path_factory.mktemp("tiny_suite")
-    build_random_tiny_pipeline(seed=0, sample_size=32).save_pretrained(root / "model")
+    (root / "model").symlink_to(paths.MINI_DIR / "model", target_is_directory=True)
     (root / "refs").mkdir()
     shutil.copy(paths.MINI_DIR / "references" / "coffee.png", root / "refs" / "coffee.png")
     (root / "t.csv").write_text(",prompt,urls\nt0,a cup of espresso on a red saucer,coffee.png\n", encoding="utf-8")

@@ -143,12 +143,11 @@ class MembenchSession:
                     session.exitstatus = code
                     break
             return
-        if self.is_worker:
-            ev = self._evaluation
-            used = ev is not None and ev.quality_used
-            self.config.workeroutput[_WORKER_KEY] = json.dumps(  # type: ignore[attr-defined]
-                {"results": self.results, "counts": ev.counts if ev is not None else {},
-                 "quality": ev.quality_status() if used else None, "problems": self.problems()})
+        ev = self._evaluation
+        used = ev is not None and ev.quality_used
+        self.config.workeroutput[_WORKER_KEY] = json.dumps(  # type: ignore[attr-defined]
+            {"results": self.results, "counts": ev.counts if ev is not None else {},
+             "quality": ev.quality_status() if used else None, "problems": self.problems()})
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:

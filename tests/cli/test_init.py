@@ -88,7 +88,7 @@ def test_the_cpu_jobs_benchmark_step_runs(repo: Path, tiny_suite_file: Path, tmp
     settings = repo / "pyproject.toml"  # the tiny suite has no CLIP model: its gate keeps the SSCD line only
     settings.write_text(settings.read_text().replace(', "clip >= base - 0.05"]', "]"))
     env = {**os.environ, "PATH": f"{shim.parent}{os.pathsep}{os.environ['PATH']}", "MEMBENCH_SUITE": str(tiny_suite_file),
-           "MEMBENCH_ARGS": "--device cpu", "GITHUB_STEP_SUMMARY": str(summary),
+           "MEMBENCH_ARGS": "--device cpu --batch-size 1", "GITHUB_STEP_SUMMARY": str(summary),
            "PYTHONPATH": str(Path(membench_eval.__file__).resolve().parents[1])}
     done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script], cwd=repo, env=env,
                           capture_output=True, text=True)

@@ -39,6 +39,7 @@ def _both(pytester: pytest.Pytester, tiny_suite_file: Path, method: Path, tmp_pa
           store: Path | None = None) -> tuple[int, int, str]:
     """(membench run's status, pytest --membench's status, pytest's output) for the same options."""
     store = store or tmp_path / "store"
+    extra = ("--batch-size", "1", *extra)  # one image per call: no padding to the default batch of 10
     cli = main(["run", str(method), "--suite", str(tiny_suite_file), "--store", str(store), "--out",
                 str(tmp_path / "lb-cli"), "--no-progress", "--device", "cpu", *extra])
     flags = [f"--membench-{a[2:]}" if a.startswith("--") else a for a in extra]
