@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "example: membench run mitigations/my_method.py --suite mini",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks (also accepted after the command)")
-    parser.add_argument("--version", action="version", version=f"membench-eval {_version()}")
+    parser.add_argument("--version", action="version", version=f"membench-eval {installed_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _COMMAND_MODULES:
         importlib.import_module(f"membench_eval.cli.{name}").register(sub)
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _version() -> str:
+def installed_version() -> str:
     """The installed distribution's version (the package's own when run from a bare checkout)."""
     from importlib.metadata import PackageNotFoundError, version
 

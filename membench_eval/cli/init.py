@@ -29,10 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def scaffold(folder: Path, *, force: bool = False) -> list[Path]:
     """Write the three files under ``folder``; return them. Refuses (CliError) to overwrite without ``force``."""
+    from membench_eval.cli import installed_version
     from membench_eval.cli.init_files import METHOD, PYPROJECT, WORKFLOW
-    from membench_eval.cli import _version
 
-    version = _version()
+    version = installed_version()
     name = re.sub(r"[^a-z0-9]+", "-", folder.resolve().name.lower()).strip("-") or "my-method"
     files = {
         folder / "mitigations" / "my_method.py": METHOD,
