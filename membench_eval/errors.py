@@ -4,12 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+# Exit status, the same under ``membench`` and ``pytest --membench`` (README, "Exit status"). pytest owns
+# 0-5, so the method's own exception takes 6, which pytest never returns; a usage error under pytest
+# keeps pytest's own code (PYTEST_USAGE) because pytest reports its own bad options with it too.
+EXIT_OK = 0
+EXIT_GATE_FAILED = 1  # the numbers are right; the method misses its target
+EXIT_USAGE = 2  # a bad flag, method file, parameter, gate or data file
+EXIT_ENVIRONMENT = 3  # the store, an output folder or a model file is missing, damaged or unwritable
+PYTEST_USAGE = 4  # EXIT_USAGE under pytest (pytest.ExitCode.USAGE_ERROR)
+EXIT_METHOD_RAISED = 6  # the method (or detector, extraction method) under test raised
+EXIT_INTERNAL = 70  # a bug in membench-eval
+EXIT_INTERRUPTED = 130  # Ctrl-C (under pytest: pytest's 2)
+
 
 class MembenchError(Exception):
     """Base class: the CLI prints these as one line and exits with ``exit_code`` (2: usage or bad
-    input; ``StoreError`` 3: a store or environment fault)."""
+    input; ``StoreError`` 3: a store or environment fault; 6 set on an error that wraps the method's
+    own exception)."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class DataError(MembenchError, ValueError):
@@ -29,14 +42,14 @@ class StoreError(MembenchError):
     """The run store or an output folder is damaged, unwritable or of an unknown format: an
     environment fault (exit status 3), not bad input."""
 
-    exit_code = 3
+    exit_code = EXIT_ENVIRONMENT
 
 
 class MissingWeightsError(MembenchError, FileNotFoundError):
     """A model file is absent; the message names the file and how to get it (an environment
     fault: exit status 3)."""
 
-    exit_code = 3
+    exit_code = EXIT_ENVIRONMENT
 
 
 class MitigationError(MembenchError):

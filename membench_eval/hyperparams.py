@@ -19,6 +19,12 @@ from typing import Any, ClassVar, Literal
 LabelStyle = Literal["spaced", "call"]
 
 
+def bounded(default: Any, *, low: float | None = None, high: float | None = None) -> Any:
+    """A hyperparameter with bounds, checked when the plugin is loaded (before anything runs):
+    ``p: float = bounded(0.1, low=0.0, high=1.0)`` makes ``--param p=2`` an error naming the field."""
+    return dataclasses.field(default=default, metadata={"bounds": (low, high)})
+
+
 class Hyperparameters:
     """Base of the plugin faces: ``name``, the paper's settings, and the declared fields."""
 

@@ -103,6 +103,9 @@ class Mitigation(Hyperparameters):
     oracle: ClassVar[bool] = False
     # Parameters ``setup`` depends on: its cached result is reused across values of all others.
     setup_params: ClassVar[tuple[str, ...]] = ()
+    # True for a deliberate no-op (``mitigations/base.py``): a method overriding no hook is otherwise an
+    # error at load time, since it would run as base (``plugins.validation``).
+    baseline: ClassVar[bool] = False
 
     # --- hooks -----------------------------------------------------------------------------
 

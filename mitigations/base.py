@@ -11,3 +11,4 @@ class Base(Mitigation):
 
     name = "base"
     paper = "MemBench (Hong, Oh, Sung 2024), baseline row"
+    baseline = True  # overrides no hook on purpose

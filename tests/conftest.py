@@ -76,3 +76,39 @@ def mini(mini_suite: Any) -> tuple[Any, Any, Any]:
     from membench_eval.generation.settings import GenerationSettings
 
     return mini_suite, load_pipeline(mini_suite.model, device="cpu"), GenerationSettings.for_suite(mini_suite)
+
+
+TINY_SUITE_TOML = """name = "tiny"
+description = "the mini's model at 32x32, one trigger prompt, one image: whole runs of both shells, cheaply"
+[model]
+path = "model"
+[trigger]
+file = "t.csv"
+references = "refs"
+id_prefix = "tiny"
+images_per_prompt = 1
+[generation]
+height = 32
+width = 32
+num_inference_steps = 2
+[scoring]
+sscd_backend = "disc_mixup_onnx"
+allow_missing_quality_weights = true
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_suite_file(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A suite file (``--suite PATH``) over the mini's model at 32x32: one prompt, one image, two steps, for
+    tests that run ``membench run`` / ``pytest --membench`` end to end in about a second (no model to build)."""
+    import shutil
+
+    from membench_eval import paths
+
+    root = tmp_path_factory.mktemp("tiny_suite")
+    (root / "model").symlink_to(paths.MINI_DIR / "model", target_is_directory=True)
+    (root / "refs").mkdir()
+    shutil.copy(paths.MINI_DIR / "references" / "coffee.png", root / "refs" / "coffee.png")
+    (root / "t.csv").write_text(",prompt,urls\nt0,a cup of espresso on a red saucer,coffee.png\n", encoding="utf-8")
+    (root / "suite.toml").write_text(TINY_SUITE_TOML, encoding="utf-8")
+    return root / "suite.toml"

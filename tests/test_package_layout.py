@@ -97,7 +97,7 @@ def _imports(path: Path) -> set[str]:
 def test_levels_of_evaluation_and_plugins() -> None:
     """evaluation/ sits above report, generation, metrics, store (and beside reference, which it
     may use but not the reverse); plugins/ sits below generation and imports only the plugin
-    faces and errors."""
+    faces, errors and bundle (a foundation: where the bundled plugin files are)."""
     upward = []
     for folder in BELOW_EVALUATION:
         for path in _python_files(PACKAGE / folder):
@@ -105,7 +105,7 @@ def test_levels_of_evaluation_and_plugins() -> None:
                 upward.append(str(path.relative_to(ROOT)))
     assert not upward, f"imports of membench_eval.evaluation from a lower level: {upward}"
     allowed = ("membench_eval.plugins", "membench_eval.mitigation", "membench_eval.detector",
-               "membench_eval.extraction_method", "membench_eval.hyperparams", "membench_eval.errors")
+               "membench_eval.extraction_method", "membench_eval.hyperparams", "membench_eval.errors", "membench_eval.bundle")
     plugin_files = _python_files(PACKAGE / "plugins")
     assert plugin_files, "membench_eval/plugins/ is missing"
     for path in plugin_files:

@@ -4,12 +4,14 @@ Each sub-command lives in its own module under ``membench_eval.cli`` and exposes
 ``register(subparsers)``; heavy imports happen inside the command functions, so ``membench --help``
 stays fast.
 
-Exit status, the same for every command (and documented in the README):
+Exit status, the same for every command and for ``pytest --membench`` (``membench_eval.errors``; the
+README's table):
 
 - 0: done (every gate passed);
 - 1: a gate failed (the numbers are right; the method misses its target);
-- 2: usage or bad input (a bad flag, method file, parameter, data file);
+- 2: usage or bad input (a bad flag, method file, parameter, data file; pytest says 4);
 - 3: a store or environment fault (damaged or unwritable store or output folder, missing weights);
+- 6: the method under test raised (its own traceback is shown);
 - 70: an internal error (a bug: please report it with ``--debug``'s traceback);
 - 130: interrupted (Ctrl-C; everything finished so far is stored);
 - 143: terminated (SIGTERM, handled like Ctrl-C: the current batch is finished, claims released).
@@ -26,9 +28,11 @@ import sys
 
 # One module per command group; each defines register(subparsers) -> None.
 _COMMAND_MODULES = ["data", "generate", "sscd", "run", "report", "detect", "search", "store", "reference", "suite",
-                    "attribute", "attack", "extract"]
+                    "attribute", "attack", "extract", "init"]
 
-EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 70, 130
+from membench_eval.errors import (  # noqa: E402,F401 - the codes are re-exported for the commands
+    EXIT_ENVIRONMENT, EXIT_GATE_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_METHOD_RAISED, EXIT_OK, EXIT_USAGE,
+)
 
 
 class CliError(Exception):
@@ -38,12 +42,30 @@ class CliError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="membench", description="Evaluate memorization mitigations (MemBench).",
                                      epilog="exit status: 0 ok, 1 a gate failed, 2 usage or bad input, 3 store or "
-                                     "environment fault, 70 internal error, 130 interrupted")
+                                     "environment fault, 6 the method raised, 70 internal error, 130 interrupted\n"
+                                     "example: membench run mitigations/my_method.py --suite mini",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks (also accepted after the command)")
+    parser.add_argument("--version", action="version", version=f"membench-eval {installed_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _COMMAND_MODULES:
         importlib.import_module(f"membench_eval.cli.{name}").register(sub)
+    from membench_eval.cli.examples import add_examples
+
+    add_examples(parser)
     return parser
+
+
+def installed_version() -> str:
+    """The installed distribution's version (the package's own when run from a bare checkout)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("membench-eval")
+    except PackageNotFoundError:
+        from membench_eval import __version__
+
+        return __version__
 
 
 def main(argv: list[str] | None = None) -> int:

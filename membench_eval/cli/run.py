@@ -27,13 +27,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from membench_eval.evaluation import EvalOptions, Evaluation
-    from membench_eval.evaluation.gates import check_gates, gates_from_pyproject, parse_gates
+    from membench_eval.evaluation.project_config import configured_store, resolve_gates
+    from membench_eval.evaluation.gates import check_gates
     from membench_eval.report import to_markdown
     from membench_eval.report.artefacts import write_report
 
-    gates = parse_gates(args.gate or gates_from_pyproject(Path.cwd() / "pyproject.toml"))
+    gate_config = resolve_gates(args.gate, args.gate_file, Path.cwd())
+    gates = list(gate_config.gates)
+    print(f"membench: {gate_config.describe()}")
     options = EvalOptions(
-        suite=args.suite, data_dir=args.data_dir, model=args.model, store_dir=args.store, out_dir=args.out,
+        suite=args.suite, data_dir=args.data_dir, model=args.model, store_dir=args.store or configured_store(Path.cwd()), out_dir=args.out,
         limit=args.limit, subset=args.subset, device=args.device, sscd_backend=args.sscd_backend,
         clip_model=args.clip_model, clip_pretrained=args.clip_pretrained, aesthetic_pretrained=args.aesthetic_pretrained, seed=args.seed,
         batch_size=args.batch_size, stored_baselines=not args.no_stored_baselines, progress=not args.no_progress,

@@ -101,7 +101,8 @@ _ENGINE_HELP = ("local: this process computes (default; under pytest, -n N sprea
 
 #: The evaluation's options, in ``membench run --help`` order.
 EVALUATION_OPTIONS: tuple[Option, ...] = (
-    Option("files", "mitigation file(s) to benchmark, e.g. mitigations/rna.py (base always runs too)",
+    Option("files", "mitigation file(s) to benchmark, e.g. mitigations/my_method.py, or a bundled method's name "
+           "(rna, wen, ...; base always runs too)",
            metavar="FILE", cli="files", pytest=f"--{PYTEST_PREFIX}", action="append"),
     Option("detect", "detector file(s) to benchmark, e.g. detectors/*.py: writes the detection leaderboard "
            "<out>/<suite>.detect.md/.json/.roc.png (membench_eval.pytest_plugin.detect)",
@@ -122,9 +123,12 @@ EVALUATION_OPTIONS: tuple[Option, ...] = (
     Option("subset", "stratified: one trigger prompt per memorized image (cheap PR gate)", choices=("stratified",)),
     Option("out", "leaderboard directory (default: leaderboard, in the working directory)", default=DEFAULT_OUT,
            metavar="DIR"),
-    Option("store", "run store of generated images and scores (default: the user cache)", metavar="DIR"),
-    Option("gate", "gate, e.g. 'top1_sscd <= 0.3' or 'clip >= base - 0.01' (default: [tool.membench] gate in "
-           "./pyproject.toml)", action="append", metavar="EXPR"),
+    Option("store", "run store of generated images and scores (default: [tool.membench] store of the nearest "
+           "pyproject.toml, else the user cache)", metavar="DIR"),
+    Option("gate", "gate, e.g. 'top1_sscd <= 0.3' or 'clip >= base - 0.01' (default: [tool.membench] gate of the "
+           "nearest pyproject.toml with that table, from the working directory up)", action="append", metavar="EXPR"),
+    Option("gate-file", "read the gates from this TOML file's [tool.membench] gate instead of searching upward",
+           metavar="FILE"),
     Option("device", "cpu | cuda | cuda:1 (default: auto)", metavar="DEV"),
     Option("sscd-backend", "disc_large | disc_mixup_onnx (default: the suite's)", metavar="NAME"),
     Option("clip-model", "open_clip model for the CLIP score (default ViT-g-14, the paper's)", metavar="NAME"),

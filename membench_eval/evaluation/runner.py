@@ -127,12 +127,14 @@ class Evaluation:
     def plan(self, method_files: Sequence[str], params: Sequence[str] = ()) -> Plan:
         """Method configs and prompts of the run (no model is loaded)."""
         from membench_eval.mitigation import Mitigation
+        from membench_eval.plugins.loader import MITIGATION, resolve_file
         from membench_eval.plugins.mitigations import load_mitigations
 
         suite = self.suite
         methods: list[MethodSpec] = [MethodSpec(BASE_LABEL, "base", "base", {}, None, Mitigation())]
         user: list[MethodSpec] = []
-        for path in method_files:
+        # A bundled method's bare name (``rna``) becomes its file, so the leaderboard names the file.
+        for path in [str(resolve_file(f, MITIGATION)) for f in method_files]:
             for m in load_mitigations(path, None, list(params)):  # every setting of a sweep
                 if m.label() == BASE_LABEL:
                     continue  # base always runs; a base.py file adds nothing
@@ -167,12 +169,12 @@ class Evaluation:
     def _stored_configs(self, prompts: dict[str, list["Prompt"]], taken: set[str]) -> list[MethodSpec]:
         """Configs complete in the store for these prompts and settings, from current code only
         (``membench_eval.evaluation.stored_configs``): bundled baselines, then earlier configs of other files."""
-        from membench_eval.paths import PACKAGE_ROOT
+        from membench_eval.bundle import folder
         from membench_eval.evaluation.stored_configs import find_stored_configs, same_model
 
         found = find_stored_configs(self.store, prompts, self.settings,
                                     model_matches=lambda row: same_model(row, self.model_name),
-                                    device=self.options.device, bundled_folder=PACKAGE_ROOT.parent / "mitigations")
+                                    device=self.options.device, bundled_folder=folder("mitigations"))
         out: list[MethodSpec] = []
         for c in found:
             if c.label in taken:

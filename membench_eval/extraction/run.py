@@ -24,13 +24,14 @@ from membench_eval.extraction.cache import StageCache
 from membench_eval.extraction.suite import UncondSuite
 from membench_eval.extraction_method import EXTRACTION_CODE_VERSION, ExtractionContext, ExtractionMethod
 from membench_eval.metrics.memorization import MemorizationScores, memorization_scores
+from membench_eval.bundle import folder
 
 if TYPE_CHECKING:
     from membench_eval.models.uncond import UncondPipeline
     from membench_eval.metrics.sscd import SSCDModel
 
-# extractions/ (the bundled method files) beside the package in a source checkout.
-METHODS_DIR = Path(__file__).resolve().parents[2] / "extractions"
+# extractions/ (the bundled method files): the installed wheel's copy or the checkout's folder.
+METHODS_DIR = folder("extractions")
 
 
 @dataclass(frozen=True)
@@ -104,13 +105,7 @@ def resolve_method(method: str | Path | ExtractionMethod, params: list[str] | No
         if params:
             raise ExtractionError("parameters are given with the method object, not as --param")
         return method
-    path = Path(method)
-    if path.suffix != ".py":
-        bundled = METHODS_DIR / f"{method}.py"
-        if not bundled.is_file():
-            names = ", ".join(sorted(p.stem for p in METHODS_DIR.glob("*.py"))) or "none found"
-            raise ExtractionError(f"unknown extraction method {str(method)!r} (bundled: {names}; or a .py file)")
-        path = bundled
+    path = plugin_loader.resolve_file(method, plugin_loader.EXTRACTION)
     configs = plugin_loader.load_configs(path, plugin_loader.EXTRACTION, None, params)
     if len(configs) != 1:
         raise ExtractionError(f"{path}: --param gives {len(configs)} configurations; extract runs one at a time")

@@ -12,6 +12,7 @@ detector loaders (``plugins.mitigations``, ``plugins.detectors``) are this modul
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import importlib.util
 import itertools
@@ -26,6 +27,8 @@ from membench_eval.detector import Detector
 from membench_eval.errors import DetectorError, ExtractionError, MitigationError
 from membench_eval.extraction_method import ExtractionMethod
 from membench_eval.mitigation import Mitigation
+from membench_eval.plugins.validation import check_bounds, check_class
+from membench_eval.bundle import folder as bundled_folder
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -42,12 +45,14 @@ class PluginKind:
     file_noun: str  # "mitigation file not found", "detector file not found"
     example: str  # the line an error suggests writing
     error: type[MitigationError]
+    folder: str  # the bundled folder its files ship in (``bundle.FOLDERS``)
 
 
-MITIGATION = PluginKind(Mitigation, "method", "mitigation", "class MyMethod(Mitigation): ...", MitigationError)
-DETECTOR = PluginKind(Detector, "detector", "detector", "class MyDetector(Detector): ...", DetectorError)
+MITIGATION = PluginKind(Mitigation, "method", "mitigation", "class MyMethod(Mitigation): ...", MitigationError,
+                        "mitigations")
+DETECTOR = PluginKind(Detector, "detector", "detector", "class MyDetector(Detector): ...", DetectorError, "detectors")
 EXTRACTION = PluginKind(ExtractionMethod, "extraction method", "extraction",
-                        "class MyAttack(ExtractionMethod): ...", ExtractionError)
+                        "class MyAttack(ExtractionMethod): ...", ExtractionError, "extractions")
 KINDS = (MITIGATION, DETECTOR, EXTRACTION)
 
 
@@ -87,9 +92,34 @@ def _module_name(path: Path, kind: PluginKind) -> str:
     return f"membench_user_{kind.file_noun}_{path.stem}_{digest}"
 
 
+def bundled_names(kind: PluginKind) -> list[str]:
+    """The names of the kind's bundled files (``rna``, ``wen``, ...), sorted."""
+    return sorted(p.stem for p in bundled_folder(kind.folder).glob("*.py") if not p.stem.startswith("_"))
+
+
+def resolve_file(spec: str | Path, kind: PluginKind = MITIGATION) -> Path:
+    """The plugin file ``spec`` names: a path as given, or a bare name (``rna``) of a bundled file.
+
+    Why both: a user's own method is a file in their repository, given by its path; the bundled
+    methods live inside the installed package, where no user can be expected to find them. A bare
+    name that is an existing file still means that file."""
+    path = Path(spec).expanduser()
+    if path.is_file() or path.suffix or len(path.parts) != 1:
+        return path
+    candidate = bundled_folder(kind.folder) / f"{path.name}.py"
+    if candidate.is_file():
+        return candidate
+    names = bundled_names(kind)
+    close = difflib.get_close_matches(path.name, names, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise kind.error(f"unknown {kind.noun} {str(spec)!r}: not a file, and no bundled {kind.noun} has that name "
+                     f"(bundled: {', '.join(names) or 'none'}; or give a .py file's path){hint}")
+
+
 def import_file(path: str | Path, kind: PluginKind = MITIGATION) -> types.ModuleType:
-    """Import ``path`` as a fresh module with a unique name (re-imported on every call)."""
-    file = Path(path).expanduser().resolve()
+    """Import ``path`` (or a bundled name, ``resolve_file``) as a fresh module with a unique name
+    (re-imported on every call)."""
+    file = resolve_file(path, kind).resolve()
     if not file.is_file():
         raise kind.error(f"{path}: {kind.file_noun} file not found")
     if file.suffix != ".py":
@@ -129,11 +159,19 @@ def find_class(path: str | Path, kind: PluginKind, name: str | None = None) -> t
     if name is None:
         if len(classes) > 1:
             raise kind.error(f"{path}: defines several {base} subclasses: {listing}; choose one by name")
-        return classes[0]
+        return _checked(classes[0], kind, path)
     chosen = [c for c in classes if name in (c.name, c.__name__)]
     if len(chosen) != 1:
         raise kind.error(f"{path}: no single {base} named {name!r}; the file defines: {listing}")
-    return chosen[0]
+    return _checked(chosen[0], kind, path)
+
+
+def _checked(cls: type, kind: PluginKind, path: str | Path) -> type:
+    """``cls`` once ``plugins.validation`` finds nothing wrong with it (a misspelt hook, no hook at all)."""
+    problems = check_class(cls, kind.base, where=str(path), noun=kind.noun)
+    if problems:
+        raise kind.error("; ".join(problems))
+    return cls
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -212,11 +250,15 @@ def instantiate(cls: type, params: dict[str, Any] | None = None, *, source: str 
         for k, v in (params or {}).items()
     }
     try:
-        return cls(**values)
+        obj = cls(**values)
     except MitigationError:
         raise
     except Exception as exc:
         raise kind.error(f"{where}: {kind.noun} {cls.name!r} rejected parameters {values}: {exc}") from exc
+    problems = check_bounds(obj, where=where, noun=kind.noun)
+    if problems:
+        raise kind.error("; ".join(problems))
+    return obj
 
 
 def configs(cls: type, param_items: list[str] | None, *, source: str) -> list[Any]:

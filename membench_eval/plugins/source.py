@@ -105,8 +105,21 @@ def _collect(root: Path) -> list[Path]:
                 seen[found] = None
                 if recurse:
                     todo.append(found)
-    rest = sorted(p for p in seen if p != root)
+    rest = sorted((p for p in seen if p != root), key=lambda p: _order_key(p, folder))
     return [root, *rest]
+
+
+def _order_key(file: Path, folder: Path) -> str:
+    """Where ``file`` sorts in the digest: its path as in a source checkout (``mitigations/wen.py``,
+    ``membench_eval/paths.py``), not its absolute path. In a checkout the two orders agree (so the keys
+    stored there stand); the absolute order changed with where the package was installed, so an
+    installed wheel, or a runner whose venv moved, keyed the same method differently."""
+    if file.is_relative_to(folder):
+        return f"{folder.name}/{file.relative_to(folder).as_posix()}"
+    package = Path(__file__).resolve().parents[1]  # the membench_eval package the harness modules come from
+    if file.is_relative_to(package):
+        return f"{package.name}/{file.relative_to(package).as_posix()}"
+    return file.as_posix()
 
 
 def _imports(file: Path, folder: Path) -> list[tuple[Path, bool]]:
@@ -167,7 +180,7 @@ def call_user_code(plugin: Any, fn: Callable[[], Any], error_for: Callable[[str]
     """``fn()``; an exception from the user's code becomes ``error_for("raised T: message")`` (a
     MembenchError naming the plugin, its hook and the prompts), carrying the traceback of the
     plugin's own frames in ``details``. Harness errors (MitigationError, DetectorError) pass as they are."""
-    from membench_eval.errors import MitigationError, user_traceback
+    from membench_eval.errors import EXIT_METHOD_RAISED, MitigationError, user_traceback
 
     try:
         return fn()
@@ -179,5 +192,6 @@ def call_user_code(plugin: Any, fn: Callable[[], Any], error_for: Callable[[str]
         except ValueError:
             files = ()
         error = error_for(f"raised {type(exc).__name__}: {exc}")
+        error.exit_code = EXIT_METHOD_RAISED  # type: ignore[attr-defined] - its own code, in both shells
         error.details = user_traceback(exc, files)  # type: ignore[attr-defined]
         raise error from exc

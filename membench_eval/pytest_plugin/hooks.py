@@ -4,10 +4,15 @@ method file, parameter, gate or suite before anything runs."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
-from membench_eval.pytest_plugin.options import _gate_lines, _options
+from membench_eval.pytest_plugin.options import _options, gate_config
 from membench_eval.pytest_plugin.session import _PLUGIN_NAME, MembenchSession
+
+if TYPE_CHECKING:
+    from membench_eval.evaluation.project_config import GateConfig
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -33,7 +38,8 @@ def pytest_configure(config: pytest.Config) -> None:
         if not session.is_worker:
             # Fail fast, before any generation, and in the controller: under xdist a bad method
             # file, parameter, gate or suite is reported exactly as in a serial run (exit 4).
-            session.gates = _parse_gates_or_usage_error(config)
+            session.gate_config = _gates_or_usage_error(config)
+            session.gates = list(session.gate_config.gates)
             if config.getoption("membench_engine") == "ray" and getattr(config.option, "dist", "no") != "no":
                 raise pytest.UsageError("membench: --membench-engine ray spreads the work over the Ray cluster "
                                         "itself; run it without -n / --dist")
@@ -47,19 +53,20 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _preflight_or_exit(session: "MembenchSession") -> None:
     """Store and leaderboard folders writable before any item runs; else exit status 3."""
-    from membench_eval.errors import MissingWeightsError, StoreError
+    from membench_eval.errors import EXIT_ENVIRONMENT, MembenchError
 
     try:
         session.evaluation.preflight()
-    except (StoreError, MissingWeightsError) as exc:
-        pytest.exit(f"membench: {exc}", returncode=3)
+    except MembenchError as exc:
+        if exc.exit_code != EXIT_ENVIRONMENT:
+            raise pytest.UsageError(f"membench: {exc}") from None
+        pytest.exit(f"membench: {exc}", returncode=EXIT_ENVIRONMENT)
 
 
-def _parse_gates_or_usage_error(config: pytest.Config) -> list:
+def _gates_or_usage_error(config: pytest.Config) -> "GateConfig":
     from membench_eval.errors import MembenchError
-    from membench_eval.evaluation.gates import parse_gates
 
     try:
-        return parse_gates(_gate_lines(config))
+        return gate_config(config)
     except MembenchError as exc:
         raise pytest.UsageError(f"membench: {exc}") from None

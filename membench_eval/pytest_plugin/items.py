@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from membench_eval.evaluation.gates import GateResult
     from membench_eval.suites.types import Prompt
 
+EXIT_CODE_PROPERTY = "membench_exit_code"
+
 
 class MembenchItem(pytest.Item):
     """One (method config, scenario, prompt): generate (or reuse) its images, score them.
@@ -29,8 +31,16 @@ class MembenchItem(pytest.Item):
         self.add_marker(pytest.mark.membench_item)
 
     def runtest(self) -> None:
+        from membench_eval.errors import MembenchError
+
         session = self.membench
-        result = session.result_for(self)
+        try:
+            result = session.result_for(self)
+        except MembenchError as exc:
+            # The run's exit status follows the failure's kind (the method raised: 6; the store: 3), as
+            # in `membench run`; user_properties reach the controller from xdist workers too.
+            self.user_properties.append((EXIT_CODE_PROPERTY, exc.exit_code))
+            raise
         session.results.append(result.to_dict())
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None):  # type: ignore[override]

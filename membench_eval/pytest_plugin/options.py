@@ -12,6 +12,7 @@ from membench_eval.evaluation.options import DEFAULT_OUT, add_pytest_options
 
 if TYPE_CHECKING:
     from membench_eval.evaluation import EvalOptions
+    from membench_eval.evaluation.project_config import GateConfig
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -28,6 +29,7 @@ def leaderboard_dir(config: pytest.Config) -> str:
 def _options(config: pytest.Config) -> "EvalOptions":
     """EvalOptions from the command line (cheap: no heavy imports)."""
     from membench_eval.evaluation import EvalOptions
+    from membench_eval.evaluation.project_config import configured_store
     from membench_eval.runtime import device_for_worker
 
     get = config.getoption
@@ -37,7 +39,7 @@ def _options(config: pytest.Config) -> "EvalOptions":
         suite=get("membench_suite") or "mini",
         data_dir=get("membench_data_dir"),
         model=get("membench_model"),
-        store_dir=get("membench_store"),
+        store_dir=get("membench_store") or configured_store(Path(config.invocation_params.dir)),
         out_dir=leaderboard_dir(config),
         limit=get("membench_limit"),
         subset=get("membench_subset"),
@@ -56,10 +58,9 @@ def _options(config: pytest.Config) -> "EvalOptions":
     )
 
 
-def _gate_lines(config: pytest.Config) -> list[str]:
-    from membench_eval.evaluation.gates import gates_from_pyproject
+def gate_config(config: pytest.Config) -> "GateConfig":
+    """The run's gates, found as ``membench run`` finds them: from the directory pytest was started in."""
+    from membench_eval.evaluation.project_config import resolve_gates
 
-    lines = list(config.getoption("membench_gate"))
-    if lines:
-        return lines
-    return gates_from_pyproject(Path(config.rootpath) / "pyproject.toml")
+    return resolve_gates(config.getoption("membench_gate"), config.getoption("membench_gate_file"),
+                         Path(config.invocation_params.dir))

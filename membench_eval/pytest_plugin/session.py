@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from membench_eval.pytest_plugin.items import MembenchCollector, MembenchGateItem, MembenchItem, _relative
+from membench_eval.pytest_plugin.items import (
+    EXIT_CODE_PROPERTY, MembenchCollector, MembenchGateItem, MembenchItem, _relative,
+)
 from membench_eval.pytest_plugin.options import _options
 
 if TYPE_CHECKING:
@@ -46,6 +48,8 @@ class MembenchSession:
         self.written: tuple[Path, Path] | None = None
         self.gate_results: dict[str, list["GateResult"]] = {}
         self.gates: list = []
+        self.gate_config: Any = None  # evaluation.project_config.GateConfig, set by pytest_configure
+        self.item_exit_codes: set[int] = set()  # exit codes of failed benchmark items' errors
         self.worker_problems: list[str] = []
         self.failed_items = 0
         self._prefetched: dict[tuple[str, str, str], "PromptResult"] = {}
@@ -98,14 +102,14 @@ class MembenchSession:
 
     def plan(self) -> "Plan":
         if self._plan is None:
-            from membench_eval.errors import MembenchError, StoreError
+            from membench_eval.errors import EXIT_ENVIRONMENT, MembenchError
 
             try:
                 self._plan = self.evaluation.plan(
                     [str(p) for p in self.config.getoption("membench")], self.config.getoption("membench_param"))
-            except StoreError as exc:
-                pytest.exit(f"membench: {exc}", returncode=3)
             except MembenchError as exc:
+                if exc.exit_code == EXIT_ENVIRONMENT:  # a store fault, a missing model: 3, as in `membench run`
+                    pytest.exit(f"membench: {exc}", returncode=EXIT_ENVIRONMENT)
                 raise pytest.UsageError(f"membench: {exc}") from None
         return self._plan
 
@@ -145,12 +149,22 @@ class MembenchSession:
             from membench_eval.generation.termination import EXIT_TERMINATED
 
             session.exitstatus = EXIT_TERMINATED
-        if self.is_worker:
-            ev = self._evaluation
-            used = ev is not None and ev.quality_used
-            self.config.workeroutput[_WORKER_KEY] = json.dumps(  # type: ignore[attr-defined]
-                {"results": self.results, "counts": ev.counts if ev is not None else {},
-                 "quality": ev.quality_status() if used else None, "problems": self.problems()})
+        if not self.is_worker:
+            from membench_eval.errors import EXIT_ENVIRONMENT, EXIT_METHOD_RAISED
+
+            # Failed items exit 1 under pytest; a store fault or the method's own exception gets the code
+            # `membench run` gives it (the environment first: it is what a rerun must fix).
+            for code in (EXIT_ENVIRONMENT, EXIT_METHOD_RAISED):
+                if (not self.terminated and code in self.item_exit_codes
+                        and session.exitstatus == pytest.ExitCode.TESTS_FAILED):
+                    session.exitstatus = code
+                    break
+            return
+        ev = self._evaluation
+        used = ev is not None and ev.quality_used
+        self.config.workeroutput[_WORKER_KEY] = json.dumps(  # type: ignore[attr-defined]
+            {"results": self.results, "counts": ev.counts if ev is not None else {},
+             "quality": ev.quality_status() if used else None, "problems": self.problems()})
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
@@ -225,6 +239,7 @@ class MembenchSession:
         """Count failing benchmark items (also those reported by xdist workers)."""
         if not self.is_worker and report.failed and "membench_item" in report.keywords:
             self.failed_items += 1
+            self.item_exit_codes.update(int(v) for k, v in report.user_properties if k == EXIT_CODE_PROPERTY)
 
     def _run_gate_items(self, session: pytest.Session) -> None:
         from _pytest.runner import runtestprotocol
@@ -249,6 +264,8 @@ class MembenchSession:
         if self.terminated:
             tr.write_line("membench: terminated (SIGTERM); the current batch was finished and stored, claims "
                           "released; rerun to continue (exit status 143)", red=True)
+        if self.gate_config is not None:
+            tr.write_line(f"membench: {self.gate_config.describe()}")
         for line in self.worker_problems + self.problems():
             tr.write_line(f"membench: {line}", yellow=True)
         if self.counts:

@@ -89,7 +89,7 @@ def test_file_errors_name_the_file_and_list_classes(tmp_path):
     none = _write(tmp_path, "from membench_eval import Mitigation\nX = 1\n", "empty.py")
     with pytest.raises(MitigationError, match=r"empty\.py: defines no Mitigation subclass"):
         load_mitigation(none)
-    two = _write(tmp_path, METHOD + "\n\nclass Other(Mitigation):\n    name = 'other'\n", "two.py")
+    two = _write(tmp_path, METHOD + "\n\nclass Other(Mitigation):\n    name = 'other'\n    baseline = True\n", "two.py")
     with pytest.raises(MitigationError, match=r"two\.py: defines several.*Suffix \(name 'suffix'\), Other \(name 'other'\)"):
         load_mitigation(two)
     assert load_mitigation(two, name="other").name == "other"
@@ -106,8 +106,8 @@ def test_file_errors_name_the_file_and_list_classes(tmp_path):
 def test_two_files_with_the_same_stem_do_not_clash(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    one = _write(tmp_path / "a", "from membench_eval import Mitigation\nclass A(Mitigation):\n    name = 'a'\n", "m.py")
-    two = _write(tmp_path / "b", "from membench_eval import Mitigation\nclass B(Mitigation):\n    name = 'b'\n", "m.py")
+    one = _write(tmp_path / "a", "from membench_eval import Mitigation\nclass A(Mitigation):\n    name = 'a'\n    baseline = True\n", "m.py")
+    two = _write(tmp_path / "b", "from membench_eval import Mitigation\nclass B(Mitigation):\n    name = 'b'\n    baseline = True\n", "m.py")
     assert (load_mitigation(one).name, load_mitigation(two).name) == ("a", "b")
 
 
