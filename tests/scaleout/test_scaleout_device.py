@@ -3,6 +3,8 @@ this machine has no GPU, the rule must still be right on an 8-GPU runner."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from membench_eval import runtime
@@ -78,6 +80,7 @@ def test_plugin_options_take_the_worker_device(monkeypatch: pytest.MonkeyPatch):
             if workerid is not None:
                 self.workerinput = {"workerid": workerid}
             self.device = device
+            self.invocation_params = pytest.Config.InvocationParams(args=(), plugins=None, dir=Path.cwd())
 
         def getoption(self, name: str):
             return {"membench_device": self.device, "membench_engine": "local"}.get(name)
