@@ -28,9 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def scaffold(folder: Path, *, force: bool = False) -> list[Path]:
-    """Write the three files under ``folder``; return them. Refuses (CliError) to overwrite without ``force``."""
+    """Write the four files under ``folder`` (method, settings, workflow, actionlint's runner labels);
+    return them. Refuses (CliError) to overwrite without ``force``."""
     from membench_eval.cli import installed_version
-    from membench_eval.cli.init_files import METHOD, PYPROJECT, WORKFLOW
+    from membench_eval.cli.init_files import ACTIONLINT_CONFIG, METHOD, PYPROJECT, WORKFLOW
 
     version = installed_version()
     name = re.sub(r"[^a-z0-9]+", "-", folder.resolve().name.lower()).strip("-") or "my-method"
@@ -38,6 +39,7 @@ def scaffold(folder: Path, *, force: bool = False) -> list[Path]:
         folder / "mitigations" / "my_method.py": METHOD,
         folder / "pyproject.toml": PYPROJECT.format(name=name, version=version),
         folder / ".github" / "workflows" / "membench.yml": WORKFLOW.format(version=version),
+        folder / ".github" / "actionlint.yaml": ACTIONLINT_CONFIG,
     }
     existing = [str(p) for p in files if p.exists()]
     if existing and not force:

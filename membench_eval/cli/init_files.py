@@ -11,6 +11,14 @@ job's benchmark step.
 
 from __future__ import annotations
 
+# actionlint's settings: the GPU job's runner label is the project's own (actionlint knows only GitHub's).
+ACTIONLINT_CONFIG = """\
+# actionlint (https://github.com/rhysd/actionlint) reads this: the self-hosted runner labels of membench.yml.
+self-hosted-runner:
+  labels:
+    - gpu
+"""
+
 # The README's worked example ("Writing a mitigation"), byte for byte (checked by tests/cli/test_init.py).
 METHOD = '''\
 """Drop words: delete each word of the prompt with probability p (a README example)."""

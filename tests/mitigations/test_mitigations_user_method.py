@@ -9,28 +9,9 @@ import pytest
 
 pytest.importorskip("torch")
 
-# Keep identical to the README's worked example (section "Writing a mitigation").
-README_EXAMPLE = '''\
-"""Drop words: delete each word of the prompt with probability p (a README example)."""
-
-from membench_eval.mitigation import Mitigation
-
-
-class DropWords(Mitigation):
-    """Removes random words, so the exact trigger caption is rarely seen."""
-
-    name = "drop_words"
-    paper = "README example"
-    sweep = {"p": [0.1, 0.2, 0.3]}
-    strongest = {"p": 0.3}
-
-    p: float = 0.1
-
-    def rewrite_prompt(self, prompt, rng):
-        words = prompt.split()
-        kept = [word for word in words if rng.random() >= self.p]
-        return " ".join(kept or words[:1])
-'''
+# The README's worked example ("Writing a mitigation"), as `membench init` writes it; checked
+# against the README below and in tests/cli/test_init.py.
+from membench_eval.cli.init_files import METHOD as README_EXAMPLE  # noqa: E402
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
