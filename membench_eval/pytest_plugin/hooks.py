@@ -46,7 +46,7 @@ def pytest_configure(config: pytest.Config) -> None:
             session.plan()
             _preflight_or_exit(session)
             if getattr(config.option, "dist", "no") == "load":
-                # -n N: whole batches go to one worker (xdist_group per chunk of prompts), so
+                # -n N: whole batches go to one worker (an @chunk suffix on the node ids), so
                 # workers run full pipeline calls, as the serial path does.
                 config.option.dist = "loadgroup"
 

@@ -20,14 +20,13 @@ class MembenchItem(pytest.Item):
     """One (method config, scenario, prompt): generate (or reuse) its images, score them.
 
     ``chunk`` names the prompts generated together in one call (whole batches); under xdist every
-    item of a chunk goes to one worker (``xdist_group``)."""
+    item of a chunk goes to one worker (its node id ends in ``@<chunk>``, see ``MembenchCollector``)."""
 
     def __init__(self, *, method: "MethodSpec", role: str, prompt: "Prompt", chunk: str, membench: Any,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.method, self.role, self.prompt, self.chunk = method, role, prompt, chunk
         self.membench = membench  # the MembenchSession that made it (handed down: no import back up)
-        self.add_marker(pytest.mark.xdist_group(chunk))
         self.add_marker(pytest.mark.membench_item)
 
     def runtest(self) -> None:
@@ -74,8 +73,10 @@ class MembenchCollector(pytest.Collector):
         session = self.membench
         plan = session.plan()
         rootdir = Path(self.config.rootpath)
-        # xdist's loadgroup groups by a ``@<group>`` suffix of the node id, which its worker sets on
-        # ``item._nodeid``: a field pytest 9 no longer reads. So the suffix is part of the id here.
+        # xdist's loadgroup groups by a ``@<group>`` suffix of the node id, which its worker derives
+        # from ``xdist_group`` marks and writes to ``item._nodeid``: a field pytest 9.2 no longer reads
+        # (pytest-xdist#1386). So the suffix is part of the id here, and the items carry no mark (a
+        # pytest that still reads ``_nodeid`` would get the suffix twice).
         grouped = hasattr(self.config, "workerinput") and bool(self.config.getvalue("loadgroup"))
         items: list[pytest.Item] = []
         for method, role, prompt, chunk in chunked_items(plan, session.evaluation.settings):
