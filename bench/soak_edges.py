@@ -1,7 +1,7 @@
 """Soak: kills, SIGTERM and a flaky hook against one run store, then the clean leaderboard.
 
 What it checks (issue 33), in this order on one store: a ``pytest -n 2 --membench`` run whose hook
-fails once (must exit 1 and write the ``.failed`` leaderboard, not the real one); a ``membench run``
+fails once (must exit 6, the method raised, and write the ``.failed`` leaderboard, not the real one); a ``membench run``
 SIGTERMed mid-run at run seed 3 (must exit 143 and leave no claim); ``--kills`` rounds of two concurrent
 ``membench run`` processes, one SIGKILLed at a random moment, until ``--kills`` SIGKILLs have hit a
 live process (round i uses run seed 10 + i // 2: each seed gets two rounds, so every round has images
@@ -31,6 +31,8 @@ from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from membench_eval.errors import EXIT_METHOD_RAISED  # noqa: E402
 MINI = REPO / "benchmark_data" / "mini"
 
 SUITE = """name = "soak"
@@ -132,8 +134,8 @@ def main() -> int:
     flaky = subprocess.run(pytest_command(suite, method, store, out), cwd=work, capture_output=True, text=True,
                            timeout=900, env={**env, "SOAK_FLAKY_MARK": str(work / "flaky-mark")})
     failed_md = out / "soak.failed.md"
-    flaky_ok = flaky.returncode == 1 and failed_md.is_file() and not (out / "soak.md").exists()
-    print(f"flaky hook under pytest -n 2: exit {flaky.returncode} (1 expected); .failed leaderboard only: "
+    flaky_ok = flaky.returncode == EXIT_METHOD_RAISED and failed_md.is_file() and not (out / "soak.md").exists()
+    print(f"flaky hook under pytest -n 2: exit {flaky.returncode} ({EXIT_METHOD_RAISED} expected: the method raised); .failed leaderboard only: "
           f"{flaky_ok}; {flaky.stdout.strip().splitlines()[-1] if flaky.stdout.strip() else ''}", flush=True)
 
     # Seed 3: images no other step makes, so the run is mid-generation when the signal comes.
