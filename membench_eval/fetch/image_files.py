@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from membench_eval.errors import DataError
@@ -32,15 +34,8 @@ def check_image_header(path: str | os.PathLike, *, what: str = "image",
     """(width, height) of the image file ``path`` from its header alone (nothing decoded)."""
     from PIL import Image
 
-    try:
-        with Image.open(path) as im:
-            return _checked_size(im, path, what, max_pixels)
-    except DataError:
-        raise
-    except FileNotFoundError:
-        raise ImageFileError(path, f"{what} file not found") from None
-    except (Image.DecompressionBombError, Image.UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise ImageFileError(path, f"{what} is not a readable image ({type(exc).__name__}: {exc})") from None
+    with _named_errors(path, what), Image.open(path) as im:
+        return _checked_size(im, path, what, max_pixels)
 
 
 def open_image(source: str | os.PathLike | bytes, *, what: str = "image", name: object = None,
@@ -49,11 +44,19 @@ def open_image(source: str | os.PathLike | bytes, *, what: str = "image", name: 
     from PIL import Image
 
     where = name if name is not None else source
+    with _named_errors(where, what), Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+        _checked_size(im, where, what, max_pixels)
+        im.load()
+        return im.convert("RGB")
+
+
+@contextmanager
+def _named_errors(where: object, what: str) -> Iterator[None]:
+    """PIL's and the OS's failures on an image file as one ``ImageFileError`` naming the file."""
+    from PIL import Image
+
     try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
-            _checked_size(im, where, what, max_pixels)
-            im.load()
-            return im.convert("RGB")
+        yield
     except DataError:
         raise
     except FileNotFoundError:
