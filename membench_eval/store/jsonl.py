@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,36 +62,26 @@ class AppendOnlyJsonl:
             self._fd = None
 
 
-# Called with (line number, the line's bytes, why) for a bad complete line instead of raising.
-OnBadLine = Callable[[int, bytes, str], None]
-
-
-def complete_rows(path: Path, chunk: bytes, first_line: int,
-                  on_bad: OnBadLine | None = None) -> list[tuple[int, dict[str, Any]]]:
+def complete_rows(path: Path, chunk: bytes, first_line: int) -> list[tuple[int, dict[str, Any]]]:
     """(line number, row) of the complete lines in ``chunk`` (bytes up to a newline), numbered from
     ``first_line`` + 1. A last line without its newline is not in ``chunk``: its writer is still
     appending it, or was killed mid-line (a torn line). A bad complete line is corruption, named by
-    file and line: raised, or handed to ``on_bad`` and skipped."""
+    file and line."""
     out = []
     for number, raw in enumerate(chunk.split(b"\n")[:-1], start=first_line + 1):
         if not raw.strip():
             continue
         try:
             row = json.loads(raw)
-            why = None if isinstance(row, dict) else "expected a JSON object per line"
         except ValueError:
-            why = "corrupt JSON line (not a torn final line)"
-        if why is not None:
-            if on_bad is None:
-                raise DataError(path, why, row=number)
-            on_bad(number, raw, why)
-            continue
+            raise DataError(path, "corrupt JSON line (not a torn final line)", row=number) from None
+        if not isinstance(row, dict):
+            raise DataError(path, "expected a JSON object per line", row=number)
         out.append((number, row))
     return out
 
 
-def read_new_rows(path: Path, offsets: dict[Path, tuple[int, int]],
-                  on_bad: OnBadLine | None = None) -> list[tuple[int, dict[str, Any]]]:
+def read_new_rows(path: Path, offsets: dict[Path, tuple[int, int]]) -> list[tuple[int, dict[str, Any]]]:
     """(line number, row) of the complete lines appended to ``path`` since the last read, whose
     (byte offset, line number) ``offsets`` keeps per file. A last line without its newline is left
     for later: its writer is appending it, or was killed mid-line (a torn line, never completed:
@@ -106,4 +95,4 @@ def read_new_rows(path: Path, offsets: dict[Path, tuple[int, int]],
         return []
     chunk = data[: data.rfind(b"\n") + 1]
     offsets[path] = (start + len(chunk), first_line + chunk.count(b"\n"))
-    return complete_rows(path, chunk, first_line, on_bad)
+    return complete_rows(path, chunk, first_line)
