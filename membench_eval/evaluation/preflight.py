@@ -75,6 +75,8 @@ def _open_clip_weights_missing(model: str, pretrained: str) -> str | None:
         return None if Path(pretrained).expanduser().is_file() else f"{pretrained} does not exist"
     if open_clip_weights_cached(model, pretrained):
         return None
+    if _hub_offline():
+        return "not in the local cache, and HF_HUB_OFFLINE is set: nothing is fetched"
     try:
         from open_clip.pretrained import download_pretrained, get_pretrained_cfg
 
@@ -85,3 +87,15 @@ def _open_clip_weights_missing(model: str, pretrained: str) -> str | None:
     except Exception as exc:  # noqa: BLE001 - any failure to fetch is "unavailable", said in one line
         return f"not in the local cache and not downloadable here: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
     return None
+
+
+def _hub_offline() -> bool:
+    """Whether the Hugging Face Hub is switched off for this process. Read from the environment now,
+    not only huggingface_hub's import-time constant: a job script (or a test) that sets
+    HF_HUB_OFFLINE after the library was imported would otherwise wait out a connection timeout."""
+    import os
+
+    from huggingface_hub import constants
+
+    value = os.environ.get("HF_HUB_OFFLINE", "")
+    return bool(constants.HF_HUB_OFFLINE) or value.strip().upper() in {"1", "ON", "YES", "TRUE"}
