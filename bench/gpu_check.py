@@ -231,8 +231,10 @@ def build(dry: bool) -> tuple[Any, Any, Any, Any, Any]:
         return model.to(dtype=half), preprocess
 
     model, preprocess = clip_model(clip_name)
+    # CLIP scores at a fixed batch shape (padded), so the dry run's 4-image batches would each pay for 64
+    # images: 8 keeps the plumbing identical at an eighth of the cost (the dry run took 66 s, 40 of it here).
     clip = ClipScorer.from_open_clip(model, preprocess, open_clip.get_tokenizer(clip_name), name=clip_name,
-                                     pretrained="random", batch_size=64)
+                                     pretrained="random", batch_size=8 if dry else 64)
     if not dry:
         model, preprocess = clip_model("ViT-L-14")
         aesthetic = AestheticScorer.from_open_clip(model, preprocess, name="ViT-L-14", pretrained="random", batch_size=64)
