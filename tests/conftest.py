@@ -78,6 +78,25 @@ def mini(mini_suite: Any) -> tuple[Any, Any, Any]:
     return mini_suite, load_pipeline(mini_suite.model, device="cpu"), GenerationSettings.for_suite(mini_suite)
 
 
+@pytest.fixture(scope="session")
+def shared_mini_store(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One run store of mini generations at the suite's settings, shared by every xdist worker of
+    the session: for tests that read what the engine made (images, scores), never for tests that
+    count what a run generated or reused, nor for tests that write into the store by hand.
+
+    Why: the mini mitigations run and the mini CLIP trade-off test both generate base and RNA n=6
+    on the 16 trigger prompts x 10 images (the same keys); the store is content-addressed and takes
+    concurrent writers (claims), so whichever test comes second, on either worker, reuses those
+    320 images instead of making them again. Under xdist every worker's base temp folder
+    (``popen-gwN``) sits in the session's, which is where the store goes."""
+    import os
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    return root / "shared-mini-store"
+
+
 TINY_SUITE_TOML = """name = "tiny"
 description = "the mini's model at 32x32, one trigger prompt, one image: whole runs of both shells, cheaply"
 [model]

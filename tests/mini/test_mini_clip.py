@@ -152,7 +152,7 @@ class Fixed(Mitigation):
 
 
 @pytest.mark.slow
-def test_noise_and_a_fixed_image_lose_clip_while_rna_keeps_most_of_it(tmp_path: Path):
+def test_noise_and_a_fixed_image_lose_clip_while_rna_keeps_most_of_it(tmp_path: Path, shared_mini_store: Path):
     """The trade-off is visible on mini: methods that destroy the image lower Top-1 SSCD AND the
     mini-CLIP score far below base's interval; RNA lowers CLIP by less."""
     from membench_eval.evaluation import EvalOptions, Evaluation
@@ -160,8 +160,10 @@ def test_noise_and_a_fixed_image_lose_clip_while_rna_keeps_most_of_it(tmp_path: 
     (tmp_path / "noise.py").write_text(NOISE)
     (tmp_path / "fixed.py").write_text(FIXED)
     rna = Path(__file__).resolve().parents[2] / "mitigations" / "rna.py"
-    ev = Evaluation(EvalOptions(suite="mini", store_dir=str(tmp_path / "store"), out_dir=str(tmp_path / "lb"),
-                                device="cpu", bootstrap_resamples=1000))
+    # The shared store: base and RNA n=6 trigger images are the mini mitigations run's (same keys).
+    ev = Evaluation(EvalOptions(suite="mini", store_dir=str(shared_mini_store), out_dir=str(tmp_path / "lb"),
+                                device="cpu", bootstrap_resamples=1000,
+                                stored_baselines=False))  # the shared store holds other tests' methods
     plan = ev.plan([str(tmp_path / "noise.py"), str(tmp_path / "fixed.py")], [])
     rna_plan = ev.plan([str(rna)], ["n=6"])
     plan.methods += [m for m in rna_plan.methods if m.kind == "method"]

@@ -59,12 +59,13 @@ class MethodResult:
 
 
 @pytest.fixture(scope="module")
-def mini_run(tmp_path_factory):
+def mini_run(tmp_path_factory, shared_mini_store):
     from membench_eval.generation.engine import generate
     from membench_eval.models.loading import load_pipeline
     from membench_eval.generation.seeding import plan_requests
     from membench_eval.generation.settings import GenerationSettings
     from membench_eval.metrics.sscd import load_sscd, reference_embeddings
+    from membench_eval.mitigation import Mitigation
     from membench_eval.plugins.mitigations import load_mitigation
     from membench_eval.stats.bootstrap import ClusterBootstrap
     from membench_eval.store.run_store import RunStore
@@ -81,10 +82,12 @@ def mini_run(tmp_path_factory):
     paths, _ = reference_paths(suite)
     refs = reference_embeddings(sscd, paths, cache_dir=tmp / "cache")
     all_refs = np.stack([refs[i] for i in sorted(refs)])
-    store = RunStore(tmp / "store")
+    store = RunStore(shared_mini_store)  # base and RNA n=6 shared with tests/mini/test_mini_clip.py
     results: dict[str, MethodResult] = {}
     for key, (name, params) in RUNS.items():
-        method = load_mitigation(MITIGATIONS / f"{name}.py", params=params)
+        # Base as the evaluation runs it (the bare Mitigation: base.py's images, under the evaluation's
+        # keys), so tests/mini/test_mini_clip.py reuses these images from the shared store.
+        method = Mitigation() if name == "base" else load_mitigation(MITIGATIONS / f"{name}.py", params=params)
         report = generate(pipe, requests, method, settings, store, progress=False)
         emb = sscd.embed([store.get_image(k) for k in report.keys])
         own, anyone = [], []
