@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 # (column key, name in the verdict, what a significant decrease / increase means)
 VERDICT_COLUMNS = (
     ("top1_sscd", "copies", "Top-1", "removes copies", "adds copies", "copies: no clear change"),
-    ("top1_any", "any-memorized", "Top-1 any", "fewer memorized images", "more memorized images", "no change"),
+    ("top1_any", "any-memorized", "Top-1 any", "lower", "higher", "no change"),
     ("clip", "prompt fidelity", "CLIP", "lower", "higher", "no change"),
 )
 NOT_SHOWN = ("reference", "computed_reference", "base")

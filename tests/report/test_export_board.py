@@ -56,11 +56,12 @@ def test_export_is_a_hub_dataset_with_its_provenance(exported: dict[str, Path]) 
     assert prov["model"] == "CompVis/stable-diffusion-v1-4" and prov["suite_hash"].startswith("prompt-set:")
     assert prov["methods"]["rna n=6"]["sha256"] and prov["versions"] == source["metadata"].get("versions", {})
     assert prov["scorers"]["clip_model"].startswith("clip_model=ViT-g-14")
-    samples = load_dataset(str(out), "samples", split="train")
+    cache = str(exported["tmp"] / "hf-cache")  # never the user's cache
+    samples = load_dataset(str(out), "samples", split="train", cache_dir=cache)
     assert len(samples) == len(source["per_prompt"])
     want = {(p["label"], p["prompt_id"]): p["metrics"].get("top1_sscd") for p in source["per_prompt"]}
     assert {(r["label"], r["prompt_id"]): r["metric_top1_sscd"] for r in samples} == want
-    table = load_dataset(str(out), "leaderboard", split="train")
+    table = load_dataset(str(out), "leaderboard", split="train", cache_dir=cache)
     row = next(r for r in table if r["label"] == "rna n=6" and r["column"] == "top1_sscd")
     cell = next(r for r in source["rows"] if r["label"] == "rna n=6")["metrics"]["top1_sscd"]
     assert (row["mean"], row["delta"]) == (cell["mean"], cell["delta_to_base"]["mean"])
