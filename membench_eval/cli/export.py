@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the leaderboard JSON in --out. With --repo-id and a token (--token or $HF_TOKEN) the folder is uploaded "
         "to that Hub dataset repo.",
     )
-    p.add_argument("--out", default="leaderboard", metavar="DIR", help="leaderboard folder to read (default: leaderboard)")
+    p.add_argument("--out", default="leaderboard", metavar="DIR",
+                   help="leaderboard folder to read (default: leaderboard)")
     p.add_argument("--to", required=True, metavar="DIR", help="export folder to write")
     p.add_argument("--suite", default=None, help="which leaderboard of the folder (default: the only one)")
     p.add_argument("--data-dir", default=None, metavar="DIR", help="as for `membench report --suite FILE.toml`")

@@ -235,7 +235,8 @@ def _caption_item(c: Mapping[str, Any]) -> str:
     prompt = f"“{c['prompt']}”" if c.get("prompt") else "(prompt text not stored)"
     seed = "unknown" if c.get("seed") is None else str(c["seed"])
     return (f"<li><code>{html.escape(str(c['prompt_id']))}</code> {html.escape(prompt)}: Top-1 SSCD "
-            f"<b>{c['top1_sscd']:.3f}</b>, seed {html.escape(seed)}, reference {html.escape(str(c.get('reference')))}</li>")
+            f"<b>{c['top1_sscd']:.3f}</b>, seed {html.escape(seed)}, "
+            f"reference {html.escape(str(c.get('reference')))}</li>")
 
 
 def _gallery_html(board: "Leaderboard", files_dir: str, galleries: Mapping[str, str] | None,

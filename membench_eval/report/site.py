@@ -116,8 +116,9 @@ def write_site(exports: Sequence[str | Path], out: str | Path) -> Path:
         if why:
             intro += f'<p class="warn">Not compared with table 1: differs in {html.escape(", ".join(why))}.</p>'
         figs = "".join(f'<figure><img src="runs/{html.escape(r["run_id"], quote=True)}/{html.escape(f, quote=True)}" '
-                       f'alt="frontier of {html.escape(r["run_id"], quote=True)}"><figcaption>{html.escape(r["run_id"])}'
-                       "</figcaption></figure>" for r in members for f in r.get("figures", []))
+                       f'alt="frontier of {html.escape(r["run_id"], quote=True)}">'
+                       f"<figcaption>{html.escape(r['run_id'])}</figcaption></figure>"
+                       for r in members for f in r.get("figures", []))
         parts.append(f'<section id="table-{i}"><h2>Table {i}</h2>{intro}{_table(i, members, cols)}'
                      f'{f"<div class=gallery>{figs}</div>" if figs else ""}</section>')
     index = site / "index.html"
