@@ -32,6 +32,8 @@ EXAMPLES: dict[str, str] = {
     "attack": "membench attack rna --param strongest --suite mini --budget 400",
     "extract": "membench extract --suite mini-uncond --method side --pool 128 --seeds 3",
     "init": "membench init my-method-repo",
+    "export": "membench export --out leaderboard --to export/mini",
+    "board": "membench board export/run-a export/run-b --out site",
 }
 
 

@@ -20,7 +20,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from membench_eval.report.output import write_leaderboard
 from membench_eval.store.atomic import write_atomic
@@ -115,26 +115,29 @@ def write_report(
         out.frontier = plot_frontier(board, files / "frontier")
     except Exception as exc:  # noqa: BLE001 - a plot never fails the run
         out.warnings.append(f"trade-off frontier not drawn: {type(exc).__name__}: {exc}")
+    captions: dict[str, list[dict[str, Any]]] = {}
     if store is None:
         out.warnings.append(NO_STORE)
     else:
         try:
             from membench_eval.report.gallery import write_galleries
 
-            out.galleries, notes = write_galleries(board, files, store, meta.get("reference_images"), gallery_k)
+            out.galleries, notes = write_galleries(board, files, store, meta.get("reference_images"), gallery_k,
+                                                   captions=captions)
             out.warnings += notes
         except Exception as exc:  # noqa: BLE001 - nor does a gallery
             out.warnings.append(f"worst-copy galleries not drawn: {type(exc).__name__}: {exc}")
 
     html_path = md_path.parent / f"{stem}.html"
     rel = files.name
-    write_atomic(md_path, to_markdown(board).rstrip() + "\n\n" + _links_markdown(out, rel, html_path.name))
+    page = to_markdown(board, failed=failed).rstrip()
+    write_atomic(md_path, page + "\n\n" + _links_markdown(out, rel, html_path.name))
     from membench_eval.report.html import write_html
 
     links = {"markdown": md_path.name, "JSON": json_path.name, "LaTeX": out.latex.name, "CSV": out.csv.name}
     out.html = write_html(board, html_path, files_dir=rel, frontier=[p.name for p in out.frontier],
                           galleries={k: p.name for k, p in out.galleries.items()}, warnings=out.warnings,
-                          links=links)
+                          links=links, failed=failed, captions=captions)
     return out
 
 

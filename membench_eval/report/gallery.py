@@ -168,20 +168,15 @@ def worst_copies(board: "Leaderboard", label: str, images: StoreImages | None,
 
 
 def draw_gallery(label: str, copies: list[Copy], path: Path) -> Path:
-    """One PNG: a row per copy, the generated image left and its best-matching reference right."""
+    """One PNG: a row per copy, the generated image left and its best-matching reference right.
+    No text in the pixels (the HTML page captions each pair: prompt, score, seed; ``captions``),
+    except where an image is missing and the cell says why."""
     import numpy as np
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7.2, 3.3 * max(len(copies), 1)), dpi=100, layout="constrained")
+    fig = Figure(figsize=(5.0, 2.5 * max(len(copies), 1)), dpi=100, layout="constrained")
     axes = np.atleast_2d(fig.subplots(max(len(copies), 1), 2, squeeze=False))
-    fig.suptitle(f"Worst copies: {label} (highest Top-1 SSCD)", fontsize=11)
     for (left, right), c in zip(axes, copies):
-        prompt = f"“{c.prompt}”" if c.prompt else f"prompt {c.prompt_id}"
-        caption = "\n".join(textwrap.wrap(f"{c.prompt_id}: {prompt}", 70)[:3])
-        seed = "unknown" if c.seed is None else str(c.seed)
-        left.set_title(f"{caption}\nTop-1 SSCD {c.score:.3f}, seed {seed}"
-                       + ("" if c.image_index is None else f", image {c.image_index}"), fontsize=7, loc="left")
-        right.set_title(f"reference {c.ref_id or '?'}", fontsize=7)
         for ax, im, what in ((left, c.image, "generated image"), (right, c.reference, "reference image")):
             ax.set_xticks([])
             ax.set_yticks([])
@@ -198,11 +193,19 @@ def draw_gallery(label: str, copies: list[Copy], path: Path) -> Path:
     return path
 
 
+def caption(c: Copy) -> dict[str, Any]:
+    """What the page prints under one pair (text, not pixels)."""
+    return {"prompt_id": c.prompt_id, "prompt": c.prompt, "top1_sscd": round(c.score, 3), "seed": c.seed,
+            "image_index": c.image_index, "reference": c.ref_id}
+
+
 def write_galleries(board: "Leaderboard", out_dir: str | Path, store: "RunStore",
-                    references: Mapping[str, str | Path] | None, k: int = DEFAULT_K
+                    references: Mapping[str, str | Path] | None, k: int = DEFAULT_K,
+                    captions: dict[str, list[dict[str, Any]]] | None = None,
                     ) -> tuple[dict[str, Path], list[str]]:
     """``gallery-<row>.png`` in ``out_dir`` per row with trigger results; (label -> path, warnings).
-    A row that fails is a warning; the others are still drawn."""
+    A row that fails is a warning; the others are still drawn. ``captions`` (filled when given):
+    label -> one :func:`caption` per pair, top to bottom."""
     images = StoreImages(store, board.metadata)
     paths: dict[str, Path] = {}
     warnings: list[str] = []
@@ -217,6 +220,8 @@ def write_galleries(board: "Leaderboard", out_dir: str | Path, store: "RunStore"
         try:
             copies = worst_copies(board, row.label, images, references, k)
             paths[row.label] = draw_gallery(row.label, copies, Path(out_dir) / f"gallery-{name}.png")
+            if captions is not None:
+                captions[row.label] = [caption(c) for c in copies]
         except Exception as exc:  # noqa: BLE001 - a gallery never fails the run
             warnings.append(f"worst-copy gallery of {row.label} not drawn: {type(exc).__name__}: {exc}")
             continue

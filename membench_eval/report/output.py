@@ -89,5 +89,5 @@ def write_leaderboard(board: Leaderboard, out_dir: str | os.PathLike, *, failed:
         stem += ".failed"
     md_path, json_path = out / f"{stem}.md", out / f"{stem}.json"
     write_atomic(json_path, json.dumps(to_json(board), indent=1, sort_keys=False, default=str) + "\n")
-    write_atomic(md_path, to_markdown(board))
+    write_atomic(md_path, to_markdown(board, failed=failed))
     return md_path, json_path

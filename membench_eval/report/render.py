@@ -86,8 +86,11 @@ def _prompts_run(row: Any) -> str:
     return ", ".join(parts)
 
 
-def to_markdown(board: Leaderboard) -> str:
-    """The leaderboard page; ``terminal_summary`` prints the same text."""
+def to_markdown(board: Leaderboard, failed: bool = False) -> str:
+    """The leaderboard page; ``terminal_summary`` prints the same text. It opens on the banner
+    (limited, subset, partial or failed run) and one verdict line per method (``report.verdict``)."""
+    from membench_eval.report.verdict import markdown_lines, run_status, title_tag
+
     notes = _Notes()
     main_cols = registered_columns("main")
     cols_present = [c for c in main_cols if c.key in board.rows[0].cells] if board.rows else list(main_cols)
@@ -95,7 +98,8 @@ def to_markdown(board: Leaderboard) -> str:
     b = board.bootstrap
     conf = int(round(100 * b["confidence"]))
     meta = board.metadata
-    parts = [f"# MemBench leaderboard: suite `{board.suite}`", ""]
+    parts = [f"# MemBench leaderboard: suite `{board.suite}`{title_tag(run_status(board, failed))}", ""]
+    parts += markdown_lines(board, failed)
     clusters = {"components": "prompts linked through shared memorized images resample together",
                 "first": "prompts resample with their first memorized image"}.get(b["cluster_method"], b["cluster_method"])
     parts.append(

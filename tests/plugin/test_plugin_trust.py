@@ -142,7 +142,8 @@ def test_hook_exception_shows_the_users_traceback(pytester: pytest.Pytester, tmp
 
 
 def test_readme_generate_override_example_runs(tmp_path: Path, make_tiny_pipeline):
-    """The README's complete generate() example, run through the engine on a tiny random model."""
+    """The manual's complete generate() example (docs/writing-a-method.md, moved there from the README),
+    run through the engine on a tiny random model."""
     import re
 
     from membench_eval.generation.engine import generate
@@ -152,7 +153,7 @@ def test_readme_generate_override_example_runs(tmp_path: Path, make_tiny_pipelin
     from membench_eval.store.run_store import RunStore
     from membench_eval.suites.types import Prompt
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "writing-a-method.md").read_text()
     block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "class StrongGuidance" in b)
     (tmp_path / "strong.py").write_text(block)
     method = load_mitigation(tmp_path / "strong.py", params={"factor": "2.0"})
