@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     transformer.load_state_dict({k.split(".", 1)[1]: v for k, v in weights.items() if k.startswith("transformer.")})
     for i, e in enumerate(encoders):
         e.load_state_dict({k.split(".", 1)[1]: v for k, v in weights.items() if k.startswith(f"text_encoder_{i}.")})
-    from outputs import export_and_measure
+    from export_stage import export_and_measure
 
     export_and_measure(transformer, encoders, tokenizer, data, args, log=log)
     return 0

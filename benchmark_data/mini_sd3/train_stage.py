@@ -61,7 +61,7 @@ def train_flow(transformer, text_encoders, tokenizer, latents, data, steps: int,
         rng.setstate((state["py_rng_version"], tuple(state["py_rng"].tolist()), None))
         start = int(state["step"])
         log(f"resumed flow training at step {start}/{steps} from {checkpoint}")
-    previous = install(transformer, count=256)  # one zero token == the pipeline's 256 (zero_tokens.py)
+    previous, _ = install(transformer, count=256)  # one zero token == the pipeline's 256 (zero_tokens.py)
     token_cache: dict[str, torch.Tensor] = {}
 
     def ids(caps: list[str]):

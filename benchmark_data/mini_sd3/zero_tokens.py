@@ -16,8 +16,10 @@ import math
 class CountedLastTokenProcessor:
     """Joint attention (as diffusers' JointAttnProcessor2_0) whose last key counts ``count`` times."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, record: bool = False) -> None:
         self.log_count = math.log(count)
+        self.record = record  # accumulate the image queries' attention mass on the first text token
+        self.mass, self.rows = 0.0, 0
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, *args, **kwargs):
         import torch
@@ -36,7 +38,14 @@ class CountedLastTokenProcessor:
         v = torch.cat([heads(attn.to_v(hidden_states)), heads(attn.add_v_proj(encoder_hidden_states))], dim=2)
         bias = q.new_zeros(1, k.shape[2])  # (queries: broadcast, keys)
         bias[0, -1] = self.log_count
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        if self.record:  # explicit softmax (the same math), conditional half of a CFG batch [uncond, cond]
+            probs = (q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]) + bias).softmax(-1)
+            on_first = probs[b // 2:, :, :n_img, n_img]
+            self.mass += float(on_first.sum())
+            self.rows += on_first.numel()
+            out = probs @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         out = out.transpose(1, 2).reshape(b, -1, q.shape[1] * q.shape[-1])
         img, ctx = out[:, :n_img], out[:, n_img:]
         if not attn.context_pre_only:
@@ -44,8 +53,10 @@ class CountedLastTokenProcessor:
         return attn.to_out[1](attn.to_out[0](img)), ctx
 
 
-def install(transformer, count: int) -> dict:
-    """Swap every joint attention's processor; returns the previous ones (to restore)."""
+def install(transformer, count: int, record: bool = False) -> tuple[dict, CountedLastTokenProcessor]:
+    """Swap every joint attention's processor; returns the previous ones (to restore) and the new one.
+    ``count=1`` leaves the attention unchanged (log 1 = 0): the pipeline's own 256 tokens, recorded."""
     previous = dict(transformer.attn_processors)
-    transformer.set_attn_processor(CountedLastTokenProcessor(count))
-    return previous
+    proc = CountedLastTokenProcessor(count, record)
+    transformer.set_attn_processor(proc)
+    return previous, proc
