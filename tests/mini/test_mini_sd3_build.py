@@ -85,6 +85,7 @@ def test_timesteps_are_sd3s_shifted_logit_normal(stages):
     assert 0.80 < float((s > 0.5).float().mean()) < 0.88  # high noise dominates (the mini's lesson)
 
 
+@pytest.mark.slow  # three short trainings of a 1-block model with SD-vocabulary encoders
 def test_killed_training_resumes_to_the_same_weights(stages, tokenizer, tmp_path):
     """4 steps straight vs 2 steps, 'killed', then resumed from the checkpoint: identical weights."""
     sys.path.insert(0, str(DATA / "mini"))
@@ -105,7 +106,6 @@ def test_killed_training_resumes_to_the_same_weights(stages, tokenizer, tmp_path
     straight = run(4, tmp_path / "a.pt")
     run(2, tmp_path / "b.pt")
     resumed = run(4, tmp_path / "b.pt")
-    changed = False
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
     fresh = _parts(stages, layers=1)[0].state_dict()
