@@ -32,6 +32,7 @@ EXAMPLES: dict[str, str] = {
     "attack": "membench attack rna --param strongest --suite mini --budget 400",
     "extract": "membench extract --suite mini-uncond --method side --pool 128 --seeds 3",
     "init": "membench init my-method-repo",
+    "families": "membench families --json",
 }
 
 

@@ -274,6 +274,10 @@ class Evaluation:
             if saved is not None and saved[0].label == method.label:
                 return [saved[1][p.prompt_id] for p in prompts if p.prompt_id in saved[1]]
             return self._gallery_reference(method, role, prompts, n)
+        from membench_eval.evaluation.applicability import not_applicable_reason
+
+        if getattr(method.mitigation, "needs", None) and not_applicable_reason(method, self.pipeline):
+            return []  # nothing to act on in this family: the row reads n/a (``not_applicable``)
         requests = plan_requests(prompts, n, self.settings.seed)
         pipe, settings, store = self.pipeline, self.settings, self.store  # loaded before the scorers
         scorer = self._overlapped_scorer() if self.options.overlap_scoring else None
@@ -400,6 +404,9 @@ class Evaluation:
         kinds = {m.label: m.kind for m in plan.methods}
         expected = {role: [p.prompt_id for p in ps] for role, ps in plan.prompts.items()}
         metadata = self.metadata(plan, quality)
+        from membench_eval.evaluation.applicability import family_metadata
+
+        metadata.update(family_metadata(plan, self.pipeline if "pipeline" in self.models else None))
         for m in plan.methods:
             if m.kind == "computed_reference":
                 metadata["computed_reference"] = describe(m.label, results)

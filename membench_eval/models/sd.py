@@ -42,6 +42,9 @@ class StableDiffusionFamily(ModelFamily):
 
     name = "stable-diffusion"
     pipeline_classes = ("StableDiffusionPipeline",)
+    offers = frozenset({"cfg", "cross_attention", "clip_bos_token", "prompt_embeddings"})
+    text_encoders = ("CLIP ViT-L/14 (SD 1.x) or OpenCLIP ViT-H/14 (SD 2.x)",)
+    prediction_types = ("epsilon", "v_prediction")
 
     @classmethod
     def from_pretrained(cls, folder: Any, dtype: "torch.dtype") -> "StableDiffusionPipeline":
