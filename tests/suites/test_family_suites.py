@@ -60,3 +60,30 @@ def test_per_type_table_separates_mv_from_tv() -> None:
     rows = {tuple(c.strip() for c in line.split("|")[1:4]): line for line in text.splitlines()}
     assert "| 0.900 [0.900, 0.900] | 0.800 [0.800, 0.800] | 1.000 [1.000, 1.000] |" in rows[("base", "MV", "3")]
     assert "| 0.200 [0.200, 0.200] | 0.100 [0.100, 0.100] | 0.000 [0.000, 0.000] |" in rows[("base", "TV", "5")]
+
+
+def test_sd2_v_at_512_warns_with_the_trained_size(tmp_path: Path) -> None:
+    from membench_eval.models.trained_sizes import ImageSizeWarning
+
+    (tmp_path / "p.txt").write_text("a prompt\n")
+    body = '[model]\nid = "stabilityai/stable-diffusion-2"\n[general]\nfile = "p.txt"\n'
+    (tmp_path / "s.toml").write_text('name = "t"\n' + body + "[generation]\nheight = 512\nwidth = 512\n")
+    with pytest.warns(ImageSizeWarning, match="trained at 768x768; generating at 512x512"):
+        get_suite(str(tmp_path / "s.toml"))
+    (tmp_path / "s.toml").write_text('name = "t"\n' + body + "[generation]\nheight = 768\nwidth = 768\n")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ImageSizeWarning)
+        get_suite(str(tmp_path / "s.toml"))
+
+
+def test_unknown_pipeline_class_names_the_supported_ones(tmp_path: Path) -> None:
+    from membench_eval.errors import DataError
+
+    (tmp_path / "p.txt").write_text("a prompt\n")
+    (tmp_path / "s.toml").write_text('name = "t"\n[model]\nid = "x/y"\npipeline = "KandinskyPipeline"\n'
+                                     '[general]\nfile = "p.txt"\n')
+    with pytest.raises(DataError, match="'KandinskyPipeline' is not a supported pipeline; supported: .*"
+                                        "StableDiffusionPipeline"):
+        get_suite(str(tmp_path / "s.toml"))
