@@ -128,8 +128,9 @@ class ModelFamily:
     # --- loading --------------------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, folder: Any, dtype: "torch.dtype") -> Any:
-        """The pipeline saved in ``folder`` (``save_pretrained`` layout), set up for MemBench."""
+    def from_pretrained(cls, folder: Any, dtype: "torch.dtype", **components: Any) -> Any:
+        """The pipeline saved in ``folder`` (``save_pretrained`` layout), set up for MemBench;
+        ``components`` (e.g. ``vae=``) replace the folder's own."""
         raise NotImplementedError
 
     # --- what the model is ----------------------------------------------------------------------
