@@ -44,3 +44,16 @@ def family_metadata(plan: Any, pipe: Any) -> dict[str, Any]:
     if pipe is not None:
         out["not_applicable"] = not_applicable_rows(plan.methods, lambda: pipe)
     return out
+
+
+def no_reference_error(suite: Any, coverage: Any) -> Exception:
+    """The error of a trigger scenario with no reference image: a text-only list (Realistic
+    Vision's: none were published, SSCD cannot be computed) says so; otherwise fetch them."""
+    from membench_eval.errors import DataError
+
+    if suite.trigger is not None and not any(p.memorized_ids for p in suite.trigger.prompts):
+        return DataError(f"suite {suite.name}", "n/a: its trigger prompts are text only (no reference images were "
+                         "published), so SSCD cannot be computed; score the prompts with `membench detect --suite "
+                         f"{suite.cli_name}`, or run the general scenario alone")
+    return DataError(f"suite {suite.name}", f"no memorized reference image is available: {coverage.summary()}; "
+                     f"fetch them with `membench data fetch-references --suite {suite.cli_name}`")

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from membench_eval.errors import DataError, MembenchError
+from membench_eval.errors import MembenchError
 from membench_eval.evaluation.model_cache import ModelCache
 from membench_eval.evaluation.plan import EvalOptions, MethodSpec, Plan, select_prompts
 from membench_eval.evaluation.scoring import Scorers, scorer_id
@@ -147,9 +147,9 @@ class Evaluation:
         if suite.trigger is not None:
             paths, coverage = self.references
             if not paths:
-                raise DataError(f"suite {suite.name}", "no memorized reference image is available: "
-                                f"{coverage.summary()}; fetch them with `membench data fetch-references "
-                                f"--suite {suite.cli_name}`")
+                from membench_eval.evaluation.applicability import no_reference_error
+
+                raise no_reference_error(suite, coverage)
             scorable = [p for p in suite.trigger.prompts if any(i in paths for i in p.memorized_ids)]
             excluded = len(suite.trigger.prompts) - len(scorable)
             prompts["trigger"] = select_prompts(scorable, role="trigger", limit=self.options.limit,

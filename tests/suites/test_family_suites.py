@@ -87,3 +87,13 @@ def test_unknown_pipeline_class_names_the_supported_ones(tmp_path: Path) -> None
     with pytest.raises(DataError, match="'KandinskyPipeline' is not a supported pipeline; supported: .*"
                                         "StableDiffusionPipeline"):
         get_suite(str(tmp_path / "s.toml"))
+
+
+def test_rv_trigger_run_says_text_only(shared_data_dir: Path) -> None:
+    from membench_eval.errors import DataError
+    from membench_eval.evaluation.applicability import no_reference_error
+
+    suite = get_suite("rv", shared_data_dir)
+    err = no_reference_error(suite, None)
+    assert isinstance(err, DataError) and "text only (no reference images were published)" in str(err)
+    assert "membench detect --suite rv" in str(err)
