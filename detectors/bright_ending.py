@@ -52,6 +52,9 @@ scheduler would need the reference's second run); (2) float32, the reference fp1
 block is chosen by resolution (the reference hard-codes 64x64 = SD1.4's down_blocks.0) and resized
 when coarser than the latent; (4) no image is decoded. Records per prompt: ``be_unmasked`` (the
 same steps' mean ||d_s||_2, i.e. Wen's magnitude without the mask) and ``be_mask_mean``.
+
+Families (``needs``: cfg, cross_attention): Wen's magnitude masked by the end token's cross-
+attention map: SD 1.x / 2.x, Realistic Vision, SDXL; IF reads n/a (no cross-attention).
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ class BrightEnding(Detector):
     """||(eps_c - eps_u) M||_2 / mean(M), M = the end token's last-step attention map (Chen et al.)."""
 
     name = "bright_ending"
+    needs = frozenset({"cfg", "cross_attention"})
     paper = "Chen et al. 2025, Exploring Local Memorization in Diffusion Models via Bright Ending Attention"
 
     images: int = 4

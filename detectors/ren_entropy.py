@@ -54,6 +54,9 @@ fp16; entropy terms use xlogy (0 log 0 = 0; the reference's p log p would give n
 (4) no image is decoded. The reference also records ``prompt_entropy``, which no mode uses.
 Records per prompt: ``ren_entropy`` (H_0 of the mode's layers; mode D: the last steps' mean),
 ``ren_padding_change`` (mode D: mean Hpad_last - Hpad_0), ``ren_tokens`` (L).
+
+Families (``needs``: cross_attention, clip_bos_token): cross-attention entropy around CLIP's BOS
+sink: SD 1.x / 2.x, Realistic Vision, SDXL; IF (T5) reads n/a.
 """
 
 from __future__ import annotations
@@ -114,6 +117,7 @@ class RenEntropy(Detector):
     """Cross-attention entropy over the text tokens: mode E (step 0, one layer) or D (last steps)."""
 
     name = "ren_entropy"
+    needs = frozenset({"cross_attention", "clip_bos_token"})
     paper = "Ren et al. 2024, Unveiling and Mitigating Memorization in T2I Diffusion Models through Cross Attention"
     sweep = {"mode": ["E", "D"]}  # detect.py's two modes
 

@@ -45,6 +45,9 @@ Differences from the reference: (1) epsilon-prediction models only (SD1.x, the m
 the reference's SD2 (v-prediction) branch is not ported and such a model raises an error; (2)
 float32 (the reference: bf16 weights, JVP under float32 autocast); (3) latents from CPU generators.
 Records per prompt: ``sail_first_step`` (m at the first step, mean over images).
+
+Families (``needs``: cfg, epsilon): JVPs of the score, read from an epsilon prediction: SD 1.x, SD
+2 base (512), Realistic Vision, SDXL; SD 2 768-v (v), SD3 / FLUX (flow) read n/a.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class SAILSharpness(Detector):
     """||H_c v - H_u v||_2 with v the score difference, by a JVP at the first step (Jeon et al.)."""
 
     name = "sail_sharpness"
+    needs = frozenset({"cfg", "epsilon"})
     paper = ("Jeon et al. 2025, Understanding and Mitigating Memorization in Generative Models via Sharpness "
              "of Probability Landscapes")
     sweep = {"images": [1, 4]}  # run_detection.sh's gen_numbers

@@ -26,6 +26,8 @@ inverted, the mini's trigger prompts are shorter than its general prompts.
 
 No reference code; nothing to differ from. The store key holds the captions path, not its
 content. Records per prompt: ``tokens`` (the token count, in both modes).
+
+Families (``needs``: nothing): text only (SD 1.x's CLIP tokenizer): every family.
 """
 
 from __future__ import annotations

@@ -30,6 +30,9 @@ Measured on the miniature model (16 trigger vs 30 general prompts, per-prompt se
 
 Differences from MemBench's reference (as ``signal.py`` records it; its code was not re-read for
 this file): none in the formula; the latent is drawn from a CPU generator seeded by ``seed``.
+
+Families (``needs``: cfg): the guidance vector's norm at the first step: every family with real CFG
+(IF: stage I).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class WenSingleStep(Detector):
     """||eps_c - eps_u||^2 at t = 999 on one seeded latent (MemBench's search score)."""
 
     name = "wen_single"
+    needs = frozenset({"cfg"})
     paper = ("Wen et al. 2024, Detecting, Explaining, and Mitigating Memorization in Diffusion Models "
              "(MemBench's one-step score)")
 

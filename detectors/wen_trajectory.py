@@ -36,6 +36,9 @@ Differences from the reference: (1) by default every prompt is scored on the sam
 latents (Wen: one seed per prompt; ``seed = -1``); (2) latents come from CPU generators seeded
 per image, not a global GPU RNG; float32 on CPU, the reference fp16 on GPU. The guidance loop is
 the harness's (byte-identical to the pipeline's).
+
+Families (``needs``: cfg): the guidance vector's norm over a trajectory: every family with real CFG
+(IF: stage I).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class WenTrajectory(Detector):
     """Mean over images and DDIM steps of ||eps_c - eps_u||_2 (Wen et al.'s detection statistic)."""
 
     name = "wen_trajectory"
+    needs = frozenset({"cfg"})
     paper = "Wen et al. 2024, Detecting, Explaining, and Mitigating Memorization in Diffusion Models"
 
     images: int = 4

@@ -36,6 +36,9 @@ class Hyperparameters:
     sweep: ClassVar[dict[str, list[Any]]] = {}
     # The setting the paper calls strongest (``--param strongest``).
     strongest: ClassVar[dict[str, Any]] = {}
+    # Capabilities the plugin acts on (``membench_eval.models.capabilities``: "cfg",
+    # "cross_attention", ...); a model family without one gets an n/a cell, not a crash. Empty: any family.
+    needs: ClassVar[frozenset[str]] = frozenset()
     # How ``label`` writes the parameters (see the module docstring); set once per face.
     label_style: ClassVar[LabelStyle] = "spaced"
 

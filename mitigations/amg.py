@@ -51,6 +51,10 @@ Differences from the reference, documented:
   g = 7.5). The reference's ``base_count > 20`` quirk (its first 21 samples get no AMG) is dropped.
 - Per image: the reference handles a batch of one; here every row has its own sim, nearest image,
   G_dup countdown and gradient, decoded and embedded one row at a time (no batch-dependent result).
+
+Families (``needs``: cfg, epsilon): x0 from the epsilon prediction under CFG: SD 1.x, SD 2 base
+(512, epsilon), Realistic Vision, SDXL and IF stage I run it; SD 2 768-v, SD3 and FLUX (v or flow
+predictions) read n/a.
 """
 
 from __future__ import annotations
@@ -118,6 +122,7 @@ class AMG(Mitigation):
     """Per image and step: G_spe, G_dup and G_sim from the SSCD similarity to the nearest reference."""
 
     name = "amg"
+    needs = frozenset({"cfg", "epsilon"})
     paper = "Chen, Liu, Xu 2024, Towards Memorization-Free Diffusion Models (CVPR)"
     sweep = {"scale": [0.5, 1.0]}  # ours: the paper reports one setting (scale 1)
     strongest = {"scale": 1.0}

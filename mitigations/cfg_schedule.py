@@ -30,6 +30,10 @@ an artefact not copied here: sampling stays on the run's scheduler and step coun
 MemBench; the code used DPM-Solver++). The dynamic norm is per image (the code takes one norm over
 the whole batch, which with several images per call mixes them). Records per image:
 ``schedule_transition_step`` (first step with CFG; null if never) and ``schedule_transition_timestep``.
+
+Families (``needs``: cfg): the guidance combination is linear in the prediction, so it runs on
+every family with an unconditional pass (epsilon, v or flow alike; IF: stage I); FLUX.1-dev without
+true CFG reads n/a.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class GuidanceSchedule(Mitigation):
     """Guidance ``before`` (static) or conditional-only (dynamic) until the transition, then CFG."""
 
     name = "cfg_schedule"
+    needs = frozenset({"cfg"})
     paper = "Jain et al. 2025, Classifier-free guidance inside the attraction basin may cause memorization"
     sweep = {"transition": [800, 650, 500]}
     strongest = {"transition": 500}

@@ -25,6 +25,9 @@ does not depend on the batch it shares or on the run's order; it is added explic
 embeddings (overriding ``_encode_prompt``, as the reference does, silently does nothing since
 diffusers 0.21, which calls ``encode_prompt``). Records: ``gni_noise_std`` (the measured std of the
 noise added to the conditional embedding of the image).
+
+Families (``needs``: prompt_embeddings): noise on the family's prompt token embeddings (SDXL: the
+concatenated CLIP-L + CLIP-G embeddings; IF: T5's), every family.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class GaussianNoiseInference(Mitigation):
     """Adds N(0, lam^2) to every element of both text embeddings, per image, before sampling."""
 
     name = "gni"
+    needs = frozenset({"prompt_embeddings"})
     paper = "Somepalli et al. 2023, Understanding and Mitigating Copying in Diffusion Models (GNI)"
     sweep = {"lam": [0.1, 0.2, 0.5, 1.0]}
     strongest = {"lam": 0.1}

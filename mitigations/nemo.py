@@ -47,6 +47,10 @@ window on smaller ones (mini, tiny: 16x16 is too small for 3 scales). Statistics
 prompts (the reference: 50k held-out LAION prompts). The t_0 UNet call the reference makes and
 discards is skipped; only flagged seeds are run (same_seed); repeated indices (z-score and top-k
 overlap) are merged; the k cap is the widest layer (the code's 1280 on SD).
+
+Families (``needs``: cross_attention): blocks value neurons of cross-attention (``attn2``): SD 1.x
+/ 2.x, Realistic Vision, SDXL; IF's added-KV and MM-DiT's joint attention have no separate cross-
+attention value layer: n/a.
 """
 
 from __future__ import annotations
@@ -164,6 +168,7 @@ class NeMo(Mitigation):
     """Per prompt: detect memorization from x_T noise similarity, then zero its outlier value neurons."""
 
     name = "nemo"
+    needs = frozenset({"cross_attention"})
     paper = "Hintersdorf et al. 2024, Finding NeMo: Localizing Neurons Responsible for Memorization in Diffusion Models"
     # Not the paper's sweep (it reports 0.428 only): the SD1.4 value and values around it (lower = stronger).
     sweep = {"threshold": [0.5, 0.428, 0.35]}

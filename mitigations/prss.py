@@ -66,6 +66,10 @@ SS keeps the original (as the reference with an empty list) and PR then lowers t
 Records per image: ``prss_triggered``, ``prss_initial_magnitude``, ``prss_modified_magnitude``,
 ``prss_ss_iterations`` (optimisation) or ``prss_ss_candidate`` (0 = original, j = j-th candidate),
 ``prss_pr_steps`` (steps where re-anchoring fired). Padding requests are never triggered.
+
+Families (``needs``: cfg, prompt_embeddings): the guidance vector and prompt-embedding noise: every
+family with real CFG (IF: stage I); ``be_mask`` needs cross-attention down blocks (SD, SDXL) and
+raises elsewhere.
 """
 
 from __future__ import annotations
@@ -138,6 +142,7 @@ class PRSS(Mitigation):
     """Detect at step 0 per image; if triggered, SS picks a modified embedding and PR re-anchors."""
 
     name = "prss"
+    needs = frozenset({"cfg", "prompt_embeddings"})
     paper = ("Chen et al. 2025, Enhancing Privacy-Utility Trade-offs to Mitigate Memorization in Diffusion Models "
              "(+ BE: Exploring Local Memorization in Diffusion Models via Bright Ending Attention)")
     sweep = {"l_target_pr": [4.0, 3.0, 2.0]}

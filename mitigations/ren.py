@@ -18,6 +18,10 @@ rows are N..2N-1. The reference indexes ``1::2`` (alternating rows), which is ri
 image per call; with MemBench's 10 images per call it rescaled half of the unconditional and half
 of the conditional rows. That bug is not copied here. The reference also applied the conditional
 prompt's padding mask to the unconditional rows; here those rows are left untouched.
+
+Families (``needs``: cross_attention, clip_bos_token): needs cross-attention to a CLIP encoder
+whose token 0 is a BOS sink: SD 1.x / 2.x, Realistic Vision, SDXL (both CLIP encoders); IF (T5
+only, no BOS) reads n/a.
 """
 
 from __future__ import annotations
@@ -138,6 +142,7 @@ class RenCrossAttention(Mitigation):
     """BOS logit x ``c`` and padding masked, conditional rows of every ``attn2``, all steps."""
 
     name = "ren"
+    needs = frozenset({"cross_attention", "clip_bos_token"})
     paper = "Ren et al. 2024, Unveiling and Mitigating Memorization in T2I Diffusion Models through Cross Attention"
     sweep = {"c": [1.0, 1.1, 1.2, 1.3]}
     strongest = {"c": 1.3}

@@ -10,6 +10,9 @@ excluded as in the reference (they hold the last merges and the start/end tokens
 Differences from the reference, documented: the parameter is called ``n`` (the MemBench README's
 flag names do not exist in its code); each image gets its own rewrite from its own seeded RNG,
 where the reference drew one rewrite per prompt from a global RNG.
+
+Families (``needs``: nothing): a text rewrite: runs on every family (the token comes from SD 1.x's
+CLIP vocabulary whatever the model's tokenizer).
 """
 
 from __future__ import annotations

@@ -29,6 +29,9 @@ evaluates the embedding produced by its last (10th) step; here the loss of the r
 is always measured (one extra UNet call when the cap is hit) and recorded per image as
 ``wen_final_loss``, with ``wen_iterations`` (optimizer steps taken, 0..10) and ``wen_initial_loss``.
 The loss does not involve the guidance scale (as in the paper and the reference).
+
+Families (``needs``: cfg, prompt_embeddings): optimises the prompt embeddings against the guidance
+vector: every family with real CFG (SDXL: the token embeddings; IF: stage I's T5 embeddings).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class WenEmbeddingOptimization(Mitigation):
     """Per prompt: AdamW on the conditional embedding at the first step until the norm is <= l."""
 
     name = "wen"
+    needs = frozenset({"cfg", "prompt_embeddings"})
     paper = "Wen et al. 2024, Detecting, Explaining, and Mitigating Memorization in Diffusion Models"
     sweep = {"l": [7.0, 6.0, 5.0, 4.0, 3.0, 2.0]}
     strongest = {"l": 2.0}

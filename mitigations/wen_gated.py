@@ -38,6 +38,8 @@ method's key, as are ``detection/gate.py`` and ``detection/signal.py`` (imported
 harness helpers are hashed one level deep). The calibration data: the mini captions are built with
 the mini model (a rebuild changes the model's identity too) and Webster's file is checked against
 its sha256; a prompt file given by path is not hashed.
+
+Families (``needs``: cfg, prompt_embeddings): as ``wen``: every family with real CFG.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class WenGated(WenEmbeddingOptimization):
     """Wen's embedding optimisation on the prompts Wen's single-step detector flags, others untouched."""
 
     name = "wen_gated"
+    needs = frozenset({"cfg", "prompt_embeddings"})
     paper = ("Wen et al. 2024, Detecting, Explaining, and Mitigating Memorization in Diffusion Models "
              "(mitigation gated by its single-step detector at a calibrated FPR)")
     # Not a paper's sweep: the detector's target false-positive rate on non-memorized prompts.

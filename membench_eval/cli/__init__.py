@@ -28,7 +28,7 @@ import sys
 
 # One module per command group; each defines register(subparsers) -> None.
 _COMMAND_MODULES = ["data", "generate", "sscd", "run", "report", "detect", "search", "store", "reference", "suite",
-                    "attribute", "attack", "extract", "init", "export", "board"]
+                    "attribute", "attack", "extract", "init", "export", "board", "families"]
 
 from membench_eval.errors import (  # noqa: E402,F401 - the codes are re-exported for the commands
     EXIT_ENVIRONMENT, EXIT_GATE_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_METHOD_RAISED, EXIT_OK, EXIT_USAGE,

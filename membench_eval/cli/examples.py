@@ -34,6 +34,7 @@ EXAMPLES: dict[str, str] = {
     "init": "membench init my-method-repo",
     "export": "membench export --out leaderboard --to export/mini",
     "board": "membench board export/run-a export/run-b --out site",
+    "families": "membench families --json",
 }
 
 

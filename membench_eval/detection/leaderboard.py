@@ -97,9 +97,9 @@ def build_detection_leaderboard(
     from membench_eval.detection.bootstrap import RocBootstrap
     from membench_eval.detection.roc import tpr_at_fpr
 
-    scores = [_aligned(r, dset) for r in results]
+    scores = [np.zeros(len(dset.prompts)) if r.not_applicable else _aligned(r, dset) for r in results]
     labels = dset.labels()
-    ref_index = next((i for i, r in enumerate(results) if r.name == reference), None)
+    ref_index = next((i for i, r in enumerate(results) if r.name == reference and not r.not_applicable), None)
     boot = RocBootstrap(labels, dset.clusters(), n_resamples=n_resamples, seed=seed,
                         confidence=confidence) if dset.two_classes else None
     ref_reps = boot.auc_replicates(scores[ref_index]) if boot is not None and ref_index is not None else None
@@ -108,6 +108,12 @@ def build_detection_leaderboard(
     for i, (res, s) in enumerate(zip(results, scores)):
         auc = delta = None
         tprs: dict[float, Estimate] = {}
+        if res.not_applicable:
+            rows.append(DetectorRow(
+                label=res.label, name=res.name, params=dict(res.params), source_path=res.source_path,
+                source_sha256=res.source_sha256, auc=None, tpr={}, delta_auc=None, mean_unet_rows=0.0,
+                mean_seconds=0.0, setup_seconds=0.0, scores=[], reason=res.not_applicable))
+            continue
         if boot is not None:
             point = _auc(labels, s)
             reps = boot.auc_replicates(s)

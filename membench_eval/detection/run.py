@@ -54,8 +54,12 @@ class DetectionResult:
     new: int = 0
     reused: int = 0
     setup_seconds: float = 0.0
+    # ``n/a: <detector> needs <what>; <family> has none``: nothing scored (``models.capabilities``).
+    not_applicable: str | None = None
 
     def summary(self) -> str:
+        if self.not_applicable:
+            return f"{self.label}: {self.not_applicable}"
         return f"{self.label}: {self.new} prompt(s) scored, {self.reused} reused from the store"
 
 
@@ -100,6 +104,16 @@ def score_prompts(
     pipe_used = pipe if det.needs_model else None
     reqs = detection_requests(prompts, settings.seed)
     source = method_source(det)
+    if pipe_used is not None and det.needs:
+        from membench_eval.models.capabilities import not_applicable
+        from membench_eval.models.family import family_for
+
+        why = not_applicable(det, family_for(pipe_used))
+        if why is not None:  # the family has nothing this detector reads: a row of n/a, not a crash
+            return DetectionResult(
+                label=det.label(), name=det.name, params=det.params(), source_path=source.path,
+                source_sha256=source.sha256, prompt_ids=[], prompts=[], seeds=[], scores=[], unet_rows=[],
+                seconds=[], not_applicable=why)
     model = model_fields(pipe_used) if pipe_used is not None else None
     fields = [
         detection_key_fields(

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from membench_eval.errors import DataError, MembenchError
+from membench_eval.errors import MembenchError
 from membench_eval.evaluation.model_cache import ModelCache
 from membench_eval.evaluation.plan import EvalOptions, MethodSpec, Plan, select_prompts
 from membench_eval.evaluation.scoring import Scorers, scorer_id
@@ -147,9 +147,9 @@ class Evaluation:
         if suite.trigger is not None:
             paths, coverage = self.references
             if not paths:
-                raise DataError(f"suite {suite.name}", "no memorized reference image is available: "
-                                f"{coverage.summary()}; fetch them with `membench data fetch-references "
-                                f"--suite {suite.cli_name}`")
+                from membench_eval.evaluation.applicability import no_reference_error
+
+                raise no_reference_error(suite, coverage)
             scorable = [p for p in suite.trigger.prompts if any(i in paths for i in p.memorized_ids)]
             excluded = len(suite.trigger.prompts) - len(scorable)
             prompts["trigger"] = select_prompts(scorable, role="trigger", limit=self.options.limit,
@@ -274,6 +274,10 @@ class Evaluation:
             if saved is not None and saved[0].label == method.label:
                 return [saved[1][p.prompt_id] for p in prompts if p.prompt_id in saved[1]]
             return self._gallery_reference(method, role, prompts, n)
+        from membench_eval.evaluation.applicability import not_applicable_reason
+
+        if getattr(method.mitigation, "needs", None) and not_applicable_reason(method, self.pipeline):
+            return []  # nothing to act on in this family: the row reads n/a (``not_applicable``)
         requests = plan_requests(prompts, n, self.settings.seed)
         pipe, settings, store = self.pipeline, self.settings, self.store  # loaded before the scorers
         scorer = self._overlapped_scorer() if self.options.overlap_scoring else None
@@ -400,6 +404,9 @@ class Evaluation:
         kinds = {m.label: m.kind for m in plan.methods}
         expected = {role: [p.prompt_id for p in ps] for role, ps in plan.prompts.items()}
         metadata = self.metadata(plan, quality)
+        from membench_eval.evaluation.applicability import family_metadata
+
+        metadata.update(family_metadata(plan, self.pipeline if "pipeline" in self.models else None))
         for m in plan.methods:
             if m.kind == "computed_reference":
                 metadata["computed_reference"] = describe(m.label, results)

@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 # What a denoiser predicts: the noise (SD 1.x, SD 2 base), v (SD 2 768-v), or a flow velocity (SD3, FLUX).
 PredictionKind = Literal["epsilon", "v_prediction", "flow"]
 # How text reaches an attention layer: cross-attention to the text (SD's attn2), or joint
-# attention over image and text tokens together (MM-DiT), with the text tokens at ``text_tokens``.
-AttentionRole = Literal["cross", "joint"]
+# attention over image and text tokens together (MM-DiT), with the text tokens at ``text_tokens``,
+# or text keys/values appended to the image's self-attention (DeepFloyd IF's added-KV attention).
+AttentionRole = Literal["cross", "joint", "added_kv"]
 
 _FAMILY_ATTR = "_membench_family"
 
@@ -110,10 +111,16 @@ class ModelFamily:
     """One model architecture's operations over its diffusers pipeline (``self.pipe``).
 
     Subclasses set ``pipeline_classes`` (the diffusers class names they handle, as in
-    ``model_index.json``) and implement every method; ``register_family`` makes them findable."""
+    ``model_index.json``) and implement every method; ``register_family`` makes them findable.
+    ``offers``: the capability strings of ``models.capabilities`` the family has (what methods and
+    detectors may need); ``text_encoders``: their names, for ``membench families``."""
 
     name: ClassVar[str] = ""
     pipeline_classes: ClassVar[tuple[str, ...]] = ()
+    offers: ClassVar[frozenset[str]] = frozenset()
+    text_encoders: ClassVar[tuple[str, ...]] = ()
+    # What the family's models predict (several: per model, from the scheduler config).
+    prediction_types: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, pipe: Any):
         self.pipe = pipe
@@ -121,8 +128,9 @@ class ModelFamily:
     # --- loading --------------------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, folder: Any, dtype: "torch.dtype") -> Any:
-        """The pipeline saved in ``folder`` (``save_pretrained`` layout), set up for MemBench."""
+    def from_pretrained(cls, folder: Any, dtype: "torch.dtype", **components: Any) -> Any:
+        """The pipeline saved in ``folder`` (``save_pretrained`` layout), set up for MemBench;
+        ``components`` (e.g. ``vae=``) replace the folder's own."""
         raise NotImplementedError
 
     # --- what the model is ----------------------------------------------------------------------
@@ -271,6 +279,11 @@ def register_family(cls: type[ModelFamily]) -> type[ModelFamily]:
     for name in cls.pipeline_classes:
         _REGISTRY[name] = cls
     return cls
+
+
+def registered_families() -> list[type[ModelFamily]]:
+    """Every registered family class, once each, in registration order."""
+    return list(dict.fromkeys(_registry().values()))
 
 
 def _registry() -> dict[str, type[ModelFamily]]:

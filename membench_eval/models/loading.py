@@ -68,7 +68,14 @@ def load_pipeline(
     family = family_class_for_folder(folder)
     with warnings.catch_warnings(), _quiet_loading():  # diffusers 0.42 renames torch_dtype to dtype
         warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
-        pipe = family.from_pretrained(folder, dtype)
+        components = {}
+        external = None if _looks_like_path(model) else _external_vae(model)
+        if external is not None:  # Realistic Vision: the hub folder runs with another repository's VAE
+            from membench_eval.models.realistic_vision import load_external_vae
+
+            components["vae"], identity["vae"] = load_external_vae(*external, dtype)
+            identity["revision"] += "+vae:" + identity["vae"]  # store keys hash model and revision
+        pipe = family.from_pretrained(folder, dtype, **components)
     pipe.set_progress_bar_config(disable=True)
     pipe = pipe.to(dev)
     prepare_for_cuda(pipe)
@@ -76,6 +83,12 @@ def load_pipeline(
         compile_unet(pipe)
     setattr(pipe, IDENTITY_ATTR, identity)
     return pipe
+
+
+def _external_vae(model: str) -> tuple[str, str | None] | None:
+    from membench_eval.models.realistic_vision import external_vae_for
+
+    return external_vae_for(model)
 
 
 def family_class_for_folder(folder: str | Path) -> type:

@@ -42,14 +42,18 @@ class StableDiffusionFamily(ModelFamily):
 
     name = "stable-diffusion"
     pipeline_classes = ("StableDiffusionPipeline",)
+    offers = frozenset({"cfg", "cross_attention", "clip_bos_token", "prompt_embeddings"})
+    text_encoders = ("CLIP ViT-L/14 (SD 1.x) or OpenCLIP ViT-H/14 (SD 2.x)",)
+    prediction_types = ("epsilon", "v_prediction")
 
     @classmethod
-    def from_pretrained(cls, folder: Any, dtype: "torch.dtype") -> "StableDiffusionPipeline":
-        """DDIM from the model's own scheduler config, no safety checker, SDPA attention."""
+    def from_pretrained(cls, folder: Any, dtype: "torch.dtype", **components: Any) -> "StableDiffusionPipeline":
+        """DDIM from the model's own scheduler config, no safety checker, SDPA attention;
+        ``components`` replace the folder's (Realistic Vision's external VAE)."""
         from diffusers import DDIMScheduler, StableDiffusionPipeline
 
         pipe = StableDiffusionPipeline.from_pretrained(
-            str(folder), torch_dtype=dtype, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+            str(folder), torch_dtype=dtype, **components, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
             # Without accelerate, asking for low-memory loading only prints a notice and falls back.
             low_cpu_mem_usage=importlib.util.find_spec("accelerate") is not None,
         )

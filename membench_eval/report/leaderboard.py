@@ -167,6 +167,7 @@ def build_leaderboard(
     confidence: float = DEFAULT_CONFIDENCE,
     cluster_method: ClusterMethod = "components",
     columns: tuple[Column, ...] | None = None,
+    not_applicable: Mapping[str, str] | None = None,
 ) -> Leaderboard:
     """Leaderboard from per-prompt results. ``kinds`` maps each row label to base/baseline/method.
 
@@ -177,11 +178,15 @@ def build_leaderboard(
     plan's prompt sets); rows missing some are marked incomplete and get no delta for that role.
     With ``expected``, a declared row with no results at all appears too (as 0/N prompts).
     ``columns``: default every registered metric's columns (``metrics.registry``).
+    ``not_applicable``: row label -> why the method cannot act on this model family
+    (``n/a: ren needs clip_bos_token; deepfloyd-if has none``; default: the metadata's
+    ``not_applicable``): every cell of that row reads n/a with it, and no coverage is expected.
     """
     columns = registered_columns() if columns is None else columns
     results = sorted(results, key=lambda r: (r.label, r.role, r.prompt_id))
     unavailable = dict(unavailable or {})
     meta = dict(metadata or {})
+    na = dict(not_applicable if not_applicable is not None else meta.get("not_applicable") or {})
     exp = {role: sorted(dict.fromkeys(str(p) for p in ids)) for role, ids in (expected or {}).items()}
     by_row: dict[str, list[PromptResult]] = {}
     for r in results:
@@ -229,8 +234,13 @@ def build_leaderboard(
         cov = coverage(label)
         if kinds[label] == "computed_reference":  # a reference covers the scenarios it measures
             cov = {role: c for role, c in cov.items() if c["present"] or c["extra"]}
+        if label in na:  # the method has nothing to act on in this family: no prompts expected
+            cov = {}
         cells: dict[str, Cell] = {}
         for col in columns:
+            if label in na:
+                cells[col.key] = Cell(reason=na[label])
+                continue
             base_vals = values(BASE_LABEL, col) if label != BASE_LABEL and BASE_LABEL in by_row else None
             comparable = _role_ok(cov, col.role) and _role_ok(base_cov, col.role)
             cells[col.key] = _cell(col, values(label, col), base_vals, comparable, cov.get(col.role), unavailable,

@@ -24,6 +24,8 @@ def extra_tables(board: "Leaderboard", notes: "_Notes") -> list[Table]:
     """The sections after the paper's tables, in page order (``notes`` collects their footnotes)."""
     from membench_eval.report.attack_section import attack_tables
     from membench_eval.report.bands import memorization_tables
+    from membench_eval.report.memorization_types import type_tables
     from membench_eval.report.paper import paper_tables
 
-    return memorization_tables(board, notes) + paper_tables(board, notes) + attack_tables(board, notes)
+    return (memorization_tables(board, notes) + type_tables(board, notes) + paper_tables(board, notes)
+            + attack_tables(board, notes))

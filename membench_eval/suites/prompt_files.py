@@ -47,7 +47,7 @@ def prompt_rows(file: Path, fmt: str, *, with_refs: bool) -> list[tuple[Any, str
     out: list[tuple[Any, str, str, list[str]]] = []
     if fmt == "jsonl":
         for n, (line, obj) in enumerate(iter_json_objects(file)):
-            text = obj.get("prompt")
+            text = obj.get("prompt", obj.get("caption"))  # caption: LAION-style lists (sd2_mem.jsonl)
             if not isinstance(text, str) or not text.strip():
                 raise DataError(file, f"missing or empty prompt: {text!r}", row=line, field="prompt")
             row_id = obj.get("id", n)

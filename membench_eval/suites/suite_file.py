@@ -16,7 +16,7 @@ Schema (paths are relative to the suite file; ``manifest:<key>`` names a file of
     [model]                                # required
     id = "stabilityai/stable-diffusion-2-base"   # a hub id, or: path = "model" (a local folder)
     revision = "main"                      # optional (hub ids only)
-    pipeline = "StableDiffusionPipeline"   # optional; the only class the hooks support (below)
+    pipeline = "StableDiffusionPipeline"   # optional; a class some model family handles (below)
     [trigger]                              # trigger prompts (at least one of trigger/general)
     file = "prompts.csv"                   # required in the table
     format = "membench"                    # membench (.csv) | jsonl | txt; default from the suffix
@@ -52,7 +52,9 @@ id is the index column / the ``id`` field / the 0-based row number.
 Supported pipelines: the generation hooks (``membench_eval.generation.denoise``) drive a
 ``StableDiffusionPipeline`` (CLIP text encoder, UNet2DConditionModel, DDIM): SD 1.x and SD 2.x
 (``stable-diffusion-2-base`` at 512, ``stable-diffusion-2`` at 768, a v-prediction model; the
-scheduler config carries ``prediction_type``). SDXL and other classes are refused.
+scheduler config carries ``prediction_type``); the other classes ``membench families`` lists run
+through their family. A class no family handles is refused; a known model at another size than it
+was trained at warns (``models.trained_sizes``).
 
 What the suite's content hash keys (and what it does not). ``Suite.content_sha256`` is the
 sha256 of the suite file's bytes and of every file it reads (prompt files, local reference
@@ -85,10 +87,16 @@ from membench_eval.suites.suite_context import SuiteFileContext
 from membench_eval.suites.suite_prompts import GENERAL_KEYS, TRIGGER_KEYS, general_set, trigger_set
 from membench_eval.suites.types import MemorizedImage, ReferenceTargets, Suite
 
-SUPPORTED_PIPELINES = ("StableDiffusionPipeline",)
+def _supported_pipelines() -> tuple[str, ...]:
+    """The pipeline classes a model family handles (``membench families``)."""
+    from membench_eval.models import family_class  # noqa: F401  (registers the built-in families)
+    from membench_eval.models.family import _registry
+
+    return tuple(sorted(_registry()))
+
 # The package's own suite files: benchmark_data/suites/<name>.toml (mini: benchmark_data/mini/
 # suite.toml); provenance in manifest.json "suites". A user's file may not take these names.
-BUILTIN_FILES = ("sd1", "coco", "sd1_mem345", "sd2_mem219")
+BUILTIN_FILES = ("sd1", "coco", "sd1_mem345", "sd2_mem219", "sd2", "rv", "coco_sdxl")
 UNHASHED_BUILTINS = frozenset({"mini", "sd1", "coco"})
 BUILTIN_NAMES = frozenset({"mini", *BUILTIN_FILES})
 
@@ -153,6 +161,9 @@ def load_suite_file(path: str | os.PathLike, data_dir: Any = None, *, builtin: b
         if clash:
             raise ctx.error("general.id_prefix", f"prompt id(s) {sorted(clash)[:3]} are both trigger and general")
     generation = _generation(ctx, tables["generation"])
+    from membench_eval.models.trained_sizes import warn_size_mismatch
+
+    warn_size_mismatch(f"suite {name}", model, generation.get("height"), generation.get("width"))  # type: ignore[arg-type]
     scoring = tables["scoring"]
     sscd = ctx.get(scoring, "sscd_backend", str, "scoring", default="disc_large")
     _check_sscd(ctx, sscd, "scoring.sscd_backend")
@@ -190,9 +201,9 @@ def _model(ctx: SuiteFileContext, table: dict[str, Any]) -> tuple[str, str | Non
     if (hub is None) == (local is None):
         raise ctx.error("model.id", "give exactly one of model.id (hub id) and model.path (local folder)")
     pipeline = ctx.get(table, "pipeline", str, "model", default="StableDiffusionPipeline")
-    if pipeline not in SUPPORTED_PIPELINES:
+    if pipeline not in _supported_pipelines():
         raise ctx.error("model.pipeline", f"{pipeline!r} is not a supported pipeline; supported: "
-                        f"{', '.join(SUPPORTED_PIPELINES)} (SD 1.x and 2.x)")
+                        f"{', '.join(_supported_pipelines())} (membench families)")
     revision = ctx.get(table, "revision", str, "model")
     if local is None:
         return hub, revision
@@ -206,9 +217,9 @@ def _model(ctx: SuiteFileContext, table: dict[str, Any]) -> tuple[str, str | Non
         cls = json.loads(index.read_text(encoding="utf-8")).get("_class_name")
     except (ValueError, AttributeError) as exc:
         raise DataError(index, f"not a diffusers model_index.json ({exc})") from None
-    if cls not in SUPPORTED_PIPELINES:
+    if cls not in _supported_pipelines():
         raise ctx.error("model.path", f"{local!r}: the folder holds a {cls!r}, not a supported pipeline "
-                        f"({', '.join(SUPPORTED_PIPELINES)})")
+                        f"({', '.join(_supported_pipelines())})")
     return str(folder.resolve()), None
 
 

@@ -23,7 +23,7 @@ from membench_eval.suites.suite_context import SuiteFileContext
 from membench_eval.suites.types import MemorizedImage, Prompt, PromptSet, memorized_image_id
 
 TRIGGER_KEYS = {"file", "format", "references", "reference_scheme", "references_from", "id_prefix", "id_format",
-                "images_per_prompt"}
+                "images_per_prompt", "text_only"}
 GENERAL_KEYS = {"file", "format", "id_prefix", "id_format", "images_per_prompt"}
 _FORMATS = {"trigger": ("membench", "jsonl", "txt"), "general": ("coco", "txt", "jsonl")}
 _SUFFIX_FORMAT = {"trigger": {".csv": "membench", ".jsonl": "jsonl", ".txt": "txt"},
@@ -84,22 +84,25 @@ def trigger_set(ctx: SuiteFileContext, table: dict[str, Any], name: str,
         raise ctx.error("trigger.reference_scheme", f"{scheme!r}: a scheme such as 'mini://' naming files in "
                         "trigger.references (which must be set)")
     from_file = ctx.get(table, "references_from", str, "trigger")
+    # Text-only lists (Realistic Vision's): memorized prompts whose images were never published.
+    text_only = ctx.get(table, "text_only", bool, "trigger", default=False)
     matched: dict[str, list[str]] = {}
     if from_file is not None:
         from membench_eval.suites.loaders import load_caption_jsonl
 
         for record in load_caption_jsonl(ctx.file(from_file, "trigger.references_from")):
             matched.setdefault(_prompt_key(record.caption), []).append(record.url)
-    if fmt == "membench" and folder is None and from_file is None and ids.format is None:
+    if fmt == "membench" and folder is None and from_file is None and ids.format is None and not text_only:
         prompt_set, images = load_trigger_prompts(file, id_prefix=ids.prefix)
         memorized.update(images)
         return PromptSet("trigger", prompt_set.prompts, n, str(file)), None
     field = "urls" if fmt == "membench" else "references"
+    types = _memorization_types(file) if fmt == "jsonl" else {}
     prompts: list[Prompt] = []
     seen: dict[str, Any] = {}
     for row, row_id, text, cells in prompt_rows(file, fmt, with_refs=True):
         found = matched.get(_prompt_key(text), [])
-        if not cells and from_file is None:
+        if not cells and from_file is None and not text_only:
             raise DataError(file, "no reference: a trigger prompt needs at least one (or set "
                             "trigger.references_from)", row=row, field=field)
         image_ids: list[str] = []
@@ -110,8 +113,24 @@ def trigger_set(ctx: SuiteFileContext, table: dict[str, Any], name: str,
                 raise DataError(file, f"image id collision between {known.source!r} and {image.source!r}", row=row)
             if image.image_id not in image_ids:
                 image_ids.append(image.image_id)
-        add_prompt(prompts, seen, file, row, Prompt(ids(len(prompts), row_id), text, tuple(image_ids)))
+        add_prompt(prompts, seen, file, row, Prompt(ids(len(prompts), row_id), text, tuple(image_ids),
+                                                     memorization_type=types.get(row)))
     return PromptSet("trigger", tuple(prompts), n, str(file)), folder
+
+
+def _memorization_types(file: Path) -> dict[Any, str]:
+    """Line -> the row's memorization type label (``overfit_type``, e.g. MV / TV), where it has one."""
+    from membench_eval.suites.loaders import iter_json_objects
+
+    out: dict[Any, str] = {}
+    for line, obj in iter_json_objects(file):
+        label = obj.get("overfit_type", obj.get("memorization_type"))
+        if label is not None:
+            if not isinstance(label, str) or not label.strip():
+                raise DataError(file, f"overfit_type must be a non-empty string, got {label!r}", row=line,
+                                field="overfit_type")
+            out[line] = label.strip()
+    return out
 
 
 def _reference(ctx: SuiteFileContext, file: Path, row: Any, field: str, cell: str, folder: Path | None,

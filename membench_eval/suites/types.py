@@ -25,6 +25,9 @@ class Prompt:
     text: str
     # Ids of the memorized images this prompt is known to reproduce (empty for general prompts).
     memorized_ids: tuple[str, ...] = ()
+    # The suite's label of how it is memorized (sd2_mem.jsonl's ``overfit_type``: MV = matching
+    # verbatim, TV = template verbatim); the leaderboard adds per-type rows where prompts have one.
+    memorization_type: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

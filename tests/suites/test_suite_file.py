@@ -115,8 +115,8 @@ def _error(folder: Path, toml: str) -> str:
     (lambda t: t.replace("height = 64", 'height = "64"'), ["field 'generation.height'", "expected int", "'64'"]),
     (lambda t: t.replace('references = "refs"', 'references = "nowhere"'),
      ["field 'trigger.references'", "'nowhere'", "does not exist"]),
-    (lambda t: t.replace('path = "model"', 'path = "model"\npipeline = "StableDiffusionXLPipeline"'),
-     ["field 'model.pipeline'", "'StableDiffusionXLPipeline'", "not a supported pipeline"]),
+    (lambda t: t.replace('path = "model"', 'path = "model"\npipeline = "KandinskyPipeline"'),
+     ["field 'model.pipeline'", "'KandinskyPipeline'", "not a supported pipeline"]),
     (lambda t: t.replace('path = "model"', 'path = "refs"'), ["field 'model.path'", "no model_index.json"]),
     (lambda t: t.replace("disc_mixup_onnx", "disc_tiny"), ["field 'scoring.sscd_backend'", "'disc_tiny'"]),
     (lambda t: t + "[targets]\ntop1_sscd = 0.1\n", ["field 'targets.sscd_backend'", "measured with"]),
@@ -130,9 +130,9 @@ def test_bad_suite_files_name_file_key_and_value(folder: Path, edit, expected: l
 
 def test_model_folder_of_another_pipeline_class(folder: Path) -> None:
     (folder / "xl").mkdir()
-    (folder / "xl" / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLPipeline"}))
+    (folder / "xl" / "model_index.json").write_text(json.dumps({"_class_name": "KandinskyPipeline"}))
     message = _error(folder, BASE_TOML.replace('path = "model"', 'path = "xl"'))
-    assert "field 'model.path'" in message and "'StableDiffusionXLPipeline'" in message
+    assert "field 'model.path'" in message and "'KandinskyPipeline'" in message
 
 
 def test_prompt_file_errors_name_row_and_field(folder: Path) -> None:

@@ -1,0 +1,101 @@
+"""Stable Diffusion 2's architecture with random weights (768-v or 512-base), nothing downloaded.
+
+The component configs are those of stabilityai/stable-diffusion-2 (``unet/``, ``vae/``,
+``text_encoder/config.json`` and ``scheduler/scheduler_config.json``: v-prediction, trained at 768)
+and stable-diffusion-2-base (the same UNet and encoders, epsilon, 512). What differs from SD 1.4
+(``models.sd14``): the OpenCLIP ViT-H text tower (1024 wide, 23 of its 24 layers: SD 2 conditions
+on the penultimate layer, so the saved encoder has 23), cross-attention to 1024-d tokens, head
+*dimension* 64 everywhere (5/10/20/20 heads per level, not 8 heads), linear projections in the
+transformer blocks, and attention upcast in the 768-v model. The fill is ``models.sd14``'s: the
+weights are a function of the configs and the seed alone, which is the pipeline's recorded identity.
+
+The tokenizer is SD 1.x's CLIP BPE (``models.tokenizer``), the same vocabulary as SD 2's OpenCLIP
+tokenizer; SD 2 pads with ``!`` (id 0) where SD 1.x pads with the end token, which moves no shape.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+from membench_eval.models.sd14 import FILL_VERSION, UNET as SD14_UNET, VAE as SD14_VAE
+
+if TYPE_CHECKING:
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+UNET: dict[str, Any] = {
+    **SD14_UNET,
+    "attention_head_dim": [5, 10, 20, 20],
+    "cross_attention_dim": 1024,
+    "use_linear_projection": True,
+    "upcast_attention": True,  # the 768-v model's config; -2-base has False
+    "sample_size": 96,
+}
+
+VAE: dict[str, Any] = {**SD14_VAE, "sample_size": 768}
+
+TEXT_ENCODER: dict[str, Any] = {
+    "vocab_size": 49408,
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    "num_hidden_layers": 23,
+    "num_attention_heads": 16,
+    "max_position_embeddings": 77,
+    "hidden_act": "gelu",
+    "projection_dim": 512,
+    "bos_token_id": 0,
+    "eos_token_id": 2,
+    "pad_token_id": 1,
+    "layer_norm_eps": 1e-05,
+}
+
+SCHEDULER: dict[str, Any] = {
+    "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000,
+    "clip_sample": False, "set_alpha_to_one": False, "steps_offset": 1, "prediction_type": "v_prediction",
+}
+
+
+def build_sd2_pipeline(
+    dtype: "torch.dtype | None" = None, device: "str | torch.device" = "cpu", *, image_size: int = 768,
+    v_prediction: bool = True, seed: int = 0,
+) -> "StableDiffusionPipeline":
+    """SD 2's UNet (866M), VAE (84M) and OpenCLIP-H text encoder (340M) with random weights, DDIM
+    (v-prediction for the 768 model, epsilon for -base), SDPA. ``image_size`` as in
+    ``build_sd14_pipeline`` (the native size methods probe at)."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from membench_eval.models.identity import IDENTITY_ATTR
+    from membench_eval.models.sd import use_sdpa
+    from membench_eval.models.sd14 import _materialise, _Tile
+    from membench_eval.models.tokenizer import build_clip_tokenizer
+
+    if image_size < 8 or image_size % 8:
+        raise ValueError(f"build_sd2_pipeline: image_size must be a positive multiple of 8, got {image_size}")
+    dtype = dtype or torch.float32
+    device = torch.device(device)
+    unet_cfg = {**UNET, "sample_size": image_size // 8, "upcast_attention": v_prediction}
+    vae_cfg = {**VAE, "sample_size": image_size}
+    sched_cfg = {**SCHEDULER, "prediction_type": "v_prediction" if v_prediction else "epsilon"}
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**unet_cfg)
+        vae = AutoencoderKL(**vae_cfg)
+        text_encoder = CLIPTextModel(CLIPTextConfig(**TEXT_ENCODER))
+    tile = _Tile(seed, device)
+    for module in (text_encoder, unet, vae):
+        _materialise(module, tile, device, dtype)
+    pipe = StableDiffusionPipeline(
+        vae=vae.eval(), unet=unet.eval(), text_encoder=text_encoder.eval(), tokenizer=build_clip_tokenizer(),
+        scheduler=DDIMScheduler(**sched_cfg), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    use_sdpa(pipe)
+    pipe.set_progress_bar_config(disable=True)
+    spec = json.dumps({"unet": unet_cfg, "vae": vae_cfg, "text_encoder": TEXT_ENCODER, "scheduler": sched_cfg,
+                       "fill": FILL_VERSION, "seed": seed}, sort_keys=True)
+    revision = "sd2-random:" + hashlib.sha256(spec.encode()).hexdigest()
+    setattr(pipe, IDENTITY_ATTR, {"model": "in-memory", "revision": revision})
+    return pipe
