@@ -18,7 +18,32 @@ from diffusers import FlowMatchEulerDiscreteScheduler as _DiffusersFlowMatch
 
 
 class FlowMatchEulerDiscreteScheduler(_DiffusersFlowMatch):
+    """Also: ``config.prediction_type`` reads "flow" (methods that check it, written for epsilon or
+    v, refuse with their own message instead of applying an epsilon formula to a velocity), and a
+    dynamic-shifting schedule set without ``mu`` (a method's own copy of the scheduler) is shifted
+    as at the longest sequence the config names (``max_shift``: FLUX's native 1024 px). Wen's and
+    SAIL's first step is sigma 1 under every shift."""
+
     init_noise_sigma = 1.0
+
+    @property
+    def config(self) -> Any:
+        """diffusers' config plus ``prediction_type: "flow"`` (what is saved stays diffusers')."""
+        from diffusers.configuration_utils import FrozenDict
+
+        return FrozenDict({**self._internal_dict, "prediction_type": "flow"})
+
+    @classmethod
+    def extract_init_dict(cls, config_dict: Any, **kwargs: Any) -> Any:
+        """A copy made ``from_config(scheduler.config)`` takes the added key silently."""
+        return super().extract_init_dict({k: v for k, v in dict(config_dict).items() if k != "prediction_type"},
+                                         **kwargs)
+
+    def set_timesteps(self, num_inference_steps: Any = None, device: Any = None, sigmas: Any = None,
+                      mu: float | None = None, timesteps: Any = None) -> None:
+        if mu is None and self.config.get("use_dynamic_shifting", False):
+            mu = float(self.config.get("max_shift", 1.15))
+        super().set_timesteps(num_inference_steps, device=device, sigmas=sigmas, mu=mu, timesteps=timesteps)
 
     def scale_model_input(self, sample: Any, timestep: Any = None) -> Any:
         """The flow pipelines feed the sample unscaled."""
