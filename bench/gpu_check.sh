@@ -30,3 +30,5 @@ fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 [ "${#DRY[@]}" -gt 0 ] || nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
 timeout 480 "$PY" bench/gpu_check.py "${DRY[@]}" --out "$OUTDIR/gpu_check.json"
+# SD3-medium and FLUX.1-dev at full depth (random weights), one at a time: bench/gpu_check_transformers.py.
+timeout 420 "$PY" bench/gpu_check_transformers.py "${DRY[@]}" --out "$OUTDIR/gpu_check_transformers.json"
