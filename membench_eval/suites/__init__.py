@@ -59,6 +59,7 @@ def _builtin_file(name: str) -> Callable[[DataDir], Suite]:
 _BUILDERS: dict[str, Callable[[DataDir], Suite]] = {
     "sd1": _builtin_file("sd1"), "coco": _builtin_file("coco"), "mini": _mini,
     "sd1_mem345": _builtin_file("sd1_mem345"), "sd2_mem219": _builtin_file("sd2_mem219"),
+    "sd3_coco": _builtin_file("sd3_coco"), "flux_coco": _builtin_file("flux_coco"),
 }
 
 

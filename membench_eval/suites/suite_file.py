@@ -52,7 +52,8 @@ id is the index column / the ``id`` field / the 0-based row number.
 Supported pipelines: the generation hooks (``membench_eval.generation.denoise``) drive a
 ``StableDiffusionPipeline`` (CLIP text encoder, UNet2DConditionModel, DDIM): SD 1.x and SD 2.x
 (``stable-diffusion-2-base`` at 512, ``stable-diffusion-2`` at 768, a v-prediction model; the
-scheduler config carries ``prediction_type``). SDXL and other classes are refused.
+scheduler config carries ``prediction_type``); ``StableDiffusion3Pipeline`` (SD3 / SD3.5) and
+``FluxPipeline`` (FLUX.1), flow matching (docs/families-transformers.md). Other classes are refused.
 
 What the suite's content hash keys (and what it does not). ``Suite.content_sha256`` is the
 sha256 of the suite file's bytes and of every file it reads (prompt files, local reference
@@ -85,7 +86,7 @@ from membench_eval.suites.suite_context import SuiteFileContext
 from membench_eval.suites.suite_prompts import GENERAL_KEYS, TRIGGER_KEYS, general_set, trigger_set
 from membench_eval.suites.types import MemorizedImage, ReferenceTargets, Suite
 
-SUPPORTED_PIPELINES = ("StableDiffusionPipeline",)
+SUPPORTED_PIPELINES = ("StableDiffusionPipeline", "StableDiffusion3Pipeline", "FluxPipeline")
 # The package's own suite files: benchmark_data/suites/<name>.toml (mini: benchmark_data/mini/
 # suite.toml); provenance in manifest.json "suites". A user's file may not take these names.
 BUILTIN_FILES = ("sd1", "coco", "sd1_mem345", "sd2_mem219")
@@ -192,7 +193,7 @@ def _model(ctx: SuiteFileContext, table: dict[str, Any]) -> tuple[str, str | Non
     pipeline = ctx.get(table, "pipeline", str, "model", default="StableDiffusionPipeline")
     if pipeline not in SUPPORTED_PIPELINES:
         raise ctx.error("model.pipeline", f"{pipeline!r} is not a supported pipeline; supported: "
-                        f"{', '.join(SUPPORTED_PIPELINES)} (SD 1.x and 2.x)")
+                        f"{', '.join(SUPPORTED_PIPELINES)} (SD 1.x / 2.x, SD3, FLUX.1)")
     revision = ctx.get(table, "revision", str, "model")
     if local is None:
         return hub, revision

@@ -129,3 +129,15 @@ def test_wen_single_step_score_runs_on_sd3(sd3):
 
     scores = single_step_scores(sd3, ["", "a photo of an astronaut", "a cup of coffee"], height=32, width=32)
     assert scores[0] < 1e-6 * scores[1] and scores[1] > 0 and scores[2] > 0 and scores[1] != scores[2]
+
+
+def test_coco_suites_for_sd3_and_flux(shared_data_dir):
+    """The general-prompt suites: COCO's 5000 captions on each model at its pipeline defaults."""
+    from membench_eval.suites import get_suite
+
+    for name, model, guidance in (("sd3_coco", "stabilityai/stable-diffusion-3-medium-diffusers", 7.0),
+                                  ("flux_coco", "black-forest-labs/FLUX.1-dev", 3.5)):
+        suite = get_suite(name, shared_data_dir)
+        assert suite.model == model and suite.trigger is None and len(suite.general) == 5000
+        assert suite.generation_defaults == {"height": 1024, "width": 1024, "num_inference_steps": 28,
+                                             "guidance_scale": guidance}
