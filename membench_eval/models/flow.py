@@ -51,7 +51,11 @@ class FlowMatchEulerDiscreteScheduler(_DiffusersFlowMatch):
 
 
 def with_harness_scheduler(pipe: Any) -> None:
-    """Swap a pipeline's diffusers flow-matching scheduler for this subclass (same config and state)."""
+    """Swap a pipeline's diffusers flow-matching scheduler for this subclass (same config). The
+    pipeline's own record of its scheduler class stays diffusers', so ``save_pretrained`` writes a
+    ``model_index.json`` that loads without this package."""
     scheduler = pipe.scheduler
     if type(scheduler) is _DiffusersFlowMatch:
         pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(scheduler.config)
+    if type(pipe.scheduler) is FlowMatchEulerDiscreteScheduler:
+        pipe.register_to_config(scheduler=("diffusers", "FlowMatchEulerDiscreteScheduler"))

@@ -52,11 +52,20 @@ class StableDiffusion3Family(ModelFamily):
 
     @classmethod
     def from_pretrained(cls, folder: Any, dtype: "torch.dtype") -> Any:
-        """The saved pipeline as it is (T5 included when the folder has it)."""
+        """The saved pipeline as it is: T5 included when the folder has it; a folder saved without
+        it (``text_encoder_3`` null or absent in ``model_index.json``) loads with None there."""
+        import json
+        from pathlib import Path
+
         from diffusers import StableDiffusion3Pipeline
 
+        index = Path(folder) / "model_index.json"
+        saved = json.loads(index.read_text(encoding="utf-8")) if index.is_file() else {}
+        absent = {name: None for name in ("text_encoder_3", "tokenizer_3")
+                  if index.is_file() and (saved.get(name) or [None])[0] is None}
         pipe = StableDiffusion3Pipeline.from_pretrained(
-            str(folder), torch_dtype=dtype, low_cpu_mem_usage=importlib.util.find_spec("accelerate") is not None)
+            str(folder), torch_dtype=dtype, low_cpu_mem_usage=importlib.util.find_spec("accelerate") is not None,
+            **absent)
         cls(pipe)  # swaps in the harness's scheduler subclass
         return pipe
 

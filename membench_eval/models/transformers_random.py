@@ -66,7 +66,8 @@ def build_sd3_pipeline(dtype: Any = None, device: Any = "cpu", *, image_size: in
     from diffusers import SD3Transformer2DModel, StableDiffusion3Pipeline
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
-    from membench_eval.models.flow import FlowMatchEulerDiscreteScheduler
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
     from membench_eval.models.tokenizer import build_clip_tokenizer
 
     configs = {"transformer": {**SD3_TRANSFORMER, "num_layers": num_layers, "sample_size": image_size // 8},
@@ -91,7 +92,8 @@ def build_flux_pipeline(dtype: Any = None, device: Any = "cpu", *, image_size: i
     from diffusers import FluxPipeline, FluxTransformer2DModel
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
-    from membench_eval.models.flow import FlowMatchEulerDiscreteScheduler
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
     from membench_eval.models.tokenizer import build_clip_tokenizer
 
     t5 = {**T5_XXL, "num_layers": t5_layers}
@@ -115,8 +117,10 @@ def _autoencoder(config: dict[str, Any]) -> Any:
 
 
 def _finish(pipe: Any, kind: str, configs: dict[str, Any], seed: int) -> Any:
+    from membench_eval.models.family import family_for
     from membench_eval.models.identity import IDENTITY_ATTR
 
+    family_for(pipe)  # the family swaps in the harness's flow scheduler (models/flow.py)
     pipe.set_progress_bar_config(disable=True)
     for name in ("transformer", "vae", "text_encoder", "text_encoder_2"):
         getattr(pipe, name).eval()

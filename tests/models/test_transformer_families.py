@@ -141,3 +141,23 @@ def test_coco_suites_for_sd3_and_flux(shared_data_dir):
         assert suite.model == model and suite.trigger is None and len(suite.general) == 5000
         assert suite.generation_defaults == {"height": 1024, "width": 1024, "num_inference_steps": 28,
                                              "guidance_scale": guidance}
+
+
+def test_sd3_saved_without_t5_loads_and_runs_through_the_engine_store(sd3, tmp_path):
+    """A folder saved without T5 (``text_encoder_3`` null) loads into the family (diffusers'
+    scheduler class in ``model_index.json``), and ``engine.generate`` stores its images with
+    keys of its own: the same pixels as the in-memory pipeline's."""
+    from membench_eval.generation.engine import generate
+    from membench_eval.models import load_pipeline
+    from membench_eval.store.run_store import RunStore
+
+    sd3.save_pretrained(tmp_path / "model")
+    loaded = load_pipeline(str(tmp_path / "model"), device="cpu")
+    assert family_for(loaded).name == "sd3" and loaded.text_encoder_3 is None
+    requests = plan_requests(PROMPTS[:1], 2, SETTINGS.seed)
+    store = RunStore(tmp_path / "store")
+    report = generate(loaded, requests, None, SETTINGS, store, progress=False)
+    stored = [np.asarray(store.get_image(k)) for k in report.keys]
+    expected, _ = run_batch(sd3, requests, Mitigation(), SETTINGS)
+    assert _max_diff(stored, expected) == 0
+    assert [store.record(k)["records"]["unet_evals"] for k in report.keys] == [2 * SETTINGS.num_inference_steps] * 2
