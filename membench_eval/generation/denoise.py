@@ -56,7 +56,7 @@ def denoise(
     family = family_for(pipe)
     scheduler = pipe.scheduler
     do_cfg = ctx.do_classifier_free_guidance
-    scheduler.set_timesteps(ctx.num_inference_steps, device=ctx.device)
+    family.set_timesteps(scheduler, ctx.num_inference_steps, ctx.device, ctx.height, ctx.width)
     timesteps = scheduler.timesteps
     # Python ints, read once: no device->host sync inside the loop (the UNet gets the device
     # tensor, the scheduler and the hooks the int: DDIM's arithmetic is the same either way).

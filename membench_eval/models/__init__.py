@@ -31,6 +31,8 @@ from membench_eval.models.loading import DEFAULT_MODEL, load_pipeline
 from membench_eval.models.tokenizer import build_clip_tokenizer
 
 from membench_eval.models import sd as _sd  # noqa: E402,F401  (registers the built-in SD 1.x / 2.x family)
+from membench_eval.models import flux as _flux  # noqa: E402,F401  (FLUX.1 dev / schnell)
+from membench_eval.models import sd3 as _sd3  # noqa: E402,F401  (SD3 / SD3.5)
 from membench_eval.models import sdxl as _sdxl  # noqa: E402,F401  (SDXL)
 
 # The modules a plugin file may import from membench_eval. Faces: the plugin API and this

@@ -16,13 +16,21 @@ if TYPE_CHECKING:
 COMPILED_ATTR = "_membench_compiled"
 
 
+def _denoiser(pipe: Any) -> Any:
+    """The UNet, or a transformer family's transformer (``ModelFamily.denoiser``)."""
+    from membench_eval.models.family import family_for
+
+    return family_for(pipe).denoiser
+
+
 def prepare_for_cuda(pipe: "StableDiffusionPipeline") -> None:
     """channels_last UNet/VAE and one-image VAE slices; a no-op off CUDA."""
     import torch
 
-    if pipe.unet.device.type != "cuda":
+    denoiser = _denoiser(pipe)
+    if denoiser.device.type != "cuda":
         return
-    pipe.unet.to(memory_format=torch.channels_last)
+    denoiser.to(memory_format=torch.channels_last)
     pipe.vae.to(memory_format=torch.channels_last)
     pipe.vae.enable_slicing()
 
@@ -33,7 +41,7 @@ def compile_unet(pipe: "StableDiffusionPipeline", *, mode: str | None = None) ->
     processors recompiles instead of running stale code). The first batches are slow (compiling)."""
     import torch
 
-    unet = pipe.unet
+    unet = _denoiser(pipe)
     if getattr(unet, COMPILED_ATTR, False):
         return
     unet.forward = torch.compile(unet.forward, mode=mode, dynamic=False)
@@ -45,13 +53,14 @@ def compute_flags(pipe: "StableDiffusionPipeline") -> dict[str, Any]:
     import torch
 
     flags: dict[str, Any] = {}
-    if pipe.unet.device.type == "cpu" and torch.get_num_threads() != 1:
+    denoiser = _denoiser(pipe)
+    if denoiser.device.type == "cpu" and torch.get_num_threads() != 1:
         flags["cpu_threads"] = torch.get_num_threads()
-    if getattr(pipe.unet, COMPILED_ATTR, False):
+    if getattr(denoiser, COMPILED_ATTR, False):
         flags["compiled"] = True
     if getattr(pipe.vae, "use_slicing", False):
         flags["vae_slicing"] = True
-    weight = next((p for p in pipe.unet.parameters() if p.dim() == 4), None)
+    weight = next((p for p in denoiser.parameters() if p.dim() == 4), None)
     if weight is not None and weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
         flags["channels_last"] = True
     return flags

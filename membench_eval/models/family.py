@@ -212,6 +212,11 @@ class ModelFamily:
         """Whether guidance is an input of the denoiser (then there is no unconditional batch)."""
         return False
 
+    def set_timesteps(self, scheduler: Any, num_inference_steps: int, device: "torch.device", height: int,
+                      width: int) -> None:
+        """The sampling schedule as the family's pipeline sets it (FLUX shifts it by the image size)."""
+        scheduler.set_timesteps(num_inference_steps, device=device)
+
     def step_kwargs(self, generators: Any, eta: float = 0.0) -> dict[str, Any]:
         """Extra keyword arguments of ``scheduler.step`` (per-image generators, eta)."""
         raise NotImplementedError

@@ -98,7 +98,8 @@ def _weights_hash(pipe: "DiffusionPipeline") -> str:
     import torch
 
     h = hashlib.sha256()
-    for comp in ("text_encoder", "unet", "vae"):
+    # SD's three first, in their old order (its hashes unchanged); transformer families' parts after.
+    for comp in ("text_encoder", "unet", "vae", "text_encoder_2", "text_encoder_3", "transformer"):
         module = getattr(pipe, comp, None)
         if module is None:
             continue
