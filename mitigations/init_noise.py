@@ -27,8 +27,9 @@ are SD 1.4 values at 64x64 latents (||x_T|| ~ 128); on the 64x64 miniature model
 more strongly there at the same values (measured in docs/methods-2025.md).
 
 Cost in UNet rows per image: batch_wise 4 x adj_iters (8) forward rows and no backward pass, then
-sampling at 2 x steps (the delayed steps still run both rows, as the code does); per_sample
-2 rows (forward and backward) per AdamW step plus 2 for each stopping test, up to 2 + 4 x 1000.
+sampling at 2 x steps (the delayed steps still run both rows, as the code does); per_sample one
+forward over 2 rows per AdamW step (its loss is also the stopping test) and one backward pass, up
+to 2 x 1001 rows and 1000 backward passes. Both: + 4 rows for the recorded before / after norms.
 Per-image independence: every norm and update is per row; AdamW's state is per element, so the
 batched per_sample optimisation equals each image's own (a row that reaches its target is frozen
 there, as the code's loop stops).
