@@ -251,7 +251,7 @@ class Attack:
         sims = [float(scores[k]["sscd"][image_id]) for k in report.keys]
         return [sims[i * n:(i + 1) * n] for i in range(len(prompts))]
 
-    def whitebox_image(self, spec: "MethodSpec", target: Target, steps: int) -> dict[str, Any]:
+    def whitebox_image(self, spec: "MethodSpec", target: Target, steps: int, budget: float | None = None) -> dict[str, Any]:
         """White-box variant (``attack.whitebox``) for one image: E optimised from its first trigger
         prompt through the method's processor, generated as many times as a fixed trigger prompt."""
         from membench_eval.attack.whitebox import (SubmittedEmbedding, embedding_sha256, optimise_embedding,
@@ -271,8 +271,10 @@ class Attack:
         processor = scorer_identity(m) if m.overrides("cross_attention_processor") else None
         fields = {"model": model_identity(ev.pipeline), "processor": processor, "origin": prompt.text, "seed": seed,
                   "steps": steps, "height": ev.settings.height, "width": ev.settings.width}
+        if budget is not None:  # only then: unbudgeted embeddings keep their store keys
+            fields["budget"] = float(budget)
         embeds, history, fresh = stored_embedding(ev.store.root, fields, lambda: optimise_embedding(
-            ev.pipeline, m, prompt.text, seed=seed, settings=ev.settings, steps=steps))
+            ev.pipeline, m, prompt.text, seed=seed, settings=ev.settings, steps=steps, budget=budget))
         sha = embedding_sha256(embeds)
         pid = f"whitebox-{target.image_id}-{sha[:12]}"
         wrapper = SubmittedEmbedding(method=m.label(), method_sha256=method_source(m).sha256,

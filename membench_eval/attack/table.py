@@ -149,7 +149,9 @@ def to_markdown(table: AttackTable) -> str:
         lines += ["", "## White-box: prompt embedding optimised against the method (reported separately)", "",
                   f"Adam on the trigger prompt's text-encoder output ({steps} steps of one forward and backward pass "
                   f"over two UNet rows), maximising the same signal with the method's cross-attention processor "
-                  f"installed; generated {md['fixed_images_per_prompt']} times through the mitigated pipeline.", "",
+                  f"installed; generated {md['fixed_images_per_prompt']} times through the mitigated pipeline."
+                  + (f" Perturbation budget (Finding Dori): every token within {md['whitebox_budget']:g} x its own "
+                     f"L2 norm of the encoded prompt." if md.get("whitebox_budget") is not None else ""), "",
                   "| method | Top-1 SSCD (fixed prompts) | Top-1 SSCD, white-box | white-box - fixed | images re-extracted |",
                   "|---|---|---|---|---|"]
         for label, w in table.whitebox.items():
@@ -203,7 +205,8 @@ def attack_methods(ev: Any, files: Sequence[str], params: Sequence[str]) -> list
     return specs
 
 
-def run_attack(ev: Any, specs: Sequence[Any], options: Any, *, whitebox_steps: int | None = None) -> AttackTable:
+def run_attack(ev: Any, specs: Sequence[Any], options: Any, *, whitebox_steps: int | None = None,
+               whitebox_budget: float | None = None) -> AttackTable:
     """Attack every method of ``specs`` (``MethodSpec``s, base first) on the same memorized images;
     with ``whitebox_steps`` also the white-box variant (``attack.whitebox``)."""
     from membench_eval.attack.run import Attack
@@ -234,8 +237,13 @@ def run_attack(ev: Any, specs: Sequence[Any], options: Any, *, whitebox_steps: i
     if whitebox_steps is not None:
         if whitebox_steps < 1:
             raise AttackError(f"attack: --whitebox-steps must be >= 1, got {whitebox_steps}")
-        wb = {spec.label: [attack.whitebox_image(spec, t, whitebox_steps) for t in targets] for spec in specs}
+        if whitebox_budget is not None and not whitebox_budget > 0:
+            raise AttackError(f"attack: --whitebox-budget must be > 0, got {whitebox_budget}")
+        wb = {spec.label: [attack.whitebox_image(spec, t, whitebox_steps, whitebox_budget) for t in targets]
+              for spec in specs}
         table.whitebox = whitebox_rows(table.rows, wb, n_resamples=ev.options.bootstrap_resamples,
                                        seed=ev.options.bootstrap_seed)
         table.metadata["whitebox_steps"] = whitebox_steps
+        if whitebox_budget is not None:
+            table.metadata["whitebox_budget"] = whitebox_budget
     return table

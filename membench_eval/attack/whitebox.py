@@ -17,6 +17,16 @@ The optimised E is generated through the mitigated pipeline (``generate``: the m
 E is stored under ``<store>/attacks/whitebox/<key>.pt`` (content-addressed: a rerun is free).
 Reported separately from the black-box search (a different budget: Adam steps, each one forward
 and one backward pass over two UNet rows).
+
+Budgeted variant (``budget``, the CLI's ``--whitebox-budget R``), after Kowalczuk et al., "Finding
+Dori: Memorization in Text-to-Image Diffusion Models Is Not Local" (ICML 2026, arXiv 2507.16880):
+small perturbations of a mitigated prompt's text embedding re-trigger replication after
+weight-editing / pruning defenses such as NeMo. Their code (sprintml/finding_dori) could not be
+read here, so the constraint is ours from the paper's description: the perturbation
+delta = E - E0 of every token is projected after each Adam step onto the L2 ball
+||delta_i||_2 <= R ||E0_i||_2 (R relative to the token's own norm, so one R means the same on every
+text encoder); the objective stays the signal above, through the method's cross-attention
+processor (NeMo's pruning) as installed. Without ``budget`` nothing changes (same store keys).
 """
 
 from __future__ import annotations
@@ -53,9 +63,10 @@ def whitebox_reason(m: Mitigation) -> str | None:
 
 def optimise_embedding(pipe: "StableDiffusionPipeline", m: Mitigation, prompt: str, *, seed: int,
                        settings: "GenerationSettings", steps: int = DEFAULT_STEPS, lr: float = DEFAULT_LR,
-                       ) -> tuple["torch.Tensor", list[float]]:
+                       budget: float | None = None) -> tuple["torch.Tensor", list[float]]:
     """E (1, tokens, dim) maximising the signal through ``m``'s cross-attention processor; the
-    signal's value before each step and after the last."""
+    signal's value before each step and after the last. ``budget`` R: every token stays within
+    R x its own norm of the encoded prompt (module docstring); None: tokens keep their norm."""
     import torch
 
     from membench_eval.detection.signal import last_train_timestep, latent_geometry, seeded_latents
@@ -69,7 +80,8 @@ def optimise_embedding(pipe: "StableDiffusionPipeline", m: Mitigation, prompt: s
     with torch.no_grad():
         cond, uncond = encode_for_hooks(pipe, [prompt], ctx.device, True)
     norms = cond.float().norm(dim=-1, keepdim=True)
-    embed = cond.detach().float().clone().requires_grad_(True)
+    origin = cond.detach().float().clone()
+    embed = origin.clone().requires_grad_(True)
     latent = seeded_latents(pipe, [seed], latent_geometry(pipe, settings.height, settings.width))
     t = last_train_timestep(pipe)
     model_in = pipe.scheduler.scale_model_input(torch.cat([latent, latent]), t)
@@ -93,11 +105,22 @@ def optimise_embedding(pipe: "StableDiffusionPipeline", m: Mitigation, prompt: s
                 embed.grad[:, 0] = 0  # BOS carries no prompt
                 opt.step()
                 with torch.no_grad():
-                    embed.mul_(norms / embed.norm(dim=-1, keepdim=True).clamp_min(1e-8))
+                    if budget is None:
+                        embed.mul_(norms / embed.norm(dim=-1, keepdim=True).clamp_min(1e-8))
+                    else:
+                        embed.copy_(project_to_budget(embed, origin, norms, budget))
     finally:
         for p in frozen:
             p.requires_grad_(True)
     return embed.detach().to(cond.dtype), history
+
+
+def project_to_budget(embed: "torch.Tensor", origin: "torch.Tensor", norms: "torch.Tensor", budget: float) -> "torch.Tensor":
+    """``origin`` + the perturbation clipped per token to L2 norm ``budget`` x the token's norm."""
+    delta = embed - origin
+    radius = budget * norms
+    scale = (radius / delta.norm(dim=-1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)
+    return origin + delta * scale
 
 
 class SubmittedEmbedding(Mitigation):

@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--whitebox-steps", type=int, default=None, metavar="S",
                    help="also the white-box variant: S Adam steps on the prompt embedding against the method "
                         "(reported separately; not for text-only methods such as RNA, RTA)")
+    p.add_argument("--whitebox-budget", type=float, default=None, metavar="R",
+                   help="with --whitebox-steps: keep every token of the embedding within R x its own L2 norm of "
+                        "the encoded prompt (Finding Dori's small perturbations; aimed at NeMo-style model edits)")
     p.add_argument("--mlm", default=None, help="proposal masked LM (default: mini-mlm on mini, bert-base-uncased)")
     add_cli_options(p, ["out", "store", "seed", "model", "device", "no-progress"],
                     out={"help": "output directory of <suite>.attack.md/.json (default: leaderboard)"})
@@ -57,7 +60,11 @@ def run(args: argparse.Namespace) -> int:
                                 device=args.device, seed=args.seed, progress=not args.no_progress))
     specs = attack_methods(ev, args.files, args.param)
     ev.preflight()
-    table = run_attack(ev, specs, options, whitebox_steps=args.whitebox_steps)
+    if args.whitebox_budget is not None and args.whitebox_steps is None:
+        from membench_eval.cli import CliError
+
+        raise CliError("--whitebox-budget needs --whitebox-steps")
+    table = run_attack(ev, specs, options, whitebox_steps=args.whitebox_steps, whitebox_budget=args.whitebox_budget)
     md_path, json_path = write_table(table, args.out, ev.suite.result_key, ev.store.root)
     print(to_markdown(table))
     c = table.metadata["counts"]

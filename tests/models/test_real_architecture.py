@@ -76,6 +76,7 @@ CAPS: dict[str, dict[str, Any]] = {
     "wen_gated": {"MAX_ITERATIONS": 1},  # [10]
     "prss": {"MAX_ITERATIONS": 1},  # [10]
     "sail": {"MAX_STEPS": 1, "MAX_ROUNDS": 1},  # [10, 30]
+    "anisotropy_embed": {"MAX_ITERATIONS": 1},  # [10]
     "amg": {"LAMBDA": (-1.0, 2.0, 0.005)},  # [(0.3, 0.1, 0.005)]
 }
 # Peak host memory allowed per subprocess: this machine has 24 GiB, shared with another test worker.
