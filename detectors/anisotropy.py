@@ -35,6 +35,9 @@ branch (SD 2, score = (sqrt(a) v - x) / (1 - a)) is not ported, such a model rai
 latents from CPU generators; (3) the reference also runs the full sampling loop after scoring
 (it returns at step ``hvp_sampling_num``), which costs nothing extra here. Records per prompt:
 ``anisotropy_norm`` and ``anisotropy_cos`` (the two terms, mean over images).
+
+Families (``needs``: cfg): two passes on pure noise, conditional and unconditional: every family with real CFG (the
+reference code's weights are SD 1's; on v- or flow models they are ours to recalibrate).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class AnisotropyScore(Detector):
     """gamma_1 ||eps_c - eps_u|| at t_hi + gamma_2 cos(eps_u, eps_c - eps_u) at t_lo, both on x_T."""
 
     name = "anisotropy"
+    needs = frozenset({"cfg"})
     paper = ("Asthana & Belagiannis 2026, Detecting and Mitigating Memorization in Diffusion Models through "
              "Anisotropy of the Log-Probability")
     sweep = {"gamma_2": [0.0, 0.1, 2.0]}  # 0: the norm alone (the paper's ablation); 0.1: SD 2's; 2: SD 1's

@@ -34,6 +34,8 @@ Needs (capabilities): classifier-free guidance, epsilon prediction, a differenti
 Differences from the reference: (1) float32 (the code: fp16); (2) epsilon prediction only (the
 code converts v-prediction to epsilon; not ported, such a model raises); (3) latents from CPU
 generators; the code's ``get_epsilon`` and 64x64 latents are replaced by the run's size.
+
+Families (``needs``: cfg): gradients of the conditional and unconditional prediction norms: every family with real CFG.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class EarlyCurvature(Detector):
     """||grad 1/2||eps_c||^2 - grad 1/2||eps_u||^2||^2 at x_T (or the step-1->2 change of eps_c)."""
 
     name = "early_curvature"
+    needs = frozenset({"cfg"})
     paper = "Early Detection of Memorization in Diffusion Models (ICML 2026)"
     sweep = {"metric": list(METRICS)}
 

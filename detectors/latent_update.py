@@ -30,6 +30,8 @@ Needs (capabilities): a scheduler step (any family); classifier-free guidance as
 
 Records per prompt: ``update_norms`` (u_t for every step taken, mean over images) and
 ``peak_step`` (the index of the largest).
+
+Families (``needs``: cfg): the norm of the first CFG sampling steps' latent updates: every family with real CFG.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class LatentUpdateNorm(Detector):
     """max_t ||x_{t-1} - x_t|| / sqrt(d) over the first steps of the run's CFG sampling."""
 
     name = "latent_update"
+    needs = frozenset({"cfg"})
     paper = ("Chen et al. 2026, Broken Memories: Detecting and Mitigating Memorization in Diffusion Models "
              "with Degraded Generations")
     sweep = {"steps": [1, 5, 10, 0]}

@@ -35,6 +35,10 @@ prompt embeddings (a text encoder whose output the pipeline accepts as ``prompt_
 Differences: the method itself is ours as described above (no reference code for it). Records per
 image: ``aniso_initial_score``, ``aniso_final_score``, ``aniso_iterations``. Padding requests are
 kept as encoded.
+
+Families (``needs``: cfg, prompt_embeddings): adapts the prompt embeddings by the anisotropy score:
+every family with real CFG and prompt embeddings (the score's weights are the reference code's SD 1
+values).
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ class AnisotropyEmbeddingAdaptation(Mitigation):
     """AdamW on each image's prompt embedding until the anisotropy score is <= l."""
 
     name = "anisotropy_embed"
+    needs = frozenset({"cfg", "prompt_embeddings"})
     paper = ("Asthana & Belagiannis 2026, Detecting and Mitigating Memorization in Diffusion Models through "
              "Anisotropy of the Log-Probability (embedding adaptation, ours from the paper's description)")
     sweep = {"l": [4.0, 2.0, 1.0]}

@@ -42,6 +42,9 @@ per-row stop (the code: one image at a time; same trajectories, see above); (2) 
 harness's seeded latent per image; (3) float32. Padding requests are kept as drawn. Records per
 image: ``init_noise_initial_norm`` and ``init_noise_final_norm`` (||D(x_T)|| before and after),
 ``init_noise_shift`` (||x_T' - x_T||_2), ``init_noise_iterations`` (per_sample).
+
+Families (``needs``: cfg): adjusts x_T against the guidance vector and delays CFG: every family with real CFG (on flow models the
+guidance vector is a velocity difference; the paper's rho and gamma were set on SD 1.4's epsilon).
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ class InitialNoiseAdjustment(Mitigation):
     """Adjust x_T to shrink the guidance norm (batch-wise sharpness step or per-sample AdamW), delay CFG."""
 
     name = "init_noise"
+    needs = frozenset({"cfg"})
     paper = "Han et al. 2025, Adjusting Initial Noise to Mitigate Memorization in Text-to-Image Diffusion Models"
     sweep = {"mode": list(MODES)}
     strongest = {"mode": "batch_wise"}
