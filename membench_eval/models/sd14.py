@@ -89,13 +89,8 @@ def build_sd14_pipeline(
     does not depend on it, but methods that probe at the native size (NeMo's detection, the
     single-step gate of wen_gated) do, so reduced-resolution runs set it to their resolution."""
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
 
-    from membench_eval.models.identity import IDENTITY_ATTR
-    from membench_eval.models.sd import use_sdpa
     from membench_eval.models.tiny import SD_SCHEDULER_CONFIG
-    from membench_eval.models.tokenizer import build_clip_tokenizer
 
     if image_size < 8 or image_size % 8:
         raise ValueError(f"build_sd14_pipeline: image_size must be a positive multiple of 8, got {image_size}")
@@ -103,24 +98,41 @@ def build_sd14_pipeline(
     device = torch.device(device)
     unet_cfg = {**UNET, "sample_size": image_size // 8}
     vae_cfg = {**VAE, "sample_size": image_size}
+    spec = {"unet": unet_cfg, "vae": vae_cfg, "text_encoder": TEXT_ENCODER, "fill": FILL_VERSION, "seed": seed}
+    return assemble_random_sd_pipeline(unet_cfg, vae_cfg, TEXT_ENCODER, SD_SCHEDULER_CONFIG, seed=seed, device=device,
+                                       dtype=dtype, spec=spec, tag="sd14-random")
+
+
+def assemble_random_sd_pipeline(unet_cfg: dict[str, Any], vae_cfg: dict[str, Any], text_cfg: dict[str, Any],
+                                scheduler_cfg: dict[str, Any], *, seed: int, device: "torch.device",
+                                dtype: "torch.dtype", spec: dict[str, Any], tag: str) -> "StableDiffusionPipeline":
+    """A ``StableDiffusionPipeline`` of these configs, built on the meta device and filled with the
+    seeded random weights (``_materialise``), DDIM, SDPA; its identity is ``tag`` plus the sha256 of
+    ``spec`` (the configs that define it). Shared by the SD 1.4 and SD 2 builders."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from membench_eval.models.identity import IDENTITY_ATTR
+    from membench_eval.models.sd import use_sdpa
+    from membench_eval.models.tokenizer import build_clip_tokenizer
+
     with torch.device("meta"):
         unet = UNet2DConditionModel(**unet_cfg)
         vae = AutoencoderKL(**vae_cfg)
-        text_encoder = CLIPTextModel(CLIPTextConfig(**TEXT_ENCODER))
+        text_encoder = CLIPTextModel(CLIPTextConfig(**text_cfg))
     tile = _Tile(seed, device)
     for module in (text_encoder, unet, vae):
         _materialise(module, tile, device, dtype)
     pipe = StableDiffusionPipeline(
         vae=vae.eval(), unet=unet.eval(), text_encoder=text_encoder.eval(), tokenizer=build_clip_tokenizer(),
-        scheduler=DDIMScheduler(**SD_SCHEDULER_CONFIG), safety_checker=None, feature_extractor=None,
+        scheduler=DDIMScheduler(**scheduler_cfg), safety_checker=None, feature_extractor=None,
         requires_safety_checker=False,
     )
     use_sdpa(pipe)
     pipe.set_progress_bar_config(disable=True)
-    spec = json.dumps({"unet": unet_cfg, "vae": vae_cfg, "text_encoder": TEXT_ENCODER, "fill": FILL_VERSION,
-                       "seed": seed}, sort_keys=True)
     # "in-memory": not a hub model (methods with per-model data, e.g. AMG's oracle, treat it as such).
-    revision = "sd14-random:" + hashlib.sha256(spec.encode()).hexdigest()
+    revision = f"{tag}:" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
     setattr(pipe, IDENTITY_ATTR, {"model": "in-memory", "revision": revision})
     return pipe
 

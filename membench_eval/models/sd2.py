@@ -15,8 +15,6 @@ tokenizer; SD 2 pads with ``!`` (id 0) where SD 1.x pads with the end token, whi
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import TYPE_CHECKING, Any
 
 from membench_eval.models.sd14 import FILL_VERSION, UNET as SD14_UNET, VAE as SD14_VAE
@@ -65,13 +63,8 @@ def build_sd2_pipeline(
     (v-prediction for the 768 model, epsilon for -base), SDPA. ``image_size`` as in
     ``build_sd14_pipeline`` (the native size methods probe at)."""
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
 
-    from membench_eval.models.identity import IDENTITY_ATTR
-    from membench_eval.models.sd import use_sdpa
-    from membench_eval.models.sd14 import _materialise, _Tile
-    from membench_eval.models.tokenizer import build_clip_tokenizer
+    from membench_eval.models.sd14 import assemble_random_sd_pipeline
 
     if image_size < 8 or image_size % 8:
         raise ValueError(f"build_sd2_pipeline: image_size must be a positive multiple of 8, got {image_size}")
@@ -80,22 +73,7 @@ def build_sd2_pipeline(
     unet_cfg = {**UNET, "sample_size": image_size // 8, "upcast_attention": v_prediction}
     vae_cfg = {**VAE, "sample_size": image_size}
     sched_cfg = {**SCHEDULER, "prediction_type": "v_prediction" if v_prediction else "epsilon"}
-    with torch.device("meta"):
-        unet = UNet2DConditionModel(**unet_cfg)
-        vae = AutoencoderKL(**vae_cfg)
-        text_encoder = CLIPTextModel(CLIPTextConfig(**TEXT_ENCODER))
-    tile = _Tile(seed, device)
-    for module in (text_encoder, unet, vae):
-        _materialise(module, tile, device, dtype)
-    pipe = StableDiffusionPipeline(
-        vae=vae.eval(), unet=unet.eval(), text_encoder=text_encoder.eval(), tokenizer=build_clip_tokenizer(),
-        scheduler=DDIMScheduler(**sched_cfg), safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    use_sdpa(pipe)
-    pipe.set_progress_bar_config(disable=True)
-    spec = json.dumps({"unet": unet_cfg, "vae": vae_cfg, "text_encoder": TEXT_ENCODER, "scheduler": sched_cfg,
-                       "fill": FILL_VERSION, "seed": seed}, sort_keys=True)
-    revision = "sd2-random:" + hashlib.sha256(spec.encode()).hexdigest()
-    setattr(pipe, IDENTITY_ATTR, {"model": "in-memory", "revision": revision})
-    return pipe
+    spec = {"unet": unet_cfg, "vae": vae_cfg, "text_encoder": TEXT_ENCODER, "scheduler": sched_cfg,
+            "fill": FILL_VERSION, "seed": seed}
+    return assemble_random_sd_pipeline(unet_cfg, vae_cfg, TEXT_ENCODER, sched_cfg, seed=seed, device=device,
+                                       dtype=dtype, spec=spec, tag="sd2-random")
