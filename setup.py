@@ -26,6 +26,9 @@ RUNTIME_DATA = [
     "mini/clip/*.json", "mini/clip/*.safetensors",
     "mini/mlm/*.json", "mini/mlm/*.safetensors",
     "mini/references/*.png", "mini/gallery/*.png", "mini/gallery/*.json",
+    # The MMDiT twin (issue 36): its README now; its suite, model and measured figures once trained.
+    "mini_sd3/README.md", "mini_sd3/suite.toml", "mini_sd3/*.json",
+    "mini_sd3/model/**/*.json", "mini_sd3/model/**/*.txt", "mini_sd3/model/**/*.safetensors",
     "uncond/README.md", "uncond/*.json", "uncond/train/*.png",
     "uncond/model/**/*.json", "uncond/model/**/*.safetensors",
 ]
