@@ -45,8 +45,9 @@ Records per image: ``sail_steps`` (Adam steps in total), ``sail_rounds``, ``sail
 (the raw x_T), ``sail_final_loss`` (of the returned latent), ``sail_threshold`` (in force at the
 end), ``sail_accepted``, ``sail_unet_rows``. Padding requests are kept as drawn, unrecorded.
 
-Families (``needs``: cfg, prompt_embeddings): searches x_T on the guidance vector (epsilon and v
-predictions): SD 1.x / 2.x incl. 768-v, Realistic Vision, SDXL, IF stage I.
+Families (``needs``: cfg, prompt_embeddings, diffusion_score): searches x_T on the guidance vector (epsilon and v
+predictions; n/a on SD3 and FLUX, whose flow velocity its formulas do not cover): SD 1.x / 2.x incl. 768-v,
+Realistic Vision, SDXL, IF stage I.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class SAIL(Mitigation):
     """Per image: Adam on x_T until the sharpness loss is <= threshold (raised after failures)."""
 
     name = "sail"
-    needs = frozenset({"cfg", "prompt_embeddings"})
+    needs = frozenset({"cfg", "prompt_embeddings", "diffusion_score"})  # epsilon or v: not a flow velocity
     paper = ("Jeon et al. 2025, Understanding and Mitigating Memorization in Generative Models via Sharpness "
              "of Probability Landscapes")
     sweep = {"threshold": [9.0, 8.6, 8.2, 7.8, 7.4]}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from membench_eval.models.capabilities import EPSILON, family_capabilities, missing
+from membench_eval.models.capabilities import DIFFUSION_SCORE, EPSILON, SCORE_KINDS, family_capabilities, missing
 
 
 def bundled_plugins() -> dict[str, list[tuple[str, frozenset[str]]]]:
@@ -38,7 +38,8 @@ def family_rows() -> list[dict[str, Any]]:
     for cls in family_module.registered_families():
         kinds = tuple(getattr(cls, "prediction_types", ()))
         # ``epsilon`` is per model (SD 2's 768-v shares the SD family): offered when any model is.
-        offers = family_capabilities(cls) | ({EPSILON} if "epsilon" in kinds else set())
+        offers = (family_capabilities(cls) | ({EPSILON} if "epsilon" in kinds else set())
+                  | ({DIFFUSION_SCORE} if SCORE_KINDS & set(kinds) else set()))
         partly = EPSILON if "epsilon" in kinds and len(kinds) > 1 else None
         row: dict[str, Any] = {
             "family": cls.name, "pipeline_classes": list(cls.pipeline_classes),

@@ -25,14 +25,19 @@ PROMPT_EMBEDDINGS = "prompt_embeddings"  # per-token prompt embeddings a method 
 POOLED_EMBEDDINGS = "pooled_embeddings"  # a pooled text embedding conditions the denoiser too
 T5 = "t5"  # a T5 text encoder
 EPSILON = "epsilon"  # the denoiser predicts the noise (x0 follows from it); offered by prediction type
+# The prediction converts to the diffusion score by the DDPM formulas (epsilon, or v with alpha/sigma):
+# SAIL's sharpness. A flow velocity does not (other schedule); offered by prediction type.
+DIFFUSION_SCORE = "diffusion_score"
+SCORE_KINDS = frozenset({"epsilon", "v_prediction"})
 
 ALL = frozenset({CFG, TRUE_CFG, CROSS_ATTENTION, JOINT_ATTENTION, ADDED_KV_ATTENTION, CLIP_BOS_TOKEN,
-                 PROMPT_EMBEDDINGS, POOLED_EMBEDDINGS, T5, EPSILON})
+                 PROMPT_EMBEDDINGS, POOLED_EMBEDDINGS, T5, EPSILON, DIFFUSION_SCORE})
 
 
 def family_capabilities(family: Any) -> frozenset[str]:
-    """A family object's (or class's) offers, plus ``epsilon`` when an object predicts the noise
-    (SD 2's v-prediction models share the SD family's class, so that one is per model)."""
+    """A family object's (or class's) offers, plus ``epsilon`` when an object predicts the noise and
+    ``diffusion_score`` when it predicts noise or v (SD 2's v-prediction models share the SD family's
+    class, so these are per model)."""
     offers = frozenset(getattr(family, "offers", frozenset()))
     if isinstance(family, type):
         return offers
@@ -40,7 +45,7 @@ def family_capabilities(family: Any) -> frozenset[str]:
         kind = family.prediction_type
     except (AttributeError, NotImplementedError):
         return offers
-    return offers | {EPSILON} if kind == "epsilon" else offers
+    return offers | ({EPSILON} if kind == "epsilon" else set()) | ({DIFFUSION_SCORE} if kind in SCORE_KINDS else set())
 
 
 def missing(needs: Iterable[str], offers: Iterable[str]) -> list[str]:
