@@ -34,6 +34,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     slow_modules = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow_modules)  # stable: order kept within
     for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue  # an explicit group (the large models': one at a time, never two in 24 GiB) wins
         defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
         if any(d and d[-1].scope == "module" for d in defs.values()):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("large_family_models")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("large_models")]
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS, GUIDANCE = 1, 7.5
@@ -33,7 +33,8 @@ SIZES = {"sd2": 128, "sdxl": 96}
 PROMPT = "The No Limits Business Woman Podcast"
 GENERAL = ["a cup of coffee on a wooden table", "a cat sleeping on a sofa", "a mountain lake at sunrise"]
 CAPS: dict[str, dict[str, Any]] = {"wen": {"MAX_ITERATIONS": 1}, "wen_gated": {"MAX_ITERATIONS": 1},
-                                   "prss": {"MAX_ITERATIONS": 1}, "sail": {"MAX_STEPS": 1, "MAX_ROUNDS": 1}}
+                                   "prss": {"MAX_ITERATIONS": 1}, "sail": {"MAX_STEPS": 1, "MAX_ROUNDS": 1},
+                                   "anisotropy_embed": {"MAX_ITERATIONS": 1}}
 
 
 def _params(name: str, work: Path) -> list[str]:

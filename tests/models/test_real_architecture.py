@@ -51,7 +51,7 @@ from typing import Any
 import pytest
 
 # One large model at a time: the same group as test_real_architecture_transformers.py (SD3, FLUX).
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("real_architecture")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("large_models")]
 
 REPO = Path(__file__).resolve().parents[2]
 MITIGATIONS_DIR = REPO / "mitigations"

@@ -28,16 +28,19 @@ import numpy as np
 import pytest
 
 # One large model at a time: the same group as test_real_architecture.py's SD 1.4 run.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("real_architecture")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("large_models")]
 
 REPO = Path(__file__).resolve().parents[2]
 SIZE, STEPS = 64, 1
 PROMPT = "The No Limits Business Woman Podcast"
-CAPS = {"wen": {"MAX_ITERATIONS": 1}, "wen_gated": {"MAX_ITERATIONS": 1}, "prss": {"MAX_ITERATIONS": 1}}
+CAPS = {"wen": {"MAX_ITERATIONS": 1}, "wen_gated": {"MAX_ITERATIONS": 1}, "prss": {"MAX_ITERATIONS": 1},
+        "anisotropy_embed": {"MAX_ITERATIONS": 1}}
 CALIBRATION = ["a cup of coffee on a wooden table", "a cat sleeping on a sofa", "a mountain lake at sunrise"]
 # Methods that refuse a flow model, with the words their refusal must contain.
 REFUSE = {"amg": "epsilon", "sail": "prediction_type 'flow'"}
-SD3_METHODS = ["base", "cfg_schedule", "gni", "prss", "rna", "rta", "wen", "wen_gated", "amg", "sail"]
+# Every bundled method runs on SD3 where its ``needs`` are offered (globbed: a new file runs here too);
+# AMG and SAIL read n/a there, and their own guards must still refuse a flow model if run anyway.
+METHOD_NAMES = sorted(p.stem for p in (REPO / "mitigations").glob("*.py"))
 # FLUX runs no unconditional batch: methods on the guidance hook see eps_uncond None.
 FLUX_METHODS = ["base", "gni", "rna", "rta", "wen", "amg"]
 REFUSE_FLUX = {"amg": "needs classifier-free guidance"}
@@ -137,7 +140,11 @@ def test_sd3_medium_widths_every_applicable_method(tmp_path, subtests):
     layers = family.attention_layers()
     assert [(layer.role, layer.module.heads) for layer in layers] == [("joint", 24)] * 2
     assert sum(p.numel() for p in pipe.text_encoder_2.parameters()) == pytest.approx(694.7e6, rel=1e-3)
-    _run_methods(pipe, SD3_METHODS, REFUSE, 5.0, tmp_path, subtests)
+    from membench_eval.models.capabilities import not_applicable
+
+    na = {n for n in METHOD_NAMES if not_applicable(_method(n, tmp_path), family) is not None}
+    assert {"ren", "nemo", "amg", "sail"} <= na  # cross-attention / epsilon / diffusion-score methods
+    _run_methods(pipe, [n for n in METHOD_NAMES if n not in na] + sorted(REFUSE), REFUSE, 5.0, tmp_path, subtests)
     _detectors(pipe, 5.0, subtests)
 
 
