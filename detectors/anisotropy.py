@@ -36,8 +36,8 @@ latents from CPU generators; (3) the reference also runs the full sampling loop 
 (it returns at step ``hvp_sampling_num``), which costs nothing extra here. Records per prompt:
 ``anisotropy_norm`` and ``anisotropy_cos`` (the two terms, mean over images).
 
-Families (``needs``: cfg): two passes on pure noise, conditional and unconditional: every family with real CFG (the
-reference code's weights are SD 1's; on v- or flow models they are ours to recalibrate).
+Families (``needs``: cfg, epsilon): two passes on pure noise, conditional and unconditional: epsilon
+models with real CFG (SD 1.x, SD 2 base, Realistic Vision, SDXL); n/a on v- and flow models.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class AnisotropyScore(Detector):
     """gamma_1 ||eps_c - eps_u|| at t_hi + gamma_2 cos(eps_u, eps_c - eps_u) at t_lo, both on x_T."""
 
     name = "anisotropy"
-    needs = frozenset({"cfg"})
+    needs = frozenset({"cfg", "epsilon"})  # the code converts eps to the score: epsilon models only
     paper = ("Asthana & Belagiannis 2026, Detecting and Mitigating Memorization in Diffusion Models through "
              "Anisotropy of the Log-Probability")
     sweep = {"gamma_2": [0.0, 0.1, 2.0]}  # 0: the norm alone (the paper's ablation); 0.1: SD 2's; 2: SD 1's

@@ -35,7 +35,8 @@ Differences from the reference: (1) float32 (the code: fp16); (2) epsilon predic
 code converts v-prediction to epsilon; not ported, such a model raises); (3) latents from CPU
 generators; the code's ``get_epsilon`` and 64x64 latents are replaced by the run's size.
 
-Families (``needs``: cfg): gradients of the conditional and unconditional prediction norms: every family with real CFG.
+Families (``needs``: cfg, epsilon): gradients of the conditional and unconditional prediction norms:
+epsilon models with real CFG; n/a on v- and flow models.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class EarlyCurvature(Detector):
     """||grad 1/2||eps_c||^2 - grad 1/2||eps_u||^2||^2 at x_T (or the step-1->2 change of eps_c)."""
 
     name = "early_curvature"
-    needs = frozenset({"cfg"})
+    needs = frozenset({"cfg", "epsilon"})  # epsilon models only (its own guard says so too)
     paper = "Early Detection of Memorization in Diffusion Models (ICML 2026)"
     sweep = {"metric": list(METRICS)}
 

@@ -41,8 +41,11 @@ def family_metadata(plan: Any, pipe: Any) -> dict[str, Any]:
     types = {p.prompt_id: p.memorization_type for p in plan.prompts.get("trigger", []) if p.memorization_type}
     if types:
         out["memorization_types"] = types
-    if pipe is not None:
-        out["not_applicable"] = not_applicable_rows(plan.methods, lambda: pipe)
+    # Only when some row is n/a: a run that loads the model and one that reuses every image from the
+    # store (the xdist controller, a rerun) must write the same leaderboard JSON.
+    na = not_applicable_rows(plan.methods, lambda: pipe) if pipe is not None else {}
+    if na:
+        out["not_applicable"] = na
     return out
 
 

@@ -40,8 +40,6 @@ def run_metadata(plan: "Plan", quality: dict[str, Any], *, suite: "Suite", setti
         "subset": options.subset,
         "prompts": {role: len(ps) for role, ps in plan.prompts.items()},
         "versions": _versions(),
-        # The device asked for (None: auto, the first accelerator found); `membench export` carries it.
-        "device": options.device,
     }
     from membench_eval.report.coverage import run_coverage
 
