@@ -12,6 +12,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parent
 # benchmark_data/ lives beside the package in a source checkout.
 BENCHMARK_DATA = PACKAGE_ROOT.parent / "benchmark_data"
 MINI_DIR = BENCHMARK_DATA / "mini"
+MINI_SD3_DIR = BENCHMARK_DATA / "mini_sd3"  # mini-sd3: the mini on SD3's architecture
 
 
 def cache_dir() -> Path:

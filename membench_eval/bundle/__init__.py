@@ -44,3 +44,4 @@ def point_paths_here() -> None:
     """Set ``paths.BENCHMARK_DATA`` / ``paths.MINI_DIR`` to the bundled benchmark data (a no-op in a checkout)."""
     paths.BENCHMARK_DATA = folder("benchmark_data")
     paths.MINI_DIR = paths.BENCHMARK_DATA / "mini"
+    paths.MINI_SD3_DIR = paths.BENCHMARK_DATA / "mini_sd3"

@@ -5,7 +5,9 @@ first-step noise differences of several seeds.
 Written to match torchmetrics 1.3's ``multiscale_structural_similarity_index_measure`` with its
 defaults: Gaussian window 11 / sigma 1.5, valid windows (no padding), data range 1 (inputs
 min-max normalised by the caller), K1 0.01 / K2 0.03, 3 scales with betas 0.33 and relu on each
-factor. Maps too small for 3 scales (< 44 px, e.g. 16x16 latents) get single-scale SSIM.
+factor. Maps too small for 3 scales (< 44 px, e.g. 16x16 latents) get single-scale SSIM; maps
+smaller than the window itself (8x8 latents of a 64 px SD image) get the largest odd window that
+fits, same sigma, rather than no valid position at all (maps of 11 px and more are unaffected).
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ def ssim_and_contrast(a: "torch.Tensor", b: "torch.Tensor") -> tuple["torch.Tens
     import torch
     import torch.nn.functional as F
 
-    x = torch.arange(11, dtype=torch.float32, device=a.device) - 5
+    size = min(11, min(a.shape[-2:]) - (1 - min(a.shape[-2:]) % 2))  # odd, at most the map's side
+    x = torch.arange(size, dtype=torch.float32, device=a.device) - size // 2
     g = torch.exp(-x ** 2 / (2 * 1.5 ** 2))
     g = g / g.sum()
-    w = (g[:, None] * g[None, :]).expand(a.shape[1], 1, 11, 11)
+    w = (g[:, None] * g[None, :]).expand(a.shape[1], 1, size, size)
     mu_a, mu_b, aa, bb, ab = F.conv2d(torch.cat([a, b, a * a, b * b, a * b]), w, groups=a.shape[1]).split(len(a))
     c1, c2 = 0.01 ** 2, 0.03 ** 2
     cs = (2 * (ab - mu_a * mu_b) + c2) / (aa - mu_a ** 2 + bb - mu_b ** 2 + c2)

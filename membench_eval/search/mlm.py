@@ -136,8 +136,9 @@ def default_mlm(suite_name: str) -> str:
     """The proposal model when none is given: the mini suite ships its own trained one
     (``bert-base-uncased`` is not available offline); other suites use the reference's BERT."""
     from membench_eval.search.mini_mlm import MINI_MLM_SPEC
+    from membench_eval.suites.mini import MINI_SUITES
 
-    return MINI_MLM_SPEC if suite_name == "mini" else DEFAULT_MLM
+    return MINI_MLM_SPEC if suite_name in MINI_SUITES else DEFAULT_MLM
 
 
 def load_masked_lm(

@@ -1,9 +1,10 @@
 """Benchmark suites by name: ``sd1`` (MemBench trigger prompts), ``coco`` (general prompts),
-``mini`` (the bundled miniature benchmark), Webster's ``sd1_mem345`` and ``sd2_mem219``, merges
+``mini`` (the bundled miniature benchmark) and ``mini-sd3`` (its twin on SD3's architecture), Webster's ``sd1_mem345`` and ``sd2_mem219``, merges
 such as ``sd1+coco``, and a user's suite file ``path/to/suite.toml``.
 
 Every suite is a suite file (``membench_eval.suites.suite_file``): the built-ins are
-``benchmark_data/suites/<name>.toml`` and ``benchmark_data/mini/suite.toml``, read by the same
+``benchmark_data/suites/<name>.toml``, ``benchmark_data/mini/suite.toml`` and
+``benchmark_data/mini_sd3/suite.toml``, read by the same
 code as a user's. A small explicit registry maps each name to its file; nothing is discovered
 dynamically, so what a suite name means can be read in this file and the TOML it names.
 """
@@ -34,17 +35,20 @@ DataDir = str | os.PathLike | None
 
 def builtin_suite_file(name: str) -> Path:
     """Where the built-in suite ``name`` is written down (every built-in is a suite file)."""
-    from membench_eval.paths import BENCHMARK_DATA, MINI_DIR
-    from membench_eval.suites.mini import SUITE_FILE
+    from membench_eval.paths import BENCHMARK_DATA
+    from membench_eval.suites.mini import MINI_SUITES, SUITE_FILE, mini_folder
 
-    return MINI_DIR / SUITE_FILE if name == "mini" else BENCHMARK_DATA / "suites" / f"{name}.toml"
+    return mini_folder(name) / SUITE_FILE if name in MINI_SUITES else BENCHMARK_DATA / "suites" / f"{name}.toml"
 
 
-def _mini(data_dir: DataDir) -> Suite:
-    # The miniature benchmark ships in the repository; data_dir does not apply to it.
-    from membench_eval.suites.mini import load_mini_suite
+def _mini(name: str) -> Callable[[DataDir], Suite]:
+    # The miniature benchmarks ship in the repository; data_dir does not apply to them.
+    def build(data_dir: DataDir) -> Suite:
+        from membench_eval.suites.mini import load_mini_suite
 
-    return load_mini_suite()
+        return load_mini_suite(name=name)
+
+    return build
 
 
 def _builtin_file(name: str) -> Callable[[DataDir], Suite]:
@@ -57,7 +61,8 @@ def _builtin_file(name: str) -> Callable[[DataDir], Suite]:
 
 
 _BUILDERS: dict[str, Callable[[DataDir], Suite]] = {
-    "sd1": _builtin_file("sd1"), "coco": _builtin_file("coco"), "mini": _mini,
+    "sd1": _builtin_file("sd1"), "coco": _builtin_file("coco"), "mini": _mini("mini"),
+    "mini-sd3": _mini("mini-sd3"),
     "sd1_mem345": _builtin_file("sd1_mem345"), "sd2_mem219": _builtin_file("sd2_mem219"),
     "sd2": _builtin_file("sd2"), "rv": _builtin_file("rv"), "coco_sdxl": _builtin_file("coco_sdxl"),
     "coco_sd3": _builtin_file("coco_sd3"), "coco_flux": _builtin_file("coco_flux"),

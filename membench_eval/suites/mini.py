@@ -17,16 +17,27 @@ from membench_eval.suites.types import Suite
 
 SUITE_FILE = "suite.toml"
 MODEL_DIR = "model"
+# The miniature suites: the mini and its twin on SD3's architecture (``mini-sd3``), trained on the
+# same photos and captions (``benchmark_data/mini/training_captions.json``), so what reads those
+# captions (attribution, the search's vocabulary and proposal model) treats both alike.
+MINI_SUITES = ("mini", "mini-sd3")
 
 
-def load_mini_suite(root: Path = paths.MINI_DIR) -> Suite:
-    """The ``mini`` suite from ``root`` (default: the bundled ``benchmark_data/mini``): the package's
-    ``suite.toml`` read against ``root``, so a rebuilt copy of the folder is the same suite."""
+def mini_folder(name: str = "mini") -> Path:
+    """The bundled folder of the miniature suite ``name``."""
+    return paths.MINI_SD3_DIR if name == "mini-sd3" else paths.MINI_DIR
+
+
+def load_mini_suite(root: Path | None = None, name: str = "mini") -> Suite:
+    """The miniature suite ``name`` from ``root`` (default: its bundled folder,
+    ``benchmark_data/mini`` or ``benchmark_data/mini_sd3``): the package's ``suite.toml`` read
+    against ``root``, so a rebuilt copy of the folder is the same suite."""
     from membench_eval.suites.suite_file import load_suite_file
 
-    root = Path(root)
+    root = Path(root) if root is not None else mini_folder(name)
     model = root / MODEL_DIR
     if not (model / "model_index.json").is_file():
-        raise MissingWeightsError(f"{model}: mini model folder is missing; rebuild with "
-                                  "`python benchmark_data/mini/build.py` (needs scikit-image)")
-    return load_suite_file(paths.MINI_DIR / SUITE_FILE, builtin=True, base_dir=root)
+        build = "mini_sd3" if name == "mini-sd3" else "mini"
+        raise MissingWeightsError(f"{model}: {name} model folder is missing; rebuild with "
+                                  f"`python benchmark_data/{build}/build.py`")
+    return load_suite_file(mini_folder(name) / SUITE_FILE, builtin=True, base_dir=root)

@@ -37,6 +37,27 @@ def test_single_scale_matches_scikit_image_and_orders_similarity():
     torch.testing.assert_close(cs, torch.ones(2))
 
 
+def test_maps_smaller_than_the_window_use_the_largest_odd_window_that_fits():
+    """8x8 latents (a 64 px SD image): an 11 px window has no valid position; 7 px is used."""
+    rng = np.random.default_rng(1)
+    a = rng.random((2, 4, 8, 8)).astype(np.float32)
+    near = np.clip(a + 0.05 * rng.standard_normal(a.shape), 0, 1).astype(np.float32)
+    ours = similarity(torch.from_numpy(a), torch.from_numpy(near))
+    from scipy.signal import convolve2d
+
+    g = np.exp(-(np.arange(7) - 3.0) ** 2 / (2 * 1.5 ** 2))
+    w = np.outer(g, g) / g.sum() ** 2  # skimage truncates its Gaussian at 11 taps whatever win_size says
+    for i in range(2):
+        per_channel = []
+        for x, y in zip(a[i].astype(np.float64), near[i].astype(np.float64)):
+            mx, my, xx, yy, xy = (convolve2d(v, w, mode="valid") for v in (x, y, x * x, y * y, x * y))
+            vx, vy, cxy = xx - mx ** 2, yy - my ** 2, xy - mx * my
+            c1, c2 = 0.01 ** 2, 0.03 ** 2
+            per_channel.append(((2 * mx * my + c1) * (2 * cxy + c2) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))).mean())
+        assert ours[i].item() == pytest.approx(float(np.mean(per_channel)), abs=1e-5)
+    assert (ours > 0.8).all()
+
+
 def test_multi_scale_on_large_maps_is_one_for_identical_and_drops_with_noise():
     rng = np.random.default_rng(1)
     a = torch.from_numpy(rng.random((1, 2, 64, 64)).astype(np.float32))

@@ -40,7 +40,7 @@ def test_data_dir_from_environment(shared_data_dir: Path, monkeypatch: pytest.Mo
 
 
 def test_registry_names_and_errors() -> None:
-    assert list_suites() == ["sd1", "coco", "mini", "sd1_mem345", "sd2_mem219", "sd2", "rv", "coco_sdxl", "coco_sd3",
+    assert list_suites() == ["sd1", "coco", "mini", "mini-sd3", "sd1_mem345", "sd2_mem219", "sd2", "rv", "coco_sdxl", "coco_sd3",
                              "coco_flux"]
     with pytest.raises(DataError, match="unknown suite 'sd3'"):
         get_suite("sd3")
@@ -62,8 +62,8 @@ def test_mini_is_delegated_lazily(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
     fake = types.ModuleType("membench_eval.suites.mini")
 
-    def load_mini_suite() -> Suite:
-        calls.append("mini")
+    def load_mini_suite(root: object = None, name: str = "mini") -> Suite:
+        calls.append(name)
         return _fake("mini", "tiny-sd", trigger=True, general=True, generation_defaults={"height": 64})
 
     fake.load_mini_suite = load_mini_suite  # type: ignore[attr-defined]
