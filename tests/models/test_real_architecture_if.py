@@ -11,13 +11,14 @@ the capability IF lacks (CLIP's BOS token, SD's cross-attention).
 Reductions (CI budget, measured: see the commit). True widths (``models.deepfloyd_if_random``
 ``depth="reduced"``): the text path at full width (T5's 4096-d tokens with 1 of its 24 layers, the
 2816-d projection, 64-d heads) and IF-I-XL's first three UNet levels at true width with 1 resnet
-each (UNet 1.20B of 4.3B), 8x8 pixels; a method costs a T5 pass of 77 tokens (30 GFLOP a prompt)
-plus UNet calls (41 GFLOP a row), so here run only the plugins that reach IF's own code paths: Wen
-(the guidance vector, gradients through T5 embeddings), PRSS (DDPM steps without the variance half,
-with per-image generators), the trajectory and latent-update detectors (DDPM steps without a
-generator: the posterior mean), and Ren / Ren's entropy (n/a). Every plugin runs on the narrow model
-(``build_tiny_if_pipeline``: the same classes at diffusers' IF-test widths). The full model runs
-in ``bench/gpu_families.py``. One model at a time; each test frees its model.
+each (UNet 1.20B of 4.3B), 8x8 pixels. A method there costs a T5 pass of 77 tokens (30 GFLOP a
+prompt) plus UNet calls (41 GFLOP a row), so the true-width test runs base, Wen's mitigation (the
+guidance vector, gradients through 4096-d T5 embeddings and the 1.2B UNet), Wen's single-step
+detector, and Ren / Ren's entropy (n/a). Every bundled plugin runs on the narrow model
+(``build_tiny_if_pipeline``: the same classes at diffusers' IF-test widths), including the paths of
+the harness's DDPM subclass (PRSS: steps without the variance half, with per-image generators; the
+trajectory and latent-update detectors: without a generator, the posterior mean). The full model
+runs in ``bench/gpu_families.py``. One model at a time; each test frees its model.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("large_models")]
 # What IF lacks for each bundled plugin that cannot run on it (its T5 has no BOS sink; no attn2).
 EXPECT_NA = {"ren": "clip_bos_token and cross_attention", "ren_entropy": "clip_bos_token and cross_attention",
              "nemo": "cross_attention", "bright_ending": "cross_attention"}
-TRUE_WIDTH_METHODS = frozenset({"base", "wen", "prss", "ren"})
-TRUE_WIDTH_DETECTORS = frozenset({"wen_trajectory", "latent_update", "ren_entropy"})
+TRUE_WIDTH_METHODS = frozenset({"base", "wen", "ren"})
+TRUE_WIDTH_DETECTORS = frozenset({"wen_single", "ren_entropy"})
 
 
 def _base_equals_call(pipe: Any, work: Path, size: int) -> None:
