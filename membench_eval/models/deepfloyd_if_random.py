@@ -17,7 +17,7 @@ is T5 v1.1 XXL's encoder (``transformers_random.T5_XXL``: 4096 wide, 64 heads, 2
 learned variance and the first three levels at their true widths (704 / 1408 / 2112 channels, 11 /
 22 / 33 heads), with fewer blocks: 1 resnet per level instead of 3 and no fourth, 2816-wide level
 (even one resnet per level keeps 2.4B parameters with it, too much for a CPU test beside others):
-UNet 1.20B with 7 of the 25 added-KV attention layers; and 1 of T5's 24 layers. No T5 vocabulary is available offline: SD's CLIP tokenizer stands in
+UNet 1.20B with 7 of the 22 added-KV attention layers; and 1 of T5's 24 layers. No T5 vocabulary is available offline: SD's CLIP tokenizer stands in
 (as for FLUX's builder), so the embedding table has CLIP's 49408 rows instead of T5's 32128.
 """
 
