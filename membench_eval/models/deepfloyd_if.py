@@ -80,13 +80,16 @@ class DeepFloydIFFamily(ModelFamily):
 
         from membench_eval.errors import MembenchError
 
-        if importlib.util.find_spec("sentencepiece") is None and "tokenizer" not in components:
+        try:
+            pipe = IFPipeline.from_pretrained(
+                str(folder), torch_dtype=dtype, **components, safety_checker=None, feature_extractor=None,
+                watermarker=None, requires_safety_checker=False,
+                low_cpu_mem_usage=importlib.util.find_spec("accelerate") is not None)
+        except (ImportError, ValueError) as exc:
+            if "sentencepiece" not in str(exc).lower() or importlib.util.find_spec("sentencepiece") is not None:
+                raise
             raise MembenchError(f"{folder}: IF's T5 tokenizer needs sentencepiece "
-                                "(pip install 'membench-eval[deepfloyd]')")
-        pipe = IFPipeline.from_pretrained(
-            str(folder), torch_dtype=dtype, **components, safety_checker=None, feature_extractor=None,
-            watermarker=None, requires_safety_checker=False,
-            low_cpu_mem_usage=importlib.util.find_spec("accelerate") is not None)
+                                "(pip install 'membench-eval[deepfloyd]')") from exc
         cls(pipe)
         return pipe
 

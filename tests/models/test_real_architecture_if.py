@@ -144,3 +144,25 @@ def test_deepfloyd_if_every_method_narrow(tmp_path: Path, subtests: Any) -> None
         assert np.array_equal(image, _call_image(pipe, size, 2)) and rows == 4  # [uncond, cond] x 2 steps
     ran = _check_plugins(pipe, tmp_path, size, subtests)
     assert set(EXPECT_NA) <= set(ran) and len(ran) > 20  # every bundled method and detector
+
+
+def test_saved_if_pipeline_loads_into_its_family_and_gives_the_same_pixels(tmp_path: Path) -> None:
+    """``load_pipeline`` on a saved IF folder: the family by ``model_index.json``'s ``IFPipeline``,
+    diffusers' scheduler class recorded (the harness's subclass swapped back in on load), no safety
+    checker or watermarker, and the engine's image identical to the in-memory pipeline's."""
+    import json
+
+    from membench_eval.models import family_for, load_pipeline
+    from membench_eval.models.deepfloyd_if_random import build_tiny_if_pipeline
+    from membench_eval.models.learned_variance import DDPMScheduler
+
+    pipe = build_tiny_if_pipeline(seed=3)
+    pipe.save_pretrained(tmp_path / "model")
+    index = json.loads((tmp_path / "model" / "model_index.json").read_text())
+    assert index["_class_name"] == "IFPipeline" and index["scheduler"] == ["diffusers", "DDPMScheduler"]
+    loaded = load_pipeline(str(tmp_path / "model"), device="cpu")
+    assert family_for(loaded).name == "deepfloyd-if" and type(loaded.scheduler) is DDPMScheduler
+    assert loaded.safety_checker is None and loaded.watermarker is None
+    mine, _ = _engine_image(pipe, tmp_path / "a", 16, 2)
+    theirs, _ = _engine_image(loaded, tmp_path / "b", 16, 2)
+    assert np.array_equal(mine, theirs)
