@@ -17,8 +17,9 @@ is T5 v1.1 XXL's encoder (``transformers_random.T5_XXL``: 4096 wide, 64 heads, 2
 learned variance and the first three levels at their true widths (704 / 1408 / 2112 channels, 11 /
 22 / 33 heads), with fewer blocks: 1 resnet per level instead of 3 and no fourth, 2816-wide level
 (even one resnet per level keeps 2.4B parameters with it, too much for a CPU test beside others):
-UNet 1.20B with 7 of the 22 added-KV attention layers; and 1 of T5's 24 layers. No T5 vocabulary is available offline: SD's CLIP tokenizer stands in
-(as for FLUX's builder), so the embedding table has CLIP's 49408 rows instead of T5's 32128.
+UNet 1.20B with 7 of the 22 added-KV attention layers; and 1 of T5's 24 layers. No T5 vocabulary is
+available offline: SD's CLIP tokenizer stands in (as for FLUX's builder), so the embedding table has
+CLIP's 49408 rows instead of T5's 32128.
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ def _assemble(unet_cfg: dict[str, Any], t5_cfg: dict[str, Any], *, seed: int, de
     pipe.set_progress_bar_config(disable=True)
     spec = json.dumps({"unet": unet_cfg, "text_encoder": t5_cfg, "scheduler": SCHEDULER, "fill": FILL_VERSION,
                        "seed": seed}, sort_keys=True)
-    setattr(pipe, IDENTITY_ATTR, {"model": "in-memory", "revision": f"{tag}:" + hashlib.sha256(spec.encode()).hexdigest()})
+    revision = f"{tag}:" + hashlib.sha256(spec.encode()).hexdigest()
+    setattr(pipe, IDENTITY_ATTR, {"model": "in-memory", "revision": revision})
     return pipe
 
 
@@ -146,4 +148,5 @@ def _materialise(module: "torch.nn.Module", tile: Any, device: "torch.device", d
             done[id(param)] = nn.Parameter(value, requires_grad=False)
             setattr(owner, name, done[id(param)])
         for name, _ in owner.named_buffers(recurse=False):
-            raise RuntimeError(f"build_if_pipeline: no rule to fill buffer {owner_name}.{name} of {type(owner).__name__}")
+            raise RuntimeError(f"build_if_pipeline: no rule to fill buffer {owner_name}.{name} "
+                               f"of {type(owner).__name__}")

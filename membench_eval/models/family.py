@@ -101,7 +101,7 @@ class AttentionLayer:
     name: str  # its key in the denoiser's ``attn_processors``
     role: AttentionRole
     module: Any
-    text_tokens: slice | None = None  # joint attention: where the text tokens sit in the sequence
+    text_tokens: slice | None = None  # where the text tokens sit: in the joint sequence, or among added-KV keys
 
     @property
     def block(self) -> str:

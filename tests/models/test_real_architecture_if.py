@@ -5,10 +5,11 @@ Why: IF is the one pixel-space family (no VAE), the one whose UNet predicts a le
 output channels, DDPM ``learned_range``) and whose text enters through added-KV attention; nothing
 else executes those paths. In both tests base must equal ``IFPipeline.__call__`` byte for byte (on
 the narrow model over two DDPM steps: the first adds noise with the learned variance, so the
-variance the engine re-attaches is checked; at true width over one), and a plugin either runs with its forward rows counted or reads n/a with
-the capability IF lacks (CLIP's BOS token, SD's cross-attention).
+variance the engine re-attaches is checked; at true width over one), and a plugin either runs with
+its forward rows counted or reads n/a with the capability IF lacks (CLIP's BOS token, SD's
+cross-attention).
 
-Reductions (CI budget, measured: see the commit). True widths (``models.deepfloyd_if_random``
+Reductions (CI budget: the three tests together 52 CPU-seconds on a shared 2-core machine). True widths (``models.deepfloyd_if_random``
 ``depth="reduced"``): the text path at full width (T5's 4096-d tokens with 1 of its 24 layers, the
 2816-d projection, 64-d heads) and IF-I-XL's first three UNet levels at true width with 1 resnet
 each (UNet 1.20B of 4.3B), 8x8 pixels. A method there costs a T5 pass of 77 tokens (30 GFLOP a
