@@ -1,14 +1,17 @@
 """GPU check of the model families at true size (random weights): time per image, peak memory, MFU.
 
 Run by ``bench/gpu_check.sh`` after the SD 1.4 check, so one call on a GPU machine measures every
-family: SD 2 768-v (UNet 866M, OpenCLIP-H, 768x768) and SDXL base (UNet 2.57B, CLIP-L + bigG,
-1024x1024), each built with ``models.sd2`` / ``models.sdxl_random`` (``depth="full"``) in bf16,
-through ``generation.engine.generate`` (DDIM, CFG 7.5, ``images`` per prompt in one batch). FLOPs
-per image are counted with ``torch.utils.flop_counter`` over the family's own encode, predict and
-decode (CFG: two rows per step), not assumed. One family at a time (the previous is freed first).
-DeepFloyd IF and SD3 / FLUX are not here (no random-weight builders yet).
+family: SD 2 768-v (UNet 866M, OpenCLIP-H, 768x768), SDXL base (UNet 2.57B, CLIP-L + bigG,
+1024x1024) and DeepFloyd IF-I-XL stage I (UNet 4.3B, T5-XXL encoder 4.7B, 64x64 pixels), each built
+with ``models.sd2`` / ``models.sdxl_random`` / ``models.deepfloyd_if_random`` (``depth="full"``) in
+bf16, through ``generation.engine.generate`` (the family's scheduler: DDIM for SD, IF's DDPM;
+CFG 7.5, the same step count for every family, ``images`` per prompt in one batch). FLOPs per image
+are counted with ``torch.utils.flop_counter`` over the family's own encode, predict and decode (CFG:
+two rows per step; IF has no decoder), not assumed. One family at a time (the previous is freed
+first). SD3 / FLUX run in ``bench/gpu_check_transformers.py``.
 
-``--dry``: the same code on CPU at 64x64, 1 step, SDXL at reduced depth (plumbing only).
+``--dry``: the same code on CPU at 64x64, 1 step, SDXL at reduced depth, IF at narrow widths
+(plumbing only).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ def families(dry: bool) -> dict[str, Any]:
     """name -> (builder, image size)."""
     import torch
 
+    from membench_eval.models.deepfloyd_if_random import build_if_pipeline, build_tiny_if_pipeline
     from membench_eval.models.sd2 import build_sd2_pipeline
     from membench_eval.models.sdxl_random import build_sdxl_pipeline
 
@@ -43,6 +47,9 @@ def families(dry: bool) -> dict[str, Any]:
         "sd2-768-v": (lambda: build_sd2_pipeline(dtype, dev, image_size=sd2), sd2),
         "sdxl-base": (lambda: build_sdxl_pipeline(dtype, dev, image_size=sdxl, depth="reduced" if dry else "full"),
                       sdxl),
+        # IF stage I at its trained 64 px; dry: the narrow-width twin (the full one is 36 GB in fp32).
+        "deepfloyd-if-i-xl": (build_tiny_if_pipeline if dry else
+                              (lambda: build_if_pipeline(dtype, dev, image_size=64, depth="full")), 64),
     }
 
 

@@ -75,7 +75,8 @@ def denoise(
         for i, (t, t_int) in enumerate(zip(timesteps, ctx.timesteps)):
             model_input = torch.cat([latents] * 2) if do_cfg else latents
             model_input = scheduler.scale_model_input(model_input, t)
-            noise_pred = family.predict(model_input, t, prompt_embeds, timestep_cond=timestep_cond).sample
+            prediction = family.predict(model_input, t, prompt_embeds, timestep_cond=timestep_cond)
+            noise_pred = prediction.sample
             if do_cfg:
                 eps_uncond, eps_cond = noise_pred.chunk(2)
             else:
@@ -86,7 +87,10 @@ def denoise(
                     raise ValueError(f"guidance returned shape {tuple(noise_pred.shape)}, expected {tuple(eps_cond.shape)}")
             elif do_cfg:
                 noise_pred = eps_uncond + ctx.guidance_scale * (eps_cond - eps_uncond)
-            latents = family.step(scheduler, noise_pred, t_int if _int_step(scheduler) else t, latents, **extra_step_kwargs)
+            learned = {} if prediction.variance is None else {  # IF: the conditional rows' variance, as __call__
+                "variance": prediction.variance.chunk(2)[1] if do_cfg else prediction.variance}
+            latents = family.step(scheduler, noise_pred, t_int if _int_step(scheduler) else t, latents,
+                                  **extra_step_kwargs, **learned)
             if stepped:
                 values: dict[str, Any] = {"latents": latents, "prompt_embeds": prompt_embeds,
                                           "negative_prompt_embeds": negative_prompt_embeds}

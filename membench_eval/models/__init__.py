@@ -34,6 +34,7 @@ from membench_eval.models import sd as _sd  # noqa: E402,F401  (registers the bu
 from membench_eval.models import flux as _flux  # noqa: E402,F401  (FLUX.1 dev / schnell)
 from membench_eval.models import sd3 as _sd3  # noqa: E402,F401  (SD3 / SD3.5)
 from membench_eval.models import sdxl as _sdxl  # noqa: E402,F401  (SDXL)
+from membench_eval.models import deepfloyd_if as _deepfloyd_if  # noqa: E402,F401  (DeepFloyd IF stage I)
 
 # The modules a plugin file may import from membench_eval. Faces: the plugin API and this
 # package (versioned with the engine: ``plugins.source.API_MODULES``). Toolkit modules: helpers

@@ -31,8 +31,10 @@ def prepare_for_cuda(pipe: "StableDiffusionPipeline") -> None:
     if denoiser.device.type != "cuda":
         return
     denoiser.to(memory_format=torch.channels_last)
-    pipe.vae.to(memory_format=torch.channels_last)
-    pipe.vae.enable_slicing()
+    vae = getattr(pipe, "vae", None)  # None: a pixel-space family (DeepFloyd IF)
+    if vae is not None:
+        vae.to(memory_format=torch.channels_last)
+        vae.enable_slicing()
 
 
 def compile_unet(pipe: "StableDiffusionPipeline", *, mode: str | None = None) -> None:
@@ -58,7 +60,7 @@ def compute_flags(pipe: "StableDiffusionPipeline") -> dict[str, Any]:
         flags["cpu_threads"] = torch.get_num_threads()
     if getattr(denoiser, COMPILED_ATTR, False):
         flags["compiled"] = True
-    if getattr(pipe.vae, "use_slicing", False):
+    if getattr(getattr(pipe, "vae", None), "use_slicing", False):
         flags["vae_slicing"] = True
     weight = next((p for p in denoiser.parameters() if p.dim() == 4), None)
     if weight is not None and weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():

@@ -80,10 +80,13 @@ class Conditioning:
 
 @dataclass
 class Prediction:
-    """One denoiser output and what it is (the scheduler's ``prediction_type``)."""
+    """One denoiser output and what it is (the scheduler's ``prediction_type``). ``variance``: a
+    learned-variance model's variance channels (DeepFloyd IF), same rows as ``sample``; the
+    family's ``step`` takes the conditional rows' (``step(..., variance=)``)."""
 
     sample: "torch.Tensor"
     kind: PredictionKind
+    variance: "torch.Tensor | None" = None
 
     def pair(self) -> tuple["torch.Tensor", "torch.Tensor"]:
         """(unconditional, conditional) halves of a ``[uncond, cond]`` batch's prediction."""
@@ -98,7 +101,7 @@ class AttentionLayer:
     name: str  # its key in the denoiser's ``attn_processors``
     role: AttentionRole
     module: Any
-    text_tokens: slice | None = None  # joint attention: where the text tokens sit in the sequence
+    text_tokens: slice | None = None  # where the text tokens sit: in the joint sequence, or among added-KV keys
 
     @property
     def block(self) -> str:

@@ -65,7 +65,7 @@ _BUILDERS: dict[str, Callable[[DataDir], Suite]] = {
     "mini-sd3": _mini("mini-sd3"),
     "sd1_mem345": _builtin_file("sd1_mem345"), "sd2_mem219": _builtin_file("sd2_mem219"),
     "sd2": _builtin_file("sd2"), "rv": _builtin_file("rv"), "coco_sdxl": _builtin_file("coco_sdxl"),
-    "coco_sd3": _builtin_file("coco_sd3"), "coco_flux": _builtin_file("coco_flux"),
+    "coco_sd3": _builtin_file("coco_sd3"), "coco_flux": _builtin_file("coco_flux"), "coco_if": _builtin_file("coco_if"),
 }
 
 

@@ -96,7 +96,8 @@ def _supported_pipelines() -> tuple[str, ...]:
 
 # The package's own suite files: benchmark_data/suites/<name>.toml (mini: benchmark_data/mini/
 # suite.toml); provenance in manifest.json "suites". A user's file may not take these names.
-BUILTIN_FILES = ("sd1", "coco", "sd1_mem345", "sd2_mem219", "sd2", "rv", "coco_sdxl", "coco_sd3", "coco_flux")
+BUILTIN_FILES = ("sd1", "coco", "sd1_mem345", "sd2_mem219", "sd2", "rv", "coco_sdxl", "coco_sd3", "coco_flux",
+                 "coco_if")
 UNHASHED_BUILTINS = frozenset({"mini", "mini-sd3", "sd1", "coco"})
 BUILTIN_NAMES = frozenset({"mini", "mini-sd3", *BUILTIN_FILES})
 

@@ -81,3 +81,18 @@ def test_detector_on_a_family_without_its_need_is_a_row_not_a_crash(tmp_path: An
                         DetectionStore(tmp_path / "det"), pipe=pipe)
     assert res.scores == [] and res.not_applicable.startswith("n/a: ren_entropy needs clip_bos_token")
     assert "n/a: ren_entropy" in res.summary()
+
+
+def test_deepfloyd_if_row_names_its_attention_and_what_it_lacks() -> None:
+    """IF (T5 only, added-KV attention) is a registered family; Ren and NeMo read n/a there with
+    the capability they need, the guidance-vector methods and detectors apply."""
+    rows = {r["family"]: r for r in family_rows()}
+    assert {"stable-diffusion", "stable-diffusion-xl", "sd3", "flux", "deepfloyd-if"} <= set(rows)
+    row = rows["deepfloyd-if"]
+    assert row["pipeline_classes"] == ["IFPipeline"] and row["prediction_types"] == ["epsilon"]
+    assert {"added_kv_attention", "t5", "cfg", "epsilon"} <= set(row["offers"]) and "clip_bos_token" not in row["offers"]
+    assert row["methods_not_applicable"] == {"nemo": "needs cross_attention",
+                                             "ren": "needs clip_bos_token and cross_attention"}
+    assert {"wen", "sail", "amg", "prss", "cfg_schedule"} <= set(row["methods"])
+    assert {"wen_single", "sail_sharpness"} <= set(row["detectors"]) and "bright_ending" not in row["detectors"]
+    assert "| deepfloyd-if | IFPipeline |" in markdown(list(rows.values()))

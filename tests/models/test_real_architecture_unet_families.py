@@ -44,8 +44,9 @@ def _params(name: str, work: Path) -> list[str]:
             "sail": ["threshold=0"]}.get(name, [])
 
 
-def _run_every_method(pipe: Any, work: Path, size: int) -> dict[str, Any]:
-    """name -> {"images", "records"} or {"na": reason}; errors propagate (a crash fails the test)."""
+def _run_every_method(pipe: Any, work: Path, size: int, only: frozenset[str] | None = None) -> dict[str, Any]:
+    """name -> {"images", "records"} or {"na": reason}; errors propagate (a crash fails the test).
+    ``only``: these methods only (a true-width model too slow for all of them)."""
     from membench_eval.generation.engine import generate
     from membench_eval.generation.seeding import plan_requests
     from membench_eval.generation.settings import GenerationSettings
@@ -62,6 +63,8 @@ def _run_every_method(pipe: Any, work: Path, size: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for path in sorted((REPO / "mitigations").glob("*.py")):
         name = path.stem
+        if only is not None and name not in only:
+            continue
         cls = find_class(path)
         items = (["strongest"] if getattr(cls, "strongest", None) else []) + _params(name, work)
         (method,) = load_mitigations(path, param_items=items)
@@ -77,7 +80,7 @@ def _run_every_method(pipe: Any, work: Path, size: int) -> dict[str, Any]:
     return out
 
 
-def _run_every_detector(pipe: Any, work: Path, size: int) -> dict[str, Any]:
+def _run_every_detector(pipe: Any, work: Path, size: int, only: frozenset[str] | None = None) -> dict[str, Any]:
     from membench_eval.detection.run import score_prompts
     from membench_eval.generation.settings import GenerationSettings
     from membench_eval.plugins.detectors import load_detector
@@ -89,6 +92,8 @@ def _run_every_detector(pipe: Any, work: Path, size: int) -> dict[str, Any]:
              "ren_entropy": {"last_steps": 1}}
     out = {}
     for path in sorted((REPO / "detectors").glob("*.py")):
+        if only is not None and path.stem not in only:
+            continue
         det = load_detector(path, params=small.get(path.stem, {}))
         res = score_prompts(det, [Prompt("p0", PROMPT)], settings, DetectionStore(work / "det"),
                             pipe=pipe if det.needs_model else None)

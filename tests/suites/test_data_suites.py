@@ -41,7 +41,7 @@ def test_data_dir_from_environment(shared_data_dir: Path, monkeypatch: pytest.Mo
 
 def test_registry_names_and_errors() -> None:
     assert list_suites() == ["sd1", "coco", "mini", "mini-sd3", "sd1_mem345", "sd2_mem219", "sd2", "rv", "coco_sdxl", "coco_sd3",
-                             "coco_flux"]
+                             "coco_flux", "coco_if"]
     with pytest.raises(DataError, match="unknown suite 'sd3'"):
         get_suite("sd3")
     with pytest.raises(DataError, match="twice"):

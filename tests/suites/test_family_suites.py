@@ -97,3 +97,17 @@ def test_rv_trigger_run_says_text_only(shared_data_dir: Path) -> None:
     err = no_reference_error(suite, None)
     assert isinstance(err, DataError) and "text only (no reference images were published)" in str(err)
     assert "membench detect --suite rv" in str(err)
+
+
+def test_coco_if_is_stage_one_at_its_trained_size(shared_data_dir: Path) -> None:
+    """IF's general-prompt suite: COCO's 5000 captions on IF-I-XL stage I at IFPipeline's defaults,
+    64 px (its trained size: no size warning), no trigger scenario (MemBench's IF list is unreleased)."""
+    import warnings
+
+    from membench_eval.models.trained_sizes import ImageSizeWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ImageSizeWarning)
+        suite = get_suite("coco_if", shared_data_dir)
+    assert suite.model == "DeepFloyd/IF-I-XL-v1.0" and suite.trigger is None and len(suite.general) == 5000
+    assert suite.generation_defaults == {"height": 64, "width": 64, "num_inference_steps": 100, "guidance_scale": 7.0}
