@@ -29,8 +29,10 @@ def bundled_plugins() -> dict[str, list[tuple[str, frozenset[str]]]]:
 
 
 def family_rows() -> list[dict[str, Any]]:
-    """One row per registered family: its name, pipeline classes, prediction types, text
-    encoders, capabilities, and the bundled methods / detectors that apply (with why not, else)."""
+    """One row per model line of each registered family (``ModelFamily.model_lines``; Realistic
+    Vision is the SD family's code, its own line): its name, hub ids, pipeline classes, prediction
+    types, text encoders, capabilities, and the bundled methods / detectors that apply (with why
+    not, else)."""
     from membench_eval.models import family as family_module
 
     plugins = bundled_plugins()
@@ -42,7 +44,7 @@ def family_rows() -> list[dict[str, Any]]:
                   | ({DIFFUSION_SCORE} if SCORE_KINDS & set(kinds) else set()))
         partly = EPSILON if "epsilon" in kinds and len(kinds) > 1 else None
         row: dict[str, Any] = {
-            "family": cls.name, "pipeline_classes": list(cls.pipeline_classes),
+            "family": cls.name, "models": [], "pipeline_classes": list(cls.pipeline_classes),
             "prediction_types": list(getattr(cls, "prediction_types", ())),
             "text_encoders": list(cls.text_encoders), "offers": sorted(offers),
         }
@@ -51,17 +53,18 @@ def family_rows() -> list[dict[str, Any]]:
                         for name, needs in entries if not missing(needs, offers)]
             row[key + "_not_applicable"] = {name: f"needs {' and '.join(missing(needs, offers))}"
                                             for name, needs in entries if missing(needs, offers)}
-        rows.append(row)
+        lines = cls.model_lines or {cls.name: ()}
+        rows += [{**row, "family": line, "models": list(models)} for line, models in lines.items()]
     return rows
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     """The rows as a markdown table (methods that do not apply are listed with what they need)."""
-    head = ["family", "pipeline class", "prediction", "text encoders", "offers", "methods", "detectors", "n/a"]
+    head = ["family", "models", "pipeline class", "prediction", "text encoders", "offers", "methods", "detectors", "n/a"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         na = {**r["methods_not_applicable"], **r["detectors_not_applicable"]}
-        cells = [r["family"], ", ".join(r["pipeline_classes"]), ", ".join(r["prediction_types"]) or "-",
+        cells = [r["family"], ", ".join(r["models"]) or "-", ", ".join(r["pipeline_classes"]), ", ".join(r["prediction_types"]) or "-",
                  "; ".join(r["text_encoders"]) or "-", ", ".join(r["offers"]) or "-",
                  ", ".join(r["methods"]) or "-", ", ".join(r["detectors"]) or "-",
                  "; ".join(f"{k} ({v})" for k, v in sorted(na.items())) or "-"]

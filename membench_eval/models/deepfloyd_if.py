@@ -63,6 +63,7 @@ class DeepFloydIFFamily(ModelFamily):
     offers: ClassVar[frozenset[str]] = frozenset({"cfg", "added_kv_attention", "prompt_embeddings", "t5"})
     text_encoders = ("T5-XXL (v1.1 encoder, 77 tokens)",)
     prediction_types = ("epsilon",)
+    model_lines = {"deepfloyd-if": ("DeepFloyd/IF-I-XL-v1.0 (stage I)",)}
     clean_caption: ClassVar[bool] = False
 
     def __init__(self, pipe: Any):

@@ -124,6 +124,9 @@ class ModelFamily:
     text_encoders: ClassVar[tuple[str, ...]] = ()
     # What the family's models predict (several: per model, from the scheduler config).
     prediction_types: ClassVar[tuple[str, ...]] = ()
+    # The model lines it serves, by name, with their hub ids: one row each in ``membench families``
+    # (Realistic Vision is an SD 1.5 fine-tune: the SD family's code, its own line). Empty: ``name``.
+    model_lines: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def __init__(self, pipe: Any):
         self.pipe = pipe

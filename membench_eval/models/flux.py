@@ -38,6 +38,7 @@ class FluxFamily(ModelFamily):
         {"true_cfg", "joint_attention", "prompt_embeddings", "pooled_embeddings", "t5"})
     text_encoders = ("CLIP ViT-L/14 (pooled only)", "T5-XXL (tokens)")
     prediction_types = ("flow",)
+    model_lines = {"flux": ("black-forest-labs/FLUX.1-dev", "black-forest-labs/FLUX.1-schnell")}
     # ``FluxPipeline.__call__``'s defaults: the guidance input without an explicit one, T5 length.
     default_guidance: ClassVar[float] = 3.5
     max_sequence_length: ClassVar[int] = 512

@@ -45,6 +45,9 @@ class StableDiffusionFamily(ModelFamily):
     offers = frozenset({"cfg", "cross_attention", "clip_bos_token", "prompt_embeddings"})
     text_encoders = ("CLIP ViT-L/14 (SD 1.x) or OpenCLIP ViT-H/14 (SD 2.x)",)
     prediction_types = ("epsilon", "v_prediction")
+    model_lines = {"stable-diffusion": ("CompVis/stable-diffusion-v1-4", "stabilityai/stable-diffusion-2",
+                                        "stabilityai/stable-diffusion-2-base"),
+                   "realistic-vision": ("SG161222/Realistic_Vision_V5.1_noVAE (SD 1.5 fine-tune, external VAE)",)}
 
     @classmethod
     def from_pretrained(cls, folder: Any, dtype: "torch.dtype", **components: Any) -> "StableDiffusionPipeline":

@@ -38,6 +38,7 @@ class StableDiffusion3Family(ModelFamily):
         {"cfg", "joint_attention", "clip_bos_token", "prompt_embeddings", "pooled_embeddings"})
     text_encoders = ("CLIP ViT-L/14 (tokens + pooled)", "OpenCLIP ViT-bigG/14 (tokens + pooled)", "T5-XXL (optional)")
     prediction_types = ("flow",)
+    model_lines = {"sd3": ("stabilityai/stable-diffusion-3-medium-diffusers", "stabilityai/stable-diffusion-3.5-large")}
     # ``__call__``'s default T5 length; the zero block stands in for it without T5.
     max_sequence_length: ClassVar[int] = 256
 

@@ -49,6 +49,7 @@ class StableDiffusionXLFamily(StableDiffusionFamily):
     offers = frozenset({"cfg", "cross_attention", "clip_bos_token", "prompt_embeddings", "pooled_embeddings"})
     text_encoders = ("CLIP ViT-L/14", "OpenCLIP ViT-bigG/14 (tokens + pooled)")
     prediction_types = ("epsilon",)
+    model_lines = {"stable-diffusion-xl": ("stabilityai/stable-diffusion-xl-base-1.0",)}
 
     @classmethod
     def from_pretrained(cls, folder: Any, dtype: "torch.dtype", **components: Any) -> Any:

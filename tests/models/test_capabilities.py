@@ -34,6 +34,23 @@ def test_every_bundled_need_is_a_known_capability() -> None:
     assert "| stable-diffusion |" in markdown(rows)
 
 
+def test_six_model_lines_and_the_readme_table_agrees() -> None:
+    """``membench families`` lists the six lines the families issue names; the README's table
+    gives each the methods and detectors the same ``needs`` check makes n/a."""
+    from pathlib import Path
+
+    rows = {r["family"]: r for r in family_rows()}
+    assert set(rows) == {"stable-diffusion", "realistic-vision", "stable-diffusion-xl", "sd3", "flux", "deepfloyd-if"}
+    assert rows["realistic-vision"]["offers"] == rows["stable-diffusion"]["offers"]  # SD 1.5's code, its own line
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    for name, row in rows.items():
+        if row["methods_not_applicable"]:  # SD's 768-v exceptions are spelled out by hand
+            line = next(x for x in readme.splitlines() if x.startswith(f"| {name} |"))
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            assert cells[4] == ", ".join(sorted(row["methods_not_applicable"])), name
+            assert cells[5] == ", ".join(sorted(row["detectors_not_applicable"])), name
+
+
 def test_not_applicable_names_method_need_and_family() -> None:
     ren = find_class("ren", MITIGATION)()
     assert not_applicable(ren, _T5OnlyFamily) == ("n/a: ren needs clip_bos_token and cross_attention; "
@@ -95,4 +112,4 @@ def test_deepfloyd_if_row_names_its_attention_and_what_it_lacks() -> None:
                                              "ren": "needs clip_bos_token and cross_attention"}
     assert {"wen", "sail", "amg", "prss", "cfg_schedule"} <= set(row["methods"])
     assert {"wen_single", "sail_sharpness"} <= set(row["detectors"]) and "bright_ending" not in row["detectors"]
-    assert "| deepfloyd-if | IFPipeline |" in markdown(list(rows.values()))
+    assert "| deepfloyd-if | DeepFloyd/IF-I-XL-v1.0 (stage I) | IFPipeline |" in markdown(list(rows.values()))
