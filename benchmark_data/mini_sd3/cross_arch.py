@@ -15,7 +15,7 @@ The verdict reads MemBench's metric (delta Top-1 own); the other columns are sho
 Usage (from the repository root; the run store makes a rerun reuse every image)::
 
     python benchmark_data/mini_sd3/cross_arch.py                 # both suites, all methods, all prompts
-    python benchmark_data/mini_sd3/cross_arch.py --limit 8       # the shipped tables: 8 + 8 prompts
+    python benchmark_data/mini_sd3/cross_arch.py --limit 5       # the shipped tables: 5 + 5 prompts
     python benchmark_data/mini_sd3/cross_arch.py --tables-only   # rebuild the tables from the JSONs
 
 The runs' leaderboards go to ``--work`` (default ``leaderboard/cross-arch``); their JSONs are copied
@@ -52,21 +52,23 @@ def stem(suite: str, limit: int | None) -> str:
     return f"{suite}.limit-{limit}" if limit else suite
 
 
-def run_suite(suite: str, work: Path, out: Path, store: Path | None, threads: int, limit: int | None) -> None:
+def run_suite(suite: str, work: Path, out: Path, store: Path | None, threads: int, limit: int | None,
+              detect_limit: int | None) -> None:
     """``membench run`` (strongest settings) and ``membench detect`` (every detector) on one suite;
     their leaderboard JSONs copied to ``out`` as ``<suite>.json`` / ``<suite>.detect.json``."""
-    common = [*(["--store", str(store)] if store else []), *(["--limit", str(limit)] if limit else []),
-              "--out", str(work), "--no-progress"]
+    common = [*(["--store", str(store)] if store else []), "--out", str(work), "--no-progress"]
     env_py = [sys.executable, "-m", "membench_eval.cli"]
-    run = [*env_py, "run", *methods(), "--suite", suite, "--param", "strongest", "--no-stored-baselines", *common]
+    run = [*env_py, "run", *methods(), "--suite", suite, "--param", "strongest", "--no-stored-baselines", *common,
+           *(["--limit", str(limit)] if limit else [])]
     detect = [*env_py, "detect", "--suite", suite, "--detector", *map(str, sorted((REPO / "detectors").glob("*.py"))),
-              *common]
+              *common, *(["--limit", str(detect_limit)] if detect_limit else [])]
     for cmd in (run, detect):
         print("+", " ".join(cmd[2:]), flush=True)
         subprocess.run(cmd, cwd=REPO, check=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
     out.mkdir(parents=True, exist_ok=True)
     for ext in (".json", ".detect.json"):
-        written = [work / f"{name}{ext}" for name in (stem(suite, limit), suite)]
+        lim = limit if ext == ".json" else detect_limit
+        written = [work / f"{name}{ext}" for name in (stem(suite, lim), suite)]
         shutil.copyfile(next((p for p in written if p.is_file()), written[0]), out / f"{suite}{ext}")
 
 
@@ -172,12 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--suites", nargs="+", default=list(SUITES), choices=SUITES, help="suites to (re)run")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--limit", type=int, default=None,
-                    help="first N prompts of each set (the shipped tables: 8, see the README)")
+                    help="mitigations: first N prompts of each set (the shipped table: 5, see the README)")
+    ap.add_argument("--detect-limit", type=int, default=None, help="detectors: first N prompts of each set")
     ap.add_argument("--tables-only", action="store_true", help="only rebuild the tables from the JSONs")
     args = ap.parse_args(argv)
     if not args.tables_only:
         for suite in args.suites:
-            run_suite(suite, args.work, args.out, args.store, args.threads, args.limit)
+            run_suite(suite, args.work, args.out, args.store, args.threads, args.limit, args.detect_limit)
     print(write_tables(args.out, args.readme))
     return 0
 

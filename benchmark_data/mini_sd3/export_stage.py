@@ -39,6 +39,11 @@ def save_pipeline(pipe, model_dir: Path) -> None:
         (tok2 / name).write_bytes((tok / name).read_bytes())
 
 
+def model_files(model_dir: Path) -> dict[str, int]:
+    """Size of every file of the exported folder: the tests check metrics.json was measured on these."""
+    return {p.relative_to(model_dir).as_posix(): p.stat().st_size for p in sorted(model_dir.rglob("*")) if p.is_file()}
+
+
 def export_and_measure(transformer, text_encoders, tokenizer, data, args, log=print) -> dict:
     from measure_stage import evaluate
 
@@ -53,7 +58,7 @@ def export_and_measure(transformer, text_encoders, tokenizer, data, args, log=pr
     metrics = evaluate(model_dir, data, steps=args.eval_steps, log=log)
     metrics["build"] = {"seed": args.seed, "steps": args.steps, "layers": args.layers, "lr": args.lr,
                         "caption_dropout": args.dropout, "timesteps": "logit-normal(0,1), shift 3",
-                        "measure_seconds": round(time.time() - t, 1)}
+                        "measure_seconds": round(time.time() - t, 1), "files": model_files(model_dir)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     log(f"wrote {out / 'metrics.json'}")
     return metrics
