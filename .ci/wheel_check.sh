@@ -81,6 +81,7 @@ for f in mitigations/my_method.py pyproject.toml .github/workflows/membench.yml;
 done
 cp "$work/scaffold/mitigations/my_method.py" my_method.py  # the user's method: the README's example, as init writes it
 step check.log "$work/venv/bin/membench" suite check mini
+step check-sd3.log "$work/venv/bin/membench" suite check mini-sd3  # its suite file points into ../mini/
 step run.log "$work/venv/bin/membench" run my_method.py --suite mini --limit 1 --no-progress
 leaderboard_has "drop_words p=0.1"
 rm -rf leaderboard
