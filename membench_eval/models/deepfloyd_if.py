@@ -98,14 +98,6 @@ class DeepFloydIFFamily(ModelFamily):
     def denoiser(self) -> Any:
         return self.pipe.unet
 
-    @property
-    def prediction_type(self) -> Any:
-        return self.pipe.scheduler.config.get("prediction_type", "epsilon")
-
-    @property
-    def tokenizer(self) -> Any:
-        return self.pipe.tokenizer
-
     # --- text -----------------------------------------------------------------------------------
 
     def encode_for_guidance(self, prompts: Sequence[str], device: "torch.device | None" = None,

@@ -156,7 +156,8 @@ class ModelFamily:
 
     @property
     def prediction_type(self) -> PredictionKind:
-        raise NotImplementedError
+        """What the denoiser predicts; default: the scheduler's configured type (epsilon if unset)."""
+        return self.pipe.scheduler.config.get("prediction_type", "epsilon")
 
     def identity(self) -> dict[str, str]:
         """The model's identity in store keys (``models.identity.model_identity``)."""
@@ -174,7 +175,7 @@ class ModelFamily:
     @property
     def tokenizer(self) -> Any:
         """The (first) text encoder's tokenizer: which tokens a prompt becomes."""
-        raise NotImplementedError
+        return self.pipe.tokenizer
 
     def encode(self, prompts: Sequence[str], device: "torch.device | None" = None) -> Conditioning:
         """The prompts' conditioning (no unconditional rows)."""

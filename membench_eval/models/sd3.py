@@ -81,10 +81,6 @@ class StableDiffusion3Family(ModelFamily):
         return "flow"
 
     @property
-    def tokenizer(self) -> Any:
-        return self.pipe.tokenizer
-
-    @property
     def pooled_dim(self) -> int:
         return int(self.pipe.transformer.config.pooled_projection_dim)
 
