@@ -13,8 +13,8 @@ Gate (``membench_eval.detection.gate``): per prompt text, Wen's single-step scor
 number of ``detectors/wen_single.py``, at the UNet's native size). A prompt is flagged when its
 score is strictly above a threshold calibrated in ``setup`` on non-memorized prompts: the smallest
 threshold with a false-positive rate <= ``fpr`` on them (``calibrate_threshold``). Calibrate on one
-set, apply to another: ``calibration="auto"`` uses, on the miniature model (its identity path is
-the mini suite's model directory), its training captions that are NOT memorized
+set, apply to another: ``calibration="auto"`` uses, on a miniature model (``mini`` or ``mini-sd3``,
+trained on the same captions; recognised by its identity path), the training captions that are NOT memorized
 (``benchmark_data/mini/training_captions.json`` "general", 2582, disjoint from the suite's 30
 general and 16 trigger prompts), else Webster's ``nonmem500.txt`` (data layer,
 ``webster_nonmem500``); ``"mini"``/``"webster"`` force one; any other value is a one-prompt-per-line
@@ -97,13 +97,14 @@ class WenGated(WenEmbeddingOptimization):
         """(source, prompts): the non-memorized prompts the threshold is calibrated on."""
         from membench_eval.models import is_model
         from membench_eval.paths import MINI_DIR
-        from membench_eval.suites import get_suite
+        from membench_eval.suites import MINI_SUITES, get_suite
         from membench_eval.fetch.download import resolve_file
         from membench_eval.suites.loaders import load_prompt_lines
 
         source = self.calibration
         if source == "auto":
-            source = "mini" if is_model(pipe, get_suite("mini").model) else "webster"
+            # mini and mini-sd3 were trained on the same captions
+            source = "mini" if any(is_model(pipe, get_suite(s).model) for s in MINI_SUITES) else "webster"
         try:
             if source == "mini":
                 captions = json.loads((MINI_DIR / "training_captions.json").read_text(encoding="utf-8"))

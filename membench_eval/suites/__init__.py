@@ -25,8 +25,10 @@ from membench_eval.suites.types import (
     memorized_image_id,
 )
 
+from membench_eval.suites.mini import MINI_SUITES  # light: paths and types
+
 __all__ = [
-    "MemorizedImage", "Prompt", "PromptSet", "ReferenceTargets", "Suite", "memorized_image_id",
+    "MINI_SUITES", "MemorizedImage", "Prompt", "PromptSet", "ReferenceTargets", "Suite", "memorized_image_id",
     "SD1_MODEL", "SD1_TARGETS", "get_suite", "list_suites", "merge_suites",
 ]
 
