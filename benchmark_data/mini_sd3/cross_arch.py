@@ -20,7 +20,8 @@ Usage (from the repository root; the run store makes a rerun reuse every image):
 
 The runs' leaderboards go to ``--work`` (default ``leaderboard/cross-arch``); their JSONs are copied
 to ``docs/results/<suite>.json`` and ``.detect.json`` (the docs render them) and the tables are
-written between the ``cross-arch`` markers of ``benchmark_data/mini_sd3/README.md``.
+written between the ``cross-arch`` markers of ``benchmark_data/mini_sd3/README.md`` and
+``docs/cross-architecture.md``.
 """
 
 from __future__ import annotations
@@ -72,10 +73,6 @@ def run_suite(suite: str, work: Path, out: Path, store: Path | None, threads: in
         shutil.copyfile(next((p for p in written if p.is_file()), written[0]), out / f"{suite}{ext}")
 
 
-def _method(label: str) -> str:
-    return label.split()[0]
-
-
 def _delta(cell: dict[str, Any] | None) -> dict[str, float] | None:
     return (cell or {}).get("delta_to_base") if (cell or {}).get("available") else None
 
@@ -99,7 +96,7 @@ def verdict(a: dict[str, float] | None, b: dict[str, float] | None, why: str | N
 
 
 def _rows(board: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {_method(r["label"]): r for r in board["rows"] if r.get("kind", "method") != "reference"}
+    return {r["method"]: r for r in board["rows"] if r.get("kind") in ("base", "method")}
 
 
 def _na(row: dict[str, Any] | None) -> str | None:
@@ -128,7 +125,7 @@ def mitigation_table(boards: dict[str, dict[str, Any]]) -> str:
 
 def detector_table(detects: dict[str, dict[str, Any]]) -> str:
     def by_name(board: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        return {r["label"]: r for r in board["rows"]}
+        return {r["name"]: r for r in board["detectors"]}
 
     a, b = (by_name(detects[s]) for s in SUITES)
     lines = ["| detector | mini AUC [95% CI] | mini-sd3 AUC [95% CI] | separates on both (lower bound > 0.5) |",
@@ -137,7 +134,7 @@ def detector_table(detects: dict[str, dict[str, Any]]) -> str:
     def auc(row: dict[str, Any] | None) -> tuple[str, dict[str, float] | None]:
         if row is None:
             return "not run", None
-        if row.get("auc") is None:
+        if not row.get("available") or row.get("auc") is None:
             return f"n/a ({row.get('reason')})", None
         e = row["auc"]
         return f"{e['mean']:.3f} [{e['low']:.3f}, {e['high']:.3f}]", e
@@ -152,16 +149,16 @@ def detector_table(detects: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_tables(out: Path, readme: Path) -> str:
+def write_tables(out: Path, pages: list[Path]) -> str:
     boards = {s: json.loads((out / f"{s}.json").read_text(encoding="utf-8")) for s in SUITES}
     detects = {s: json.loads((out / f"{s}.detect.json").read_text(encoding="utf-8")) for s in SUITES}
     text = (f"Mitigations, strongest setting, paired delta to each model's own base [95% CI]:\n\n"
             f"{mitigation_table(boards)}\n\nDetectors, trigger vs general prompts:\n\n{detector_table(detects)}\n")
-    if readme.is_file():
-        doc = readme.read_text(encoding="utf-8")
+    for page in pages:
+        doc = page.read_text(encoding="utf-8")
         if BEGIN in doc and END in doc:
             doc = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: f"{BEGIN}\n{text}{END}", doc, flags=re.S)
-            readme.write_text(doc, encoding="utf-8")
+            page.write_text(doc, encoding="utf-8")
     return text
 
 
@@ -170,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "results", help="where the leaderboard JSONs go")
     ap.add_argument("--work", type=Path, default=REPO / "leaderboard" / "cross-arch", help="the runs' leaderboards")
     ap.add_argument("--store", type=Path, default=None, help="run store (default: membench's)")
-    ap.add_argument("--readme", type=Path, default=HERE / "README.md")
+    ap.add_argument("--pages", type=Path, nargs="*", default=[HERE / "README.md", REPO / "docs" / "cross-architecture.md"],
+                    help="files whose cross-arch markers receive the tables")
     ap.add_argument("--suites", nargs="+", default=list(SUITES), choices=SUITES, help="suites to (re)run")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--limit", type=int, default=None,
@@ -181,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.tables_only:
         for suite in args.suites:
             run_suite(suite, args.work, args.out, args.store, args.threads, args.limit, args.detect_limit)
-    print(write_tables(args.out, args.readme))
+    print(write_tables(args.out, args.pages))
     return 0
 
 
