@@ -144,11 +144,27 @@ class RunStore(IndexQueries):
     def has_many(self, keys: Sequence[str]) -> list[bool]:
         """``has`` of each key, one query per ``BATCH`` keys (what generation asks of a whole run)."""
         out: list[bool] = []
+        images, stat = self._images_dir, os.stat
         with self._lock:
             for chunk in _chunks(keys):
                 state = {r[0]: r[1:] for r in self._db.execute(_IMAGE_STATE.format(",".join("?" * len(chunk))), chunk)}
                 verified: list[tuple[Any, ...]] = []
-                out += [key in state and self._check_image(key, state[key], verified) is None for key in chunk]
+                for key in chunk:
+                    got = state.get(key)
+                    if got is None:
+                        out.append(False)
+                        continue
+                    # The common case inline (a verified PNG with its recorded stat identity: one
+                    # stat, no call), ``_check_image`` otherwise: a sweep asks this of 805,000 images.
+                    if got[2] is not None and got[2] == got[0]:
+                        try:
+                            st = stat(f"{images}/{key[:2]}/{key}.png")
+                        except FileNotFoundError:
+                            st = None
+                        if st is not None and (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == got[3:]:
+                            out.append(True)
+                            continue
+                    out.append(self._check_image(key, got, verified) is None)
                 if verified:
                     with index_db.transaction(self._db) as db:
                         db.executemany("INSERT OR REPLACE INTO verified VALUES (?, ?, ?, ?, ?, ?)", verified)
