@@ -114,8 +114,8 @@ def prompt_results(store: "RunStore", method: "MethodSpec", role: str, prompts: 
         chunk = todo[start:start + TODO_CHUNK]
         todo_keys = [key for k in chunk for key in keys[spans[k][0]:spans[k][1]]]
         scores = score(todo_keys, [t for k in chunk for t in texts[spans[k][0]:spans[k][1]]])
-        for key in dict.fromkeys(todo_keys):  # the measured cost (``generation.batch.run_batch``), when stored
-            evals = (store.record(key).get("records") or {}).get("unet_evals")
+        # The measured cost (``generation.batch.run_batch``), when stored.
+        for key, evals in store.record_values(list(dict.fromkeys(todo_keys)), "$.records.unet_evals").items():
             if isinstance(evals, (int, float)):
                 scores[key]["unet_evals"] = float(evals)
         new: dict[str, str] = {}
