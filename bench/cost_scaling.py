@@ -30,7 +30,7 @@ run). Everything runs with one thread; the store lives in a temporary folder (or
 
     python bench/cost_scaling.py [--sizes 300 3000] [--trigger 3000 --general 5000] [--score-after 40 400]
                                  [--profile] [--workdir DIR] [--configs N] [--one-config]
-    python bench/cost_scaling.py --table [35k 140k 805k 3.5k 80k] [--workdir DIR]
+    python bench/cost_scaling.py --table [35k 140k 805k 3.5k 80k] [--workdir DIR] [--resume]
 
 About 6-7 minutes on a quiet 2-core machine, 10 under heavy load (most of it: SSCD of the 3000
 images on one thread).
@@ -459,6 +459,12 @@ def scaling_table(args: argparse.Namespace, root: Path, sizes: list[str]) -> Non
         sized = argparse.Namespace(**{**vars(args), "trigger": trigger, "general": general, "configs": configs,
                                       "one_config": False})
         folder = root / f"table-{name}"
+        saved = folder / "table-row.json"
+        if args.resume and saved.is_file():  # measured by an earlier --table run of this --workdir
+            row = json.loads(saved.read_text())
+            print(f"{name}: row measured at {row['at']} (--resume)", flush=True)
+            rows.append(tuple(row["row"]))
+            continue
         b = run_child("build", folder, sized)
         print(f"{name}: {'reused' if b.get('reused') else 'wrote'} {b['images']} images in {b['seconds']:.0f} s "
               f"({b['jsonl_mib']:.0f} MiB of JSONL)", flush=True)
@@ -475,14 +481,16 @@ def scaling_table(args: argparse.Namespace, root: Path, sizes: list[str]) -> Non
                   flush=True)
         ok = all(r["counts"]["generated"] == 0 and r["counts"]["scored"] == 0 and not r["problems"] for r in reruns)
         rows.append((name, b["images"], configs, reruns[0], reruns[1], one, ok))
+        saved.write_text(json.dumps({"at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "row": rows[-1]}))
     first = rows[0]
     print(f"\n{'size':>6} {'images':>8} {'cfg':>4} {'rerun1 s':>9} {'rerun2 s':>9} {'CPU s':>6} {'peak MiB':>9} "
-          f"{'1-cfg s':>8} {'x images':>9} {'x time':>7} {'x RSS':>6}  targets (<= {REBUILD_TARGET_S:.0f} s, "
+          f"{'1-cfg s':>8} {'x images':>9} {'x time':>7} {'x CPU':>6} {'x RSS':>6}  targets (<= {REBUILD_TARGET_S:.0f} s, "
           f"<= {RSS_TARGET_MIB} MiB)")
     for name, images, configs, r1, r2, one, ok in rows:
         print(f"{name:>6} {images:>8} {configs:>4} {r1['seconds']:>9.1f} {r2['seconds']:>9.1f} {r2['cpu_s']:>6.1f} "
               f"{r2['peak_rss_mib']:>9.0f} {one['seconds']:>8.1f} {images / first[1]:>9.1f} "
-              f"{r2['seconds'] / first[4]['seconds']:>7.2f} {r2['peak_rss_mib'] / first[4]['peak_rss_mib']:>6.2f}  "
+              f"{r2['seconds'] / first[4]['seconds']:>7.2f} {r2['cpu_s'] / first[4]['cpu_s']:>6.2f} "
+              f"{r2['peak_rss_mib'] / first[4]['peak_rss_mib']:>6.2f}  "
               f"{'pass' if ok and r2['seconds'] <= REBUILD_TARGET_S and r2['peak_rss_mib'] <= RSS_TARGET_MIB else 'MISS'}"
               f"{'' if ok else ' (NOT FULLY CACHED)'}")
 
@@ -504,6 +512,9 @@ def main() -> None:
     p.add_argument("--table", nargs="*", metavar="SIZE", choices=sorted(TABLE_SIZES),
                    help=f"cached reruns of these stores side by side (default: {' '.join(DEFAULT_TABLE)}); "
                         "the other measurements are skipped")
+    p.add_argument("--resume", action="store_true",
+                   help="--table: reuse the rows an earlier --table run of this --workdir measured (a size is "
+                        "measured once; the table is printed with the rest)")
     p.add_argument("--profile", action="store_true", help="cProfile the cached rerun (<workdir>/rerun.prof.txt)")
     p.add_argument("--workdir", default=None, help="keep the stores here (default: a temporary folder)")
     p.add_argument("--child", choices=["rss", "build", "rerun", "score-after"], help=argparse.SUPPRESS)
