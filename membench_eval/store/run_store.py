@@ -375,7 +375,8 @@ class RunStore(IndexQueries):
 
     def _score_rows(self, where: str, params: Sequence[Any]) -> list[tuple[str, str, str, str]]:
         with self._lock:
-            return self._db.execute(f"{_SCORE} AND {where}", params).fetchall()
+            got = self._db.execute(f"{_SCORE} AND {where}", params).fetchall()
+        return [(k, m, b, index_db.row_text(row)) for k, m, b, row in got]
 
     def _score_row(self, key: str, metric: str, backend: str) -> dict[str, Any] | None:
         """The newest valid score row: of the current image of ``key`` and not older than its
