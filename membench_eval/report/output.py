@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,20 +78,25 @@ def _unet_evals_by_label(board: Leaderboard) -> dict[str, float | None]:
 
 
 def json_text(board: Leaderboard) -> str:
-    """The JSON file's text (``to_json``): indented, except one compact line per ``per_prompt``
-    entry. Why: the indented encoder is pure Python and put every per-image value on its own line
-    (5 million lines for a 23-config sweep of 805,000 images); the compact lines go through the C
-    encoder, from the results' own values (``PromptResult.to_dict`` copies them). The same JSON value
-    either way (``json.loads`` of both is equal)."""
-    head = _head(board)
-    text = json.dumps(head, indent=1, sort_keys=False, default=str)
+    """The JSON file's text (``json_pieces`` joined)."""
+    return "".join(json_pieces(board))
+
+
+def json_pieces(board: Leaderboard) -> Iterator[str]:
+    """The JSON file's text (``to_json``), in pieces: indented, except one compact line per
+    ``per_prompt`` entry. Why: the indented encoder is pure Python and put every per-image value on
+    its own line (5 million lines for a 23-config sweep of 805,000 images); the compact lines go
+    through the C encoder, from the results' own values (``PromptResult.to_dict`` copies them), and
+    are written as made (``write_atomic`` takes the pieces), never held together: that text is ~190 MB
+    at 805,000 images. The same JSON value either way (``json.loads`` of both is equal)."""
+    text = json.dumps(_head(board), indent=1, sort_keys=False, default=str)
     dumps = json.JSONEncoder(default=str).encode
-    rows = [dumps({"label": r.label, "method": r.method, "role": r.role, "prompt_id": r.prompt_id,
-                   "n_images": r.n_images, "metrics": r.metrics, "params": r.params,
-                   "memorized_ids": r.memorized_ids, "per_image": r.per_image}) for r in board.results]
-    body = "[\n  " + ",\n  ".join(rows) + "\n ]" if rows else "[]"
-    start = text[:-2] + ",\n" if head else "{\n"  # an indented dict's text ends with "\n}"
-    return start + f' "per_prompt": {body}\n}}\n'
+    yield text[:-2] + ",\n" + ' "per_prompt": ['  # an indented dict's text ends with "\n}"
+    for i, r in enumerate(board.results):
+        yield ("\n  " if i == 0 else ",\n  ") + dumps({
+            "label": r.label, "method": r.method, "role": r.role, "prompt_id": r.prompt_id, "n_images": r.n_images,
+            "metrics": r.metrics, "params": r.params, "memorized_ids": r.memorized_ids, "per_image": r.per_image})
+    yield "\n ]\n}\n" if board.results else "]\n}\n"
 
 
 def leaderboard_stem(suite: str, limit: int | None = None, subset: str | None = None) -> str:
@@ -117,6 +123,6 @@ def write_leaderboard(board: Leaderboard, out_dir: str | os.PathLike, *, failed:
     if failed:
         stem += ".failed"
     md_path, json_path = out / f"{stem}.md", out / f"{stem}.json"
-    write_atomic(json_path, json_text(board))
+    write_atomic(json_path, json_pieces(board))
     write_atomic(md_path, to_markdown(board, failed=failed))
     return md_path, json_path
