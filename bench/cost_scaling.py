@@ -22,8 +22,25 @@
    sweep (base, RNA x6, RTA x6, Wen x6, Ren x4 from ``mitigations/``: 23 configs, 805,000 images),
    where the leaderboard of every stored config is rebuilt, and a one-config leaderboard (base
    only) on the same store shows its cost flat in the other configs. Each store is built once per
-   --workdir; rerun 1 also records PNG verifications and per-prompt aggregates in the store's
+   --workdir (resumable: a killed build writes only what is missing; a chunk's score rows go in one
+   ``put_scores``); rerun 1 also records PNG verifications and per-prompt aggregates in the store's
    index, rerun 2 is the cached rerun. Targets: <= 60 s and <= 2 GiB of peak RSS at 805k.
+
+   Measured (issue 34; a shared 2-core machine, load 4-6, so wall seconds are inflated: CPU seconds
+   beside them; the 805k row in this run, the 35k / 140k rows by a run 40 minutes earlier, same
+   code but the per-prompt cache-key and streamed-JSON commits, --resume):
+
+     size   images  cfg  rerun1 s  rerun2 s  CPU s  peak MiB  1-cfg s  x images  x time  x CPU  x RSS
+      35k    35000    1       8.0       7.1    3.5      1120      7.1       1.0    1.00   1.00   1.00  pass
+     140k   140000    1      22.4      23.8   11.4      1439     23.8       4.0    3.35   3.24   1.29  pass
+     805k   805000   23     507.4      54.3   53.0      1669      3.7      23.0    7.62  15.05   1.49  pass
+
+   805k rerun 2: plan 5.1 s, evaluate_plan 36.5, leaderboard 1.8, write_report 10.5; the one-config
+   leaderboard on the 805k store: 3.6 s CPU (35k alone: 3.5): flat in the other configs. Rerun 1
+   (first leaderboard: 805,000 PNGs hashed once, 184,000 per-prompt aggregates computed from the
+   score rows): 507 s. Building the stores with the store's own writer: 35k 139 s, 140k 784 s,
+   805k 3566 s wall (1630 s CPU, 2.0 ms per image; 6.9 GB of JSONL; an index of 11 GB as built
+   then, before score rows were kept compressed in it: 1.09x the log since, was 1.6x).
 
 Models are built before the timer starts (the pipeline only names the image keys in a cached
 run). Everything runs with one thread; the store lives in a temporary folder (or --workdir).
