@@ -27,8 +27,8 @@
    index, rerun 2 is the cached rerun. Targets: <= 60 s and <= 2 GiB of peak RSS at 805k.
 
    Measured (issue 34; a shared 2-core machine, load 4-6, so wall seconds are inflated: CPU seconds
-   beside them; the 805k row in this run, the 35k / 140k rows by a run 40 minutes earlier, same
-   code but the per-prompt cache-key and streamed-JSON commits, --resume):
+   beside them; the 805k row in this run, the 35k / 140k rows (--resume) by a run 40 minutes
+   earlier, of the code before the per-prompt cache-key and streamed-JSON commits):
 
      size   images  cfg  rerun1 s  rerun2 s  CPU s  peak MiB  1-cfg s  x images  x time  x CPU  x RSS
       35k    35000    1       8.0       7.1    3.5      1120      7.1       1.0    1.00   1.00   1.00  pass
