@@ -151,20 +151,16 @@ class RunStore(IndexQueries):
                 verified: list[tuple[Any, ...]] = []
                 for key in chunk:
                     got = state.get(key)
-                    if got is None:
-                        out.append(False)
-                        continue
-                    # The common case inline (a verified PNG with its recorded stat identity: one
-                    # stat, no call), ``_check_image`` otherwise: a sweep asks this of 805,000 images.
-                    if got[2] is not None and got[2] == got[0]:
+                    # A verified PNG, stat identity unchanged: inline (asked of 805,000 images in a sweep).
+                    if got is not None and got[2] is not None and got[2] == got[0]:
                         try:
                             st = stat(f"{images}/{key[:2]}/{key}.png")
+                            if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == got[3:]:
+                                out.append(True)
+                                continue
                         except FileNotFoundError:
-                            st = None
-                        if st is not None and (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == got[3:]:
-                            out.append(True)
-                            continue
-                    out.append(self._check_image(key, got, verified) is None)
+                            pass  # reported by ``_check_image``
+                    out.append(got is not None and self._check_image(key, got, verified) is None)
                 if verified:
                     with index_db.transaction(self._db) as db:
                         db.executemany("INSERT OR REPLACE INTO verified VALUES (?, ?, ?, ?, ?, ?)", verified)
@@ -391,15 +387,6 @@ class RunStore(IndexQueries):
         """The value of one score (newest valid row wins), or ``default``; one indexed lookup."""
         row = self._score_row(key, metric, backend)
         return default if row is None else row["value"]
-
-    def get_scores(self, keys: Sequence[str], metric: str, backend: str) -> dict[str, Any]:
-        """``get_score`` of each of ``keys`` that has one: ``{key: value}``, one query per ``BATCH``
-        keys (a leaderboard's first aggregation asked 3 indexed queries per image, one at a time)."""
-        out: dict[str, Any] = {}
-        for chunk in _chunks(list(dict.fromkeys(keys))):
-            where = f"s.metric = ? AND s.backend = ? AND s.key IN ({','.join('?' * len(chunk))})"
-            out.update((k, json.loads(row)["value"]) for k, _, _, row in self._score_rows(where, [metric, backend, *chunk]))
-        return out
 
     def score_values(self, key: str, metric: str) -> list[Any]:
         """The valid values of one image's ``metric``, one per backend."""
