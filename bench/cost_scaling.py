@@ -22,15 +22,32 @@
    sweep (base, RNA x6, RTA x6, Wen x6, Ren x4 from ``mitigations/``: 23 configs, 805,000 images),
    where the leaderboard of every stored config is rebuilt, and a one-config leaderboard (base
    only) on the same store shows its cost flat in the other configs. Each store is built once per
-   --workdir; rerun 1 also records PNG verifications and per-prompt aggregates in the store's
+   --workdir (resumable: a killed build writes only what is missing; a chunk's score rows go in one
+   ``put_scores``); rerun 1 also records PNG verifications and per-prompt aggregates in the store's
    index, rerun 2 is the cached rerun. Targets: <= 60 s and <= 2 GiB of peak RSS at 805k.
+
+   Measured (issue 34; a shared 2-core machine, load 4-6, so wall seconds are inflated: CPU seconds
+   beside them; the 805k row in this run, the 35k / 140k rows (--resume) by a run 40 minutes
+   earlier, of the code before the per-prompt cache-key and streamed-JSON commits):
+
+     size   images  cfg  rerun1 s  rerun2 s  CPU s  peak MiB  1-cfg s  x images  x time  x CPU  x RSS
+      35k    35000    1       8.0       7.1    3.5      1120      7.1       1.0    1.00   1.00   1.00  pass
+     140k   140000    1      22.4      23.8   11.4      1439     23.8       4.0    3.35   3.24   1.29  pass
+     805k   805000   23     507.4      54.3   53.0      1669      3.7      23.0    7.62  15.05   1.49  pass
+
+   805k rerun 2: plan 5.1 s, evaluate_plan 36.5, leaderboard 1.8, write_report 10.5; the one-config
+   leaderboard on the 805k store: 3.6 s CPU (35k alone: 3.5): flat in the other configs. Rerun 1
+   (first leaderboard: 805,000 PNGs hashed once, 184,000 per-prompt aggregates computed from the
+   score rows): 507 s. Building the stores with the store's own writer: 35k 139 s, 140k 784 s,
+   805k 3566 s wall (1630 s CPU, 2.0 ms per image; 6.9 GB of JSONL; an index of 11 GB as built
+   then, before score rows were kept compressed in it: 1.09x the log since, was 1.6x).
 
 Models are built before the timer starts (the pipeline only names the image keys in a cached
 run). Everything runs with one thread; the store lives in a temporary folder (or --workdir).
 
     python bench/cost_scaling.py [--sizes 300 3000] [--trigger 3000 --general 5000] [--score-after 40 400]
                                  [--profile] [--workdir DIR] [--configs N] [--one-config]
-    python bench/cost_scaling.py --table [35k 140k 805k 3.5k 80k] [--workdir DIR]
+    python bench/cost_scaling.py --table [35k 140k 805k 3.5k 80k] [--workdir DIR] [--resume]
 
 About 6-7 minutes on a quiet 2-core machine, 10 under heavy load (most of it: SSCD of the 3000
 images on one thread).
@@ -257,9 +274,12 @@ def _store_suite(args: argparse.Namespace, workdir: Path) -> Any:
 
 def child_build(args: argparse.Namespace) -> dict[str, Any]:
     """Fill the store with every image and score row the cached rerun will look up, through the
-    store's writer (``put_image`` / ``put_scores``), keyed exactly as the engine keys them."""
-    import numpy as np
+    store's writer (``put_image`` / ``put_scores``), keyed exactly as the engine keys them.
 
+    Resumable: a killed build is rerun on the same --workdir and writes only what is missing (each
+    chunk's values come from a generator seeded by the chunk, so a rewritten score row equals the
+    stored one). Fast enough for 805,000 images: the score rows of a chunk go in one ``put_scores``
+    (one lock, one catch-up with the log, one index transaction), not one per image."""
     from membench_eval.evaluation import AESTHETIC_METRIC, CLIP_METRIC
 
     from membench_eval.evaluation.scoring import scorer_id  # the identity that keys CLIP/aesthetic rows
@@ -270,19 +290,21 @@ def child_build(args: argparse.Namespace) -> dict[str, Any]:
     ev = make_evaluation(_store_suite(args, workdir), workdir, models, args.batch_size)
     plan = ev.plan([], [])
     expected = args.configs * sum(len(ps) * ev.settings.images_per_prompt(role) for role, ps in plan.prompts.items())
-    if len(ev.store) >= expected:  # built by an earlier run of this --workdir
-        return {"images": len(ev.store), "seconds": time.perf_counter() - t0, "jsonl_mib": _jsonl_mib(ev.store),
+    before = len(ev.store)
+    if before >= expected:  # built by an earlier run of this --workdir
+        return {"images": before, "seconds": time.perf_counter() - t0, "jsonl_mib": _jsonl_mib(ev.store),
                 "reused": True}
     ref_ids = sorted(ev.reference_embeddings)
     sscd_id, store, settings = ev.sscd.fingerprint, ev.store, ev.settings
     quality = {m: scorer_id(ev.quality_scorers[k]) for m, k in ((CLIP_METRIC, "clip"), (AESTHETIC_METRIC, "aesthetic"))
                if ev.quality_scorers.get(k) is not None}
-    rng = np.random.default_rng(1)
     n = 0
-    for config in table3_configs(plan.methods[0].mitigation)[:args.configs]:
-        n = _build_config(args, config, plan, models, store, settings, ref_ids, sscd_id, quality, rng, n)
+    for c, config in enumerate(table3_configs(plan.methods[0].mitigation)[:args.configs]):
+        n = _build_config(args, c, config, plan, models, store, settings, ref_ids, sscd_id, quality, n)
+        print(f"config {c + 1}/{args.configs}: {n} images, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    written = len(store) - before
     store.close()
-    return {"images": n, "seconds": time.perf_counter() - t0, "jsonl_mib": _jsonl_mib(store)}
+    return {"images": n, "written": written, "seconds": time.perf_counter() - t0, "jsonl_mib": _jsonl_mib(store)}
 
 
 def table3_configs(base: Any) -> list[Any]:
@@ -296,9 +318,13 @@ def table3_configs(base: Any) -> list[Any]:
     return out
 
 
-def _build_config(args: argparse.Namespace, config: Any, plan: Any, models: dict[str, Any], store: Any,
-                  settings: Any, ref_ids: list[str], sscd_id: str, quality: dict[str, str], rng: Any, n: int) -> int:
-    """Write one config's images and score rows (keyed as the engine keys them); returns the count so far."""
+BUILD_CHUNK = 1000  # images per chunk of the synthetic build (one put_scores call, one seeded generator)
+
+
+def _build_config(args: argparse.Namespace, c: int, config: Any, plan: Any, models: dict[str, Any], store: Any,
+                  settings: Any, ref_ids: list[str], sscd_id: str, quality: dict[str, str], n: int) -> int:
+    """Write the missing images and score rows of config number ``c`` (keyed as the engine keys
+    them), a chunk at a time; returns the count of images so far."""
     import numpy as np
     from PIL import Image
 
@@ -311,27 +337,41 @@ def _build_config(args: argparse.Namespace, config: Any, plan: Any, models: dict
     source = method_source(config)
     common = {"label": config.label(), "run_seed": settings.seed, "device": "cpu", "dtype": "float32",
               "method_path": source.path, "method_sha256": source.sha256, "records": {"unet_evals": 2.0 * args.steps}}
-    for role, prompts in plan.prompts.items():
+    size = (settings.width, settings.height)
+    for r_i, (role, prompts) in enumerate(plan.prompts.items()):
         requests = plan_requests(prompts, settings.images_per_prompt(role), settings.seed)
         fields = _request_fields(models["pipe"], requests, config, settings, source)
         own = {p.prompt_id: set(p.memorized_ids) for p in prompts}
-        for r, f in zip(requests, fields):
-            key = image_key(f)
-            color = (n % 256, (n // 256) % 256, (n // 65536) % 256)  # distinct PNGs, distinct sha256s
-            store.put_image(key, Image.new("RGB", (settings.width, settings.height), color),
-                            {**f, "image_index": r.image_index, "prompt_used": r.prompt, **common,
-                             "batch_images": settings.batch_size, "seconds": 0.01})
-            sims = rng.random(len(ref_ids), dtype=np.float32) * 0.2
-            for j, rid in enumerate(ref_ids):
-                if rid in own[r.prompt_id]:
-                    sims[j] = 0.3 + 0.6 * rng.random()
-            rows = [{"key": key, "metric": SSCD_METRIC, "backend": sscd_id,
-                     "value": {rid: float(v) for rid, v in zip(ref_ids, sims)}}]
-            rows += [{"key": key, "metric": m, "backend": b, "value": float(rng.normal(0.3 if m == CLIP_METRIC else 5.0,
-                                                                                       0.02))}
-                     for m, b in quality.items()]
-            store.put_scores(rows)
-            n += 1
+        for start in range(0, len(requests), BUILD_CHUNK):
+            reqs, flds = requests[start:start + BUILD_CHUNK], fields[start:start + BUILD_CHUNK]
+            keys = [image_key(f) for f in flds]
+            rng = np.random.default_rng([1, c, r_i, start])  # the chunk's values, identical when resumed
+            sims = rng.random((len(keys), len(ref_ids)), dtype=np.float32) * 0.2
+            high = 0.3 + 0.6 * rng.random((len(keys), len(ref_ids)))
+            clip = rng.normal(0.3, 0.02, len(keys))
+            aesthetic = rng.normal(5.0, 0.02, len(keys))
+            have = store.has_many(keys)
+            scored = {k for (k,) in store.query(
+                f"SELECT key FROM scores WHERE metric = ? AND backend = ? AND key IN ({','.join('?' * len(keys))})",
+                [SSCD_METRIC, sscd_id, *keys])}
+            rows: list[dict[str, Any]] = []
+            for i, (r, f, key) in enumerate(zip(reqs, flds, keys)):
+                m = n + start + i
+                if not have[i]:
+                    color = (m % 256, (m // 256) % 256, (m // 65536) % 256)  # distinct PNGs, distinct sha256s
+                    store.put_image(key, Image.new("RGB", size, color),
+                                    {**f, "image_index": r.image_index, "prompt_used": r.prompt, **common,
+                                     "batch_images": settings.batch_size, "seconds": 0.01})
+                if key in scored:
+                    continue
+                mine = own[r.prompt_id]
+                value = {rid: float(high[i, j] if rid in mine else v) for j, (rid, v) in enumerate(zip(ref_ids, sims[i]))}
+                rows.append({"key": key, "metric": SSCD_METRIC, "backend": sscd_id, "value": value})
+                rows += [{"key": key, "metric": m_, "backend": b, "value": float(clip[i] if m_ == CLIP_METRIC
+                                                                                   else aesthetic[i])}
+                         for m_, b in quality.items()]
+            store.put_scores(rows)  # a whole chunk's rows at once
+        n += len(requests)
     return n
 
 
@@ -436,6 +476,12 @@ def scaling_table(args: argparse.Namespace, root: Path, sizes: list[str]) -> Non
         sized = argparse.Namespace(**{**vars(args), "trigger": trigger, "general": general, "configs": configs,
                                       "one_config": False})
         folder = root / f"table-{name}"
+        saved = folder / "table-row.json"
+        if args.resume and saved.is_file():  # measured by an earlier --table run of this --workdir
+            row = json.loads(saved.read_text())
+            print(f"{name}: row measured at {row['at']} (--resume)", flush=True)
+            rows.append(tuple(row["row"]))
+            continue
         b = run_child("build", folder, sized)
         print(f"{name}: {'reused' if b.get('reused') else 'wrote'} {b['images']} images in {b['seconds']:.0f} s "
               f"({b['jsonl_mib']:.0f} MiB of JSONL)", flush=True)
@@ -452,14 +498,16 @@ def scaling_table(args: argparse.Namespace, root: Path, sizes: list[str]) -> Non
                   flush=True)
         ok = all(r["counts"]["generated"] == 0 and r["counts"]["scored"] == 0 and not r["problems"] for r in reruns)
         rows.append((name, b["images"], configs, reruns[0], reruns[1], one, ok))
+        saved.write_text(json.dumps({"at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "row": rows[-1]}))
     first = rows[0]
     print(f"\n{'size':>6} {'images':>8} {'cfg':>4} {'rerun1 s':>9} {'rerun2 s':>9} {'CPU s':>6} {'peak MiB':>9} "
-          f"{'1-cfg s':>8} {'x images':>9} {'x time':>7} {'x RSS':>6}  targets (<= {REBUILD_TARGET_S:.0f} s, "
+          f"{'1-cfg s':>8} {'x images':>9} {'x time':>7} {'x CPU':>6} {'x RSS':>6}  targets (<= {REBUILD_TARGET_S:.0f} s, "
           f"<= {RSS_TARGET_MIB} MiB)")
     for name, images, configs, r1, r2, one, ok in rows:
         print(f"{name:>6} {images:>8} {configs:>4} {r1['seconds']:>9.1f} {r2['seconds']:>9.1f} {r2['cpu_s']:>6.1f} "
               f"{r2['peak_rss_mib']:>9.0f} {one['seconds']:>8.1f} {images / first[1]:>9.1f} "
-              f"{r2['seconds'] / first[4]['seconds']:>7.2f} {r2['peak_rss_mib'] / first[4]['peak_rss_mib']:>6.2f}  "
+              f"{r2['seconds'] / first[4]['seconds']:>7.2f} {r2['cpu_s'] / first[4]['cpu_s']:>6.2f} "
+              f"{r2['peak_rss_mib'] / first[4]['peak_rss_mib']:>6.2f}  "
               f"{'pass' if ok and r2['seconds'] <= REBUILD_TARGET_S and r2['peak_rss_mib'] <= RSS_TARGET_MIB else 'MISS'}"
               f"{'' if ok else ' (NOT FULLY CACHED)'}")
 
@@ -481,6 +529,9 @@ def main() -> None:
     p.add_argument("--table", nargs="*", metavar="SIZE", choices=sorted(TABLE_SIZES),
                    help=f"cached reruns of these stores side by side (default: {' '.join(DEFAULT_TABLE)}); "
                         "the other measurements are skipped")
+    p.add_argument("--resume", action="store_true",
+                   help="--table: reuse the rows an earlier --table run of this --workdir measured (a size is "
+                        "measured once; the table is printed with the rest)")
     p.add_argument("--profile", action="store_true", help="cProfile the cached rerun (<workdir>/rerun.prof.txt)")
     p.add_argument("--workdir", default=None, help="keep the stores here (default: a temporary folder)")
     p.add_argument("--child", choices=["rss", "build", "rerun", "score-after"], help=argparse.SUPPRESS)

@@ -290,7 +290,7 @@ class Evaluation:
     def _prompt_results(self, method: MethodSpec, role: str, prompts: Sequence["Prompt"], keys: Sequence[str],
                         texts: Sequence[str], n: int) -> list[PromptResult]:
         """Per prompt: its cached result, or its images' scores aggregated (``evaluation.prompt_cache``)."""
-        from membench_eval.evaluation.prompt_cache import cache_key, prompt_results
+        from membench_eval.evaluation.prompt_cache import cache_key_maker, prompt_results
         from membench_eval.evaluation.scoring import backend_ids
 
         scorers = self.scorers()
@@ -301,8 +301,7 @@ class Evaluation:
 
         return prompt_results(
             self.store, method, role, prompts, keys, texts, n, reused=reused,
-            make_key=lambda p, images: cache_key(scorers=ids, reference_ids=refs, run_seed=seed, method=method,
-                                                 role=role, prompt=p, images=images),
+            make_key=cache_key_maker(scorers=ids, reference_ids=refs, run_seed=seed, method=method, role=role),
             score=self.score_keys, aggregate=lambda p, rows: self.aggregate(method, role, p, rows))
 
     def _overlapped_scorer(self) -> "OverlappedScorer | None":

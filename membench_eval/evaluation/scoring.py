@@ -127,8 +127,9 @@ def score_keys(ctx: ScoringContext, keys: Sequence[str], texts: Sequence[str], *
     out: dict[str, dict[str, Any]] = {k: {} for k in unique}
     todo: dict[str, list[str]] = {}
     for metric, (field, backend) in _backends(ctx).items():
+        stored = store.get_scores(unique, metric, backend)  # batched lookups
         for k in unique:
-            value = store.get_score(k, metric, backend)
+            value = stored.get(k)
             complete = isinstance(value, dict) and all(i in value for i in ref_ids) if metric == SSCD_METRIC \
                 else value is not None
             if complete:

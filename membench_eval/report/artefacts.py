@@ -92,6 +92,15 @@ def write_report(
     ``failed``: the run had failing items: every file is ``<stem>.failed.*`` (``write_leaderboard``).
     ``warnings``: the caller's own notes (e.g. prompts left out), listed first with the artefacts'.
     """
+    from membench_eval.report.bands import reuse_band_sections
+
+    with reuse_band_sections():  # the AMS/UMS section once for the JSON, markdown and HTML
+        return _write_report(board, out_dir, store, failed, references, bands, gallery_k, warnings)
+
+
+def _write_report(board: "Leaderboard", out_dir: str | os.PathLike, store: "RunStore | None", failed: bool,
+                  references: Mapping[str, str | os.PathLike] | None, bands: "MemorizationBands | None",
+                  gallery_k: int, warnings: Sequence[str]) -> ReportFiles:
     meta = dict(board.metadata)
     if references:
         meta["reference_images"] = {str(k): str(v) for k, v in sorted(references.items())}

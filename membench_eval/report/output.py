@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,15 @@ JSON_SCHEMA_VERSION = 2
 
 def to_json(board: Leaderboard) -> dict[str, Any]:
     """Every number of the table plus every per-prompt value and the run's metadata."""
+    return {**_head(board), "per_prompt": [r.to_dict() for r in board.results]}
+
+
+def _head(board: Leaderboard) -> dict[str, Any]:
+    """``to_json`` but ``per_prompt``: the table, the bands, the metadata."""
     from membench_eval.report.bands import band_section
     from membench_eval.report.paper import paper_comparison
 
+    evals = _unet_evals_by_label(board)
     return {
         "schema_version": JSON_SCHEMA_VERSION,
         "suite": board.suite,
@@ -43,13 +50,12 @@ def to_json(board: Leaderboard) -> dict[str, Any]:
              "complete": r.complete, "prompt_coverage": r.prompt_coverage, "oracle": r.oracle,
              "method_path": board.metadata.get("methods", {}).get(r.label, {}).get("path"),
              "method_sha256": board.metadata.get("methods", {}).get(r.label, {}).get("sha256"),
-             "unet_evals_per_image": unet_evals_per_image(board, r.label),
+             "unet_evals_per_image": evals.get(r.label),
              "metrics": {k: c.to_dict() for k, c in r.cells.items()}}
             for r in board.rows
         ],
         "memorization": band_section(board).to_dict(),
         "paper": paper_comparison(board),
-        "per_prompt": [r.to_dict() for r in board.results],
     }
 
 
@@ -57,11 +63,40 @@ def unet_evals_per_image(board: Leaderboard, label: str) -> float | None:
     """Mean UNet forward rows per generated image of a row (all its prompts; plain CFG sampling
     is 2 x steps), measured by the engine; None when its images carry no count (references, or
     images stored by an older engine)."""
-    counts = [v for r in board.results if r.label == label for v in r.per_image.get("unet_evals", [])]
-    n_images = sum(r.n_images for r in board.results if r.label == label)
-    if not counts or len(counts) != n_images:
-        return None
-    return round(sum(counts) / len(counts), 2)
+    return _unet_evals_by_label(board).get(label)
+
+
+def _unet_evals_by_label(board: Leaderboard) -> dict[str, float | None]:
+    """``unet_evals_per_image`` of every row, in one pass over the results (not one per row)."""
+    counts: dict[str, list[Any]] = {}
+    n_images: dict[str, int] = {}
+    for r in board.results:
+        counts.setdefault(r.label, []).extend(r.per_image.get("unet_evals", []))
+        n_images[r.label] = n_images.get(r.label, 0) + r.n_images
+    return {label: round(sum(c) / len(c), 2) if c and len(c) == n_images[label] else None
+            for label, c in counts.items()}
+
+
+def json_text(board: Leaderboard) -> str:
+    """The JSON file's text (``json_pieces`` joined)."""
+    return "".join(json_pieces(board))
+
+
+def json_pieces(board: Leaderboard) -> Iterator[str]:
+    """The JSON file's text (``to_json``), in pieces: indented, except one compact line per
+    ``per_prompt`` entry. Why: the indented encoder is pure Python and put every per-image value on
+    its own line (5 million lines for a 23-config sweep of 805,000 images); the compact lines go
+    through the C encoder, from the results' own values (``PromptResult.to_dict`` copies them), and
+    are written as made (``write_atomic`` takes the pieces), never held together: that text is ~190 MB
+    at 805,000 images. The same JSON value either way (``json.loads`` of both is equal)."""
+    text = json.dumps(_head(board), indent=1, sort_keys=False, default=str)
+    dumps = json.JSONEncoder(default=str).encode
+    yield text[:-2] + ",\n" + ' "per_prompt": ['  # an indented dict's text ends with "\n}"
+    for i, r in enumerate(board.results):
+        yield ("\n  " if i == 0 else ",\n  ") + dumps({
+            "label": r.label, "method": r.method, "role": r.role, "prompt_id": r.prompt_id, "n_images": r.n_images,
+            "metrics": r.metrics, "params": r.params, "memorized_ids": r.memorized_ids, "per_image": r.per_image})
+    yield "\n ]\n}\n" if board.results else "]\n}\n"
 
 
 def leaderboard_stem(suite: str, limit: int | None = None, subset: str | None = None) -> str:
@@ -88,6 +123,6 @@ def write_leaderboard(board: Leaderboard, out_dir: str | os.PathLike, *, failed:
     if failed:
         stem += ".failed"
     md_path, json_path = out / f"{stem}.md", out / f"{stem}.json"
-    write_atomic(json_path, json.dumps(to_json(board), indent=1, sort_keys=False, default=str) + "\n")
+    write_atomic(json_path, json_pieces(board))
     write_atomic(md_path, to_markdown(board, failed=failed))
     return md_path, json_path

@@ -6,8 +6,9 @@ pytest-xdist's ``workeroutput`` and into the leaderboard JSON unchanged.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from membench_eval.metrics import registry
@@ -55,9 +56,12 @@ class PromptResult:
     per_image: dict[str, list[Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["memorized_ids"] = list(self.memorized_ids)
-        return d
+        # What ``asdict`` gave, field by field: its recursive copy of every per-image value was most
+        # of writing a sweep's JSON (805,000 images).
+        return {"label": self.label, "method": self.method, "role": self.role, "prompt_id": self.prompt_id,
+                "n_images": self.n_images, "metrics": dict(self.metrics), "params": copy.deepcopy(self.params),
+                "memorized_ids": list(self.memorized_ids),
+                "per_image": {k: list(v) for k, v in self.per_image.items()}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PromptResult":

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,7 @@ class LogIngest:
             "INSERT INTO scores VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(key, metric, backend) DO UPDATE SET "
             "time = excluded.time, png_sha256 = excluded.png_sha256, row = excluded.row WHERE excluded.time >= time",
             (row["key"], row["metric"], row["backend"], float(row.get("time", 0)), row.get("png_sha256"),
-             text if text is not None else json.dumps(row, ensure_ascii=False)))
+             packed_row(text if text is not None else json.dumps(row, ensure_ascii=False))))
 
     def apply(self, area: str, path: Path, number: int, row: dict[str, Any], text: str) -> None:
         if area == "quarantine":
@@ -151,6 +152,18 @@ class LogIngest:
                 self.bad_line(path, number, text.encode(), f"score row without the field {missing[0]!r}")
             elif self.checksum_ok(row, path, number, (row["key"], row["metric"], row["backend"])):
                 self.score(row, text)
+
+
+def packed_row(text: str) -> bytes:
+    """A score row as the index keeps it: zlib (level 1) of its text. Why: a score row is mostly
+    digits (151 SSCD similarities on MemBench SD1) and the index kept it whole beside the log, 1.6x
+    the log's size on disk (11 GB for 805,000 images); compressed, 2.2x smaller, for ~10 us to read."""
+    return zlib.compress(text.encode(), 1)
+
+
+def row_text(stored: bytes | str) -> str:
+    """The text of a stored score row (an index written before ``packed_row`` holds it as text)."""
+    return zlib.decompress(stored).decode() if isinstance(stored, bytes) else stored
 
 
 def shard_files(root: Path) -> Iterator[tuple[str, Path]]:

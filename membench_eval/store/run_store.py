@@ -144,11 +144,23 @@ class RunStore(IndexQueries):
     def has_many(self, keys: Sequence[str]) -> list[bool]:
         """``has`` of each key, one query per ``BATCH`` keys (what generation asks of a whole run)."""
         out: list[bool] = []
+        images, stat = self._images_dir, os.stat
         with self._lock:
             for chunk in _chunks(keys):
                 state = {r[0]: r[1:] for r in self._db.execute(_IMAGE_STATE.format(",".join("?" * len(chunk))), chunk)}
                 verified: list[tuple[Any, ...]] = []
-                out += [key in state and self._check_image(key, state[key], verified) is None for key in chunk]
+                for key in chunk:
+                    got = state.get(key)
+                    # A verified PNG, stat identity unchanged: inline (asked of 805,000 images in a sweep).
+                    if got is not None and got[2] is not None and got[2] == got[0]:
+                        try:
+                            st = stat(f"{images}/{key[:2]}/{key}.png")
+                            if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == got[3:]:
+                                out.append(True)
+                                continue
+                        except FileNotFoundError:
+                            pass  # reported by ``_check_image``
+                    out.append(got is not None and self._check_image(key, got, verified) is None)
                 if verified:
                     with index_db.transaction(self._db) as db:
                         db.executemany("INSERT OR REPLACE INTO verified VALUES (?, ?, ?, ?, ?, ?)", verified)
@@ -359,7 +371,8 @@ class RunStore(IndexQueries):
 
     def _score_rows(self, where: str, params: Sequence[Any]) -> list[tuple[str, str, str, str]]:
         with self._lock:
-            return self._db.execute(f"{_SCORE} AND {where}", params).fetchall()
+            got = self._db.execute(f"{_SCORE} AND {where}", params).fetchall()
+        return [(k, m, b, index_db.row_text(row)) for k, m, b, row in got]
 
     def _score_row(self, key: str, metric: str, backend: str) -> dict[str, Any] | None:
         """The newest valid score row: of the current image of ``key`` and not older than its
