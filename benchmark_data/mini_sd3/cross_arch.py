@@ -77,16 +77,21 @@ def _delta(cell: dict[str, Any] | None) -> dict[str, float] | None:
     return (cell or {}).get("delta_to_base") if (cell or {}).get("available") else None
 
 
+def _short(why: str | None) -> str | None:
+    """A leaderboard's n/a reason without its "n/a: " prefix."""
+    return why.removeprefix("n/a: ") if why else why
+
+
 def _fmt(d: dict[str, float] | None, why: str | None) -> str:
     if d is None:
-        return f"n/a ({why})" if why else ""
+        return "n/a" if why else ""
     return f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
 
 
 def verdict(a: dict[str, float] | None, b: dict[str, float] | None, why: str | None) -> str:
     """transfers / does not transfer / cannot be measured, from the two paired deltas."""
     if a is None or b is None:
-        return f"cannot be measured: {why}" if why else "cannot be measured"
+        return f"cannot be measured: {_short(why)}" if why else "cannot be measured"
     excludes = lambda d: d["low"] > 0 or d["high"] < 0  # noqa: E731
     if excludes(a) and excludes(b) and (a["mean"] > 0) == (b["mean"] > 0):
         return "transfers"
@@ -135,14 +140,15 @@ def detector_table(detects: dict[str, dict[str, Any]]) -> str:
         if row is None:
             return "not run", None
         if not row.get("available") or row.get("auc") is None:
-            return f"n/a ({row.get('reason')})", None
+            return "n/a", None
         e = row["auc"]
         return f"{e['mean']:.3f} [{e['low']:.3f}, {e['high']:.3f}]", e
 
     for label in a:
         (ta, ea), (tb, eb) = auc(a.get(label)), auc(b.get(label))
         if ea is None or eb is None:
-            sep = "cannot be measured"
+            why = next((r.get("reason") for r in (b.get(label), a.get(label)) if r and r.get("reason")), None)
+            sep = f"cannot be measured: {_short(why)}" if why else "cannot be measured"
         else:
             sep = "yes" if ea["low"] > 0.5 and eb["low"] > 0.5 else "no"
         lines.append(f"| {label} | {ta} | {tb} | {sep} |")
