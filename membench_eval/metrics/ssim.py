@@ -23,7 +23,8 @@ def ssim_and_contrast(a: "torch.Tensor", b: "torch.Tensor") -> tuple["torch.Tens
     import torch
     import torch.nn.functional as F
 
-    size = min(11, min(a.shape[-2:]) - (1 - min(a.shape[-2:]) % 2))  # odd, at most the map's side
+    side = min(a.shape[-2:])
+    size = min(11, side if side % 2 else side - 1)  # odd, at most the map's side
     x = torch.arange(size, dtype=torch.float32, device=a.device) - size // 2
     g = torch.exp(-x ** 2 / (2 * 1.5 ** 2))
     g = g / g.sum()

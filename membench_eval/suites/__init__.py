@@ -38,7 +38,7 @@ DataDir = str | os.PathLike | None
 def builtin_suite_file(name: str) -> Path:
     """Where the built-in suite ``name`` is written down (every built-in is a suite file)."""
     from membench_eval.paths import BENCHMARK_DATA
-    from membench_eval.suites.mini import MINI_SUITES, SUITE_FILE, mini_folder
+    from membench_eval.suites.mini import SUITE_FILE, mini_folder
 
     return mini_folder(name) / SUITE_FILE if name in MINI_SUITES else BENCHMARK_DATA / "suites" / f"{name}.toml"
 

@@ -37,7 +37,6 @@ def load_mini_suite(root: Path | None = None, name: str = "mini") -> Suite:
     root = Path(root) if root is not None else mini_folder(name)
     model = root / MODEL_DIR
     if not (model / "model_index.json").is_file():
-        build = "mini_sd3" if name == "mini-sd3" else "mini"
         raise MissingWeightsError(f"{model}: {name} model folder is missing; rebuild with "
-                                  f"`python benchmark_data/{build}/build.py`")
+                                  f"`python benchmark_data/{mini_folder(name).name}/build.py`")
     return load_suite_file(mini_folder(name) / SUITE_FILE, builtin=True, base_dir=root)
