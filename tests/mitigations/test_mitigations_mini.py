@@ -2,21 +2,25 @@
 scored with the real SSCD ONNX model (sscd_disc_mixup, the mini suite's backend).
 
 One module-scoped run generates the suite's trigger prompts (one trained caption per memorized
-photo: 16 prompts, so 16 bootstrap clusters) x 10 images for base, RNA n=6, RTA n=6, Wen l=WEN_L, Ren c=1.3 and Ren
-c=1.0, and scores them; the tests read that. Two Top-1 SSCD numbers per method: ``own`` against
-the prompt's own memorized image (MemBench's metric) and ``any`` against every memorized image of
-the suite, because a method that swaps one memorized copy for another has not helped. Effects are
-paired deltas to base with the leaderboard's clustered bootstrap (same prompts, same resamples).
+photo: 16 prompts, so 16 bootstrap clusters) x 5 images (the first 5 of the suite's 10: the same
+seeds and keys) for base, RNA n=6, RTA n=6, Wen l=WEN_L, Ren c=1.3 and Ren c=1.0, and scores them;
+the tests read that. Two Top-1 SSCD numbers per method: ``own`` against the prompt's own memorized
+image (MemBench's metric) and ``any`` against every memorized image of the suite, because a method
+that swaps one memorized copy for another has not helped. Effects are paired deltas to base with the
+leaderboard's clustered bootstrap (same prompts, same resamples).
 
-Measured on this machine (mini v2, run seed 0; ``pytest -s`` prints the table again):
+Measured on this machine (mini v2, run seed 0, 5 images a prompt; ``pytest -s`` prints the table again):
 
     method      Top-1 own  Top-1 any  paired delta own [95% CI]   paired delta any [95% CI]
-    base        0.549      0.582
-    rna n=6     0.418      0.571      -0.131 [-0.192, -0.075]     -0.011 [-0.088, +0.072]
-    rta n=6     0.479      0.599      -0.069 [-0.116, -0.032]     +0.017 [-0.024, +0.077]
-    wen l=2     0.153      0.415      -0.396 [-0.477, -0.306]     -0.167 [-0.285, -0.040]
-    ren c=1.3   0.496      0.560      -0.053 [-0.073, -0.035]     -0.022 [-0.047, +0.009]
-    ren c=1.0   0.510      0.556      -0.039 [-0.058, -0.021]     -0.026 [-0.042, -0.010]
+    base        0.471      0.515
+    rna n=6     0.355      0.541      -0.116 [-0.181, -0.058]     +0.025 [-0.047, +0.111]
+    rta n=6     0.393      0.517      -0.077 [-0.137, -0.028]     +0.002 [-0.018, +0.024]
+    wen l=2     0.190      0.381      -0.280 [-0.384, -0.182]     -0.134 [-0.232, -0.027]
+    ren c=1.3   0.432      0.494      -0.039 [-0.059, -0.018]     -0.022 [-0.055, +0.012]
+    ren c=1.0   0.445      0.493      -0.025 [-0.040, -0.010]     -0.023 [-0.043, -0.004]
+
+(With all 10 images a prompt, before the CI budget halved them: base 0.549; deltas own RNA -0.131,
+RTA -0.069, Wen -0.396, Ren c=1.3 -0.053, c=1.0 -0.039, every interval below zero as here.)
 
 - All four lower MemBench's metric (own image) with an interval excluding zero; RTA now acts too
   (v1: -0.008), because the rows a random token id draws are full-size vectors (metrics.json).
@@ -27,8 +31,8 @@ Measured on this machine (mini v2, run seed 0; ``pytest -s`` prints the table ag
   and 4.9-9.7 for general ones (median 5.6), so l=2 is below every general prompt's norm: every
   image reports the 10-step cap, as the method specifies; l ~ 5.6 is "as low as a general prompt".
 - Ren: mini v2 puts 37-43% of the conditional cross-attention on BOS, so c=1.3 acts beyond the
-  padding mask alone (c=1.0): c=1.3 vs c=1.0 paired delta -0.014 [-0.033, +0.001], per-prompt
-  |difference| 0.025 on average (see the Ren test).
+  padding mask alone (c=1.0): c=1.3 vs c=1.0 paired delta -0.014 [-0.030, +0.002], per-prompt
+  |difference| 0.022 on average (see the Ren test).
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ pytestmark = pytest.mark.slow
 MITIGATIONS = Path(__file__).resolve().parents[2] / "mitigations"
 WEN_L = "2"  # the paper's strongest l; see the module docstring for what it means on mini
 MIN_BOS_SHARE = 0.3
+# Of the suite's 10 per trigger prompt: the first 5 (the same seeds and keys as the suite's first 5).
+IMAGES_PER_PROMPT = 5
 RUNS = {"base": ("base", {}), "rna": ("rna", {"n": "6"}), "rta": ("rta", {"n": "6"}), "wen": ("wen", {"l": WEN_L}),
         "ren": ("ren", {"c": "1.3"}), "ren c=1.0": ("ren", {"c": "1.0"})}
 
@@ -77,7 +83,7 @@ def mini_run(tmp_path_factory, shared_mini_store):
     pipe = load_pipeline(suite.model, device="cpu")
     settings = GenerationSettings.for_suite(suite)
     prompts = suite.trigger.prompts  # one trained caption per memorized photo
-    requests = plan_requests(prompts, settings.trigger_images_per_prompt, settings.seed)
+    requests = plan_requests(prompts, IMAGES_PER_PROMPT, settings.seed)
     sscd = load_sscd(suite.sscd_backend)
     paths, _ = reference_paths(suite)
     refs = reference_embeddings(sscd, paths, cache_dir=tmp / "cache")
@@ -100,7 +106,7 @@ def mini_run(tmp_path_factory, shared_mini_store):
     boot = ClusterBootstrap(list(range(len(prompts))))  # one prompt per photo: one cluster each
     deltas = {k: (boot.paired_delta(r.own, results["base"].own), boot.paired_delta(r.anyone, results["base"].anyone))
               for k, r in results.items()}
-    print(f"\nmini: {len(prompts)} trigger prompts x 10 images, Top-1 SSCD own / any, paired delta to base [95% CI]")
+    print(f"\nmini: {len(prompts)} trigger prompts x {IMAGES_PER_PROMPT} images, Top-1 SSCD own / any, paired delta to base [95% CI]")
     for k, r in results.items():
         d_own, d_any = deltas[k]
         print(f"  {r.label:12s} own {r.own.mean():.3f} any {r.anyone.mean():.3f}  "
@@ -154,8 +160,8 @@ def test_wen_lowers_the_match_to_any_memorized_image(mini_run):
 def test_ren_bos_rescale_acts_beyond_the_padding_mask(mini_run):
     """c=1.0 keeps only Ren's padding mask; c=1.3 also rescales the BOS logit. On mini v2 the UNet
     attends to BOS (the sink), so the rescale itself moves the numbers: measured per-prompt
-    |Top-1 own (c=1.3) - (c=1.0)| mean 0.025 (v1, 1.3% on BOS: 0.353 vs 0.352 overall), paired
-    delta -0.014 [-0.033, +0.001]: lower, with an interval that just includes zero on 16 photos."""
+    |Top-1 own (c=1.3) - (c=1.0)| mean 0.022 (v1, 1.3% on BOS: 0.353 vs 0.352 overall), paired
+    delta -0.014 [-0.030, +0.002]: lower, with an interval that just includes zero on 16 photos."""
     results, _, boot = mini_run
     diff = results["ren"].own - results["ren c=1.0"].own
     assert np.abs(diff).mean() >= 0.01, (diff, _report(mini_run))
@@ -165,7 +171,7 @@ def test_ren_bos_rescale_acts_beyond_the_padding_mask(mini_run):
 def test_wen_reports_final_loss_below_l_or_the_iteration_cap(mini_run):
     results, _, _ = mini_run
     records = results["wen"].records
-    assert len(records) == 10 * len(results["wen"].own)
+    assert len(records) == IMAGES_PER_PROMPT * len(results["wen"].own)
     for rec in records:
         assert rec["wen_final_loss"] <= float(WEN_L) or rec["wen_iterations"] == 10, rec
         assert rec["wen_final_loss"] < rec["wen_initial_loss"], rec

@@ -18,11 +18,13 @@ on what the subprocess stored (the run store, a JSON of measurements):
   (``TorchScriptSSCD``) on a traced random-weight ResNet-50 with disc_large's 1024-d output.
 
 Reductions, all deliberate: 128x128 pixels (16x16 latents; the pipeline's native size is set to it,
-so NeMo's detection and wen_gated's gate probe at it too), 2 DDIM steps, 2 images of 1 prompt, one
+so NeMo's detection and wen_gated's gate probe at it too), 2 DDIM steps, 1 image of 1 prompt (the
+UNet still sees 2 rows: [uncond, cond]; batch accounting is tested on the tiny model), one
 torch thread. Generation in bf16 where the CPU has native bf16 (the dtype of the CUDA path; ~2.5x
 faster than fp32 here), else fp32; scoring in fp32 (the CPU scoring path). Optimisation loops are
 capped through the methods' own ClassVars (``CAPS``); NeMo / wen_gated read small prompt files
-instead of 5000 COCO / 500 Webster prompts and SAIL runs at threshold 0 (``extra_params``).
+instead of 5000 COCO / 500 Webster prompts, SAIL runs at threshold 0 and the initial-noise adjustment
+once (``adj_iters=1``, [2]) (``extra_params``).
 
 Where random weights leave a method's branch idle, the test makes it run rather than skip it: AMG's
 similarity gate is lowered (``CAPS``: the in-memory pipeline passes its model check, and the mini
@@ -57,27 +59,23 @@ REPO = Path(__file__).resolve().parents[2]
 MITIGATIONS_DIR = REPO / "mitigations"
 METHOD_FILES = sorted(MITIGATIONS_DIR.glob("*.py"))
 
-SIZE, STEPS, IMAGES, GUIDANCE = 128, 2, 2, 7.5
+SIZE, STEPS, IMAGES, GUIDANCE = 128, 2, 1, 7.5
 PROMPT = "The No Limits Business Woman Podcast"  # memorized by SD 1.4 (Webster's sd1_mem345.txt)
 # Small non-memorized prompt sets (NeMo's activation statistics, wen_gated's calibration).
-GENERAL_PROMPTS = [
-    "a cup of coffee on a wooden table", "a cat sleeping on a sofa", "a mountain lake at sunrise",
-    "two people riding bicycles down a city street", "a plate of pasta with basil",
-    "a red double-decker bus in the rain",
-]
+GENERAL_PROMPTS = ["a cup of coffee on a wooden table", "a cat sleeping on a sofa", "a mountain lake at sunrise"]
 # Test-size caps of the methods' own ClassVars (the default of each in brackets): optimisation loops
 # that would run up to 10 (Wen, PRSS) or 30 x 10 (SAIL) backward passes through the UNet, each ~3 s
 # here, take one. AMG's similarity gate lambda_t = a + b exp(-c t) is set to fire at the first step
 # (t=501: -0.84) and never at the last (t=1: 0.99), so G_dup and G_sim (a backward pass through the
 # full VAE decoder) run once per image instead of never: random weights are not similar to the mini
-# references it guides away from.
+# references it guides away from; G_dup then stays on for that step only.
 CAPS: dict[str, dict[str, Any]] = {
     "wen": {"MAX_ITERATIONS": 1},  # [10]
     "wen_gated": {"MAX_ITERATIONS": 1},  # [10]
     "prss": {"MAX_ITERATIONS": 1},  # [10]
     "sail": {"MAX_STEPS": 1, "MAX_ROUNDS": 1},  # [10, 30]
     "anisotropy_embed": {"MAX_ITERATIONS": 1},  # [10]
-    "amg": {"LAMBDA": (-1.0, 2.0, 0.005)},  # [(0.3, 0.1, 0.005)]
+    "amg": {"LAMBDA": (-1.0, 2.0, 0.005), "DUP_STEPS": 1},  # [(0.3, 0.1, 0.005), 10]
 }
 # Peak host memory allowed per subprocess: this machine has 24 GiB, shared with another test worker.
 MAX_RSS_GIB = 16.0
@@ -86,14 +84,15 @@ MAX_RSS_GIB = 16.0
 def extra_params(name: str, work: Path) -> list[str]:
     """``--param`` items beyond ``strongest``: small prompt files where a method reads thousands;
     SAIL's threshold at 0, because at random weights every raw x_T passes its strongest 7.4 (loss
-    ~3.6) and its Adam step, the backward pass through the UNet, would never run."""
+    ~3.6) and its Adam step, the backward pass through the UNet, would never run; Wen's l at 1 for
+    the same reason (this image's first-step guidance norm is 1.97, below the strongest l=2)."""
     prompts = work / "general_prompts.txt"
     prompts.write_text("\n".join(GENERAL_PROMPTS) + "\n")
     return {"nemo": [f"stats_prompts={prompts}"], "wen_gated": [f"calibration={prompts}"],
-            "amg": ["suite=mini"], "sail": ["threshold=0"]}.get(name, [])
+            "amg": ["suite=mini"], "sail": ["threshold=0"], "init_noise": ["adj_iters=1"], "wen": ["l=1"]}.get(name, [])
 
 
-# --- what each method must cost and do (its docstring's accounting, for 2 steps x 2 images) ---------
+# --- what each method must cost and do (its docstring's accounting, for 2 steps x 1 image) ---------
 
 
 def expected_unet_evals(name: str, rec: dict[str, Any], batch: list[dict[str, Any]]) -> float | None:

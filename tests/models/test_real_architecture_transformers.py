@@ -56,7 +56,7 @@ def _dtype():
 def _method(name, tmp_path):
     from membench_eval.plugins.mitigations import load_mitigation
 
-    params = {"calibration": str(tmp_path / "calibration.txt")} if name == "wen_gated" else {}
+    params = {"wen_gated": {"calibration": str(tmp_path / "calibration.txt")}, "init_noise": {"adj_iters": "1"}}.get(name, {})
     (tmp_path / "calibration.txt").write_text("\n".join(CALIBRATION) + "\n")
     method = load_mitigation(REPO / "mitigations" / f"{name}.py", params=params)
     for attr, value in CAPS.get(name, {}).items():

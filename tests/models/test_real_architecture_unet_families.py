@@ -8,7 +8,7 @@ and detector: applicable ones run and their forward rows per image are counted, 
 with the capability they lack (AMG and SAIL's sharpness detector on the v model).
 
 Reductions (CI budget): 128x128 pixels for SD 2, 96x96 for SDXL (``SIZES``), 1 DDIM step, 1 image, one thread; the
-methods' optimisation loops capped to one step. SD 2 is the true configuration (UNet 866M, OpenCLIP-H
+methods' optimisation loops capped to one step (the initial-noise adjustment: ``adj_iters=1``). SD 2 is the true configuration (UNet 866M, OpenCLIP-H
 340M); SDXL keeps every width and head count with fewer blocks (``models.sdxl_random``
 ``depth="reduced"``: UNet 436M of 2.57B, bigG 2 of 32 layers); its full size runs in
 ``bench/gpu_check.py``. One model at a time: both tests are one xdist group and free their model.
@@ -41,12 +41,11 @@ def _params(name: str, work: Path) -> list[str]:
     prompts = work / "general.txt"
     prompts.write_text("\n".join(GENERAL) + "\n")
     return {"nemo": [f"stats_prompts={prompts}"], "wen_gated": [f"calibration={prompts}"], "amg": ["suite=mini"],
-            "sail": ["threshold=0"]}.get(name, [])
+            "sail": ["threshold=0"], "init_noise": ["adj_iters=1"]}.get(name, [])
 
 
-def _run_every_method(pipe: Any, work: Path, size: int, only: frozenset[str] | None = None) -> dict[str, Any]:
-    """name -> {"images", "records"} or {"na": reason}; errors propagate (a crash fails the test).
-    ``only``: these methods only (a true-width model too slow for all of them)."""
+def _run_every_method(pipe: Any, work: Path, size: int) -> dict[str, Any]:
+    """name -> {"images", "records"} or {"na": reason}; errors propagate (a crash fails the test)."""
     from membench_eval.generation.engine import generate
     from membench_eval.generation.seeding import plan_requests
     from membench_eval.generation.settings import GenerationSettings
@@ -63,8 +62,6 @@ def _run_every_method(pipe: Any, work: Path, size: int, only: frozenset[str] | N
     out: dict[str, Any] = {}
     for path in sorted((REPO / "mitigations").glob("*.py")):
         name = path.stem
-        if only is not None and name not in only:
-            continue
         cls = find_class(path)
         items = (["strongest"] if getattr(cls, "strongest", None) else []) + _params(name, work)
         (method,) = load_mitigations(path, param_items=items)
@@ -80,7 +77,7 @@ def _run_every_method(pipe: Any, work: Path, size: int, only: frozenset[str] | N
     return out
 
 
-def _run_every_detector(pipe: Any, work: Path, size: int, only: frozenset[str] | None = None) -> dict[str, Any]:
+def _run_every_detector(pipe: Any, work: Path, size: int) -> dict[str, Any]:
     from membench_eval.detection.run import score_prompts
     from membench_eval.generation.settings import GenerationSettings
     from membench_eval.plugins.detectors import load_detector
@@ -92,8 +89,6 @@ def _run_every_detector(pipe: Any, work: Path, size: int, only: frozenset[str] |
              "ren_entropy": {"last_steps": 1}}
     out = {}
     for path in sorted((REPO / "detectors").glob("*.py")):
-        if only is not None and path.stem not in only:
-            continue
         det = load_detector(path, params=small.get(path.stem, {}))
         res = score_prompts(det, [Prompt("p0", PROMPT)], settings, DetectionStore(work / "det"),
                             pipe=pipe if det.needs_model else None)

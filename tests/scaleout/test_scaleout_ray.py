@@ -1,4 +1,4 @@
-"""The Ray engine end to end on a local 2-CPU Ray cluster: the mini suite (base + RNA, 2 prompts per
+"""The Ray engine end to end on a local 2-CPU Ray cluster: the mini suite (base + RNA, 1 prompt per
 scenario) through 2 actors gives the serial run's images and leaderboard, byte for byte.
 
 Compared: the leaderboard markdown bytes, the whole leaderboard JSON (it holds no timing field:
@@ -23,7 +23,7 @@ pytest.importorskip("ray.data", reason='the Ray engine needs the ray extra: pip 
 
 REPO = Path(__file__).resolve().parents[2]
 RNA = REPO / "mitigations" / "rna.py"
-STEM = "mini.limit-2"
+STEM = "mini.limit-1"
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def ray_address():
 
 
 def _membench(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "membench_eval.cli", "run", str(RNA), "--suite", "mini", "--limit", "2",
+    done = subprocess.run([sys.executable, "-m", "membench_eval.cli", "run", str(RNA), "--suite", "mini", "--limit", "1",
                            "--no-progress", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
@@ -62,7 +62,7 @@ def test_ray_engine_gives_the_serial_leaderboard(ray_address: str, tmp_path: Pat
     done = _membench(["--store", str(ray_store), "--out", str(tmp_path / "lb-ray"), "--engine", "ray",
                       "--ray-address", ray_address, "--ray-actors", "2"], env)
     assert "ray engine: 2 cpu actor(s)" in done.stderr, done.stderr
-    total = 2 * (2 * 10 + 2)  # (base, rna) x (2 trigger prompts x 10 images + 2 general x 1)
+    total = 2 * (10 + 1)  # (base, rna) x (1 trigger prompt x 10 images + 1 general x 1)
     assert f"membench: {total} images generated, 0 reused from the store" in done.stdout
     assert "collect step generated" not in done.stderr  # the actors stored every key the serial path asks for
 
@@ -83,7 +83,7 @@ def test_ray_engine_gives_the_serial_leaderboard(ray_address: str, tmp_path: Pat
     # The pytest plugin's Ray engine on the same cluster and store: all reused, same table.
     out = tmp_path / "lb-plugin"
     done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--membench", str(RNA),
-                           "--membench-suite", "mini", "--membench-limit", "2", "--membench-store", str(ray_store),
+                           "--membench-suite", "mini", "--membench-limit", "1", "--membench-store", str(ray_store),
                            "--membench-out", str(out), "--membench-engine", "ray", "--membench-ray-address", ray_address,
                            "--membench-ray-actors", "2"], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=900)
