@@ -87,9 +87,10 @@ def shared_mini_store(tmp_path_factory: pytest.TempPathFactory) -> Any:
     count what a run generated or reused, nor for tests that write into the store by hand.
 
     Why: the mini mitigations run (the first 5 images of each of the 16 trigger prompts) and the
-    mini CLIP trade-off test (all 10) both generate base and RNA n=6 under the same keys; the store
-    is content-addressed and takes concurrent writers (claims), so whichever test comes second, on
-    either worker, reuses those 160 images instead of making them again. Under xdist every worker's base temp folder
+    mini CLIP trade-off test (all 10 of the first 8 prompts) both generate base and RNA n=6 under
+    the same keys; the store is content-addressed and takes concurrent writers (claims), so
+    whichever test comes second, on either worker, reuses those 80 images instead of making them
+    again. Under xdist every worker's base temp folder
     (``popen-gwN``) sits in the session's, which is where the store goes."""
     import os
 
