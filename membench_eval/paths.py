@@ -12,6 +12,9 @@ PACKAGE_ROOT = Path(__file__).resolve().parent
 # benchmark_data/ lives beside the package in a source checkout.
 BENCHMARK_DATA = PACKAGE_ROOT.parent / "benchmark_data"
 MINI_DIR = BENCHMARK_DATA / "mini"
+# The mini's training captions: attribution's and the MLM search's vocabulary (mitigations/wen_gated.py
+# spells the path itself: editing a bundled method's file changes its store keys).
+MINI_CAPTIONS = MINI_DIR / "training_captions.json"
 MINI_SD3_DIR = BENCHMARK_DATA / "mini_sd3"  # mini-sd3: the mini on SD3's architecture
 
 

@@ -94,13 +94,13 @@ def _scorer(args: argparse.Namespace, suite):  # noqa: ANN001, ANN202
 
 def _captions(args: argparse.Namespace, suite):  # noqa: ANN001, ANN202
     from membench_eval.analysis.duplication import load_captions
-    from membench_eval.paths import MINI_DIR
+    from membench_eval.paths import MINI_CAPTIONS
     from membench_eval.suites.mini import MINI_SUITES
 
     if args.captions is not None:
         return load_captions(args.captions)
     if suite.name in MINI_SUITES:
-        return load_captions(MINI_DIR / "training_captions.json")
+        return load_captions(MINI_CAPTIONS)
     return None
 
 

@@ -81,15 +81,14 @@ def suite_texts(suite_name: str) -> list[str]:
     the mini suite, the captions its model was trained on (``training_captions.json``)."""
     import json
 
-    from membench_eval.paths import MINI_DIR
+    from membench_eval.paths import MINI_CAPTIONS
     from membench_eval.suites.mini import MINI_SUITES
     from membench_eval.suites import get_suite
 
     suite = get_suite(suite_name)
     texts = [p.text for s in suite.prompt_sets() for p in s.prompts]
-    captions = MINI_DIR / "training_captions.json"
-    if suite_name in MINI_SUITES and captions.is_file():
-        texts += nested_strings(json.loads(captions.read_text(encoding="utf-8")))
+    if suite_name in MINI_SUITES and MINI_CAPTIONS.is_file():
+        texts += nested_strings(json.loads(MINI_CAPTIONS.read_text(encoding="utf-8")))
     return texts
 
 
