@@ -38,5 +38,6 @@ def load_mini_suite(root: Path | None = None, name: str = "mini") -> Suite:
     model = root / MODEL_DIR
     if not (model / "model_index.json").is_file():
         raise MissingWeightsError(f"{model}: {name} model folder is missing; rebuild with "
-                                  f"`python benchmark_data/{mini_folder(name).name}/build.py`")
+                                  f"`python benchmark_data/{mini_folder(name).name}/build.py` (needs scikit-image: "
+                                  "both builds draw the mini's dataset)")
     return load_suite_file(mini_folder(name) / SUITE_FILE, builtin=True, base_dir=root)

@@ -109,8 +109,11 @@ def test_bad_mini_data_names_file_row_field(tmp_path: Path) -> None:
     root = tmp_path / "mini"
     shutil.copytree(MINI / "references", root / "references")
     shutil.copy(MINI / "general_prompts.txt", root / "general_prompts.txt")
-    with pytest.raises(MissingWeightsError, match="model"):
+    with pytest.raises(MissingWeightsError, match=r"mini model folder is missing; rebuild with "
+                       r"`python benchmark_data/mini/build.py` \(needs scikit-image"):
         load_mini_suite(root)
+    with pytest.raises(MissingWeightsError, match=r"mini-sd3 model folder is missing; .*benchmark_data/mini_sd3/build.py"):
+        load_mini_suite(root, name="mini-sd3")
     (root / "model").mkdir()
     (root / "model" / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
     (root / "trigger_prompts.csv").write_text(",prompt,urls\n0,a cat,mini://chelsea.png\n1,a dog,mini://dog.png\n")
