@@ -15,7 +15,7 @@ tokenizer; SD 2 pads with ``!`` (id 0) where SD 1.x pads with the end token, whi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from membench_eval.models.sd14 import FILL_VERSION, UNET as SD14_UNET, VAE as SD14_VAE
 
@@ -49,6 +49,11 @@ TEXT_ENCODER: dict[str, Any] = {
     "layer_norm_eps": 1e-05,
 }
 
+# ``depth="reduced"``: every width, head count and the 1024-d cross-attention kept, fewer blocks
+# (diffusers' layers_per_block: 1 resnet + attention per down level instead of 2, 2 per up level
+# instead of 3) and 2 of the text tower's 23 layers.
+REDUCED: dict[str, dict[str, Any]] = {"unet": {"layers_per_block": 1}, "text_encoder": {"num_hidden_layers": 2}}
+
 SCHEDULER: dict[str, Any] = {
     "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000,
     "clip_sample": False, "set_alpha_to_one": False, "steps_offset": 1, "prediction_type": "v_prediction",
@@ -57,11 +62,13 @@ SCHEDULER: dict[str, Any] = {
 
 def build_sd2_pipeline(
     dtype: "torch.dtype | None" = None, device: "str | torch.device" = "cpu", *, image_size: int = 768,
-    v_prediction: bool = True, seed: int = 0,
+    v_prediction: bool = True, depth: Literal["full", "reduced"] = "full", seed: int = 0,
 ) -> "StableDiffusionPipeline":
     """SD 2's UNet (866M), VAE (84M) and OpenCLIP-H text encoder (340M) with random weights, DDIM
     (v-prediction for the 768 model, epsilon for -base), SDPA. ``image_size`` as in
-    ``build_sd14_pipeline`` (the native size methods probe at)."""
+    ``build_sd14_pipeline`` (the native size methods probe at). ``depth="reduced"`` (``REDUCED``,
+    what CI runs): the same widths, heads and text width with fewer blocks, UNet 1 resnet and 1
+    transformer per level where SD 2 has 2 (2 where it has 3 on the way up), text tower 2 layers."""
     import torch
 
     from membench_eval.models.sd14 import assemble_random_sd_pipeline
@@ -70,10 +77,14 @@ def build_sd2_pipeline(
         raise ValueError(f"build_sd2_pipeline: image_size must be a positive multiple of 8, got {image_size}")
     dtype = dtype or torch.float32
     device = torch.device(device)
-    unet_cfg = {**UNET, "sample_size": image_size // 8, "upcast_attention": v_prediction}
+    if depth not in ("full", "reduced"):
+        raise ValueError(f"build_sd2_pipeline: depth must be 'full' or 'reduced', got {depth!r}")
+    cut = REDUCED if depth == "reduced" else {"unet": {}, "text_encoder": {}}
+    unet_cfg = {**UNET, **cut["unet"], "sample_size": image_size // 8, "upcast_attention": v_prediction}
     vae_cfg = {**VAE, "sample_size": image_size}
+    text_cfg = {**TEXT_ENCODER, **cut["text_encoder"]}
     sched_cfg = {**SCHEDULER, "prediction_type": "v_prediction" if v_prediction else "epsilon"}
-    spec = {"unet": unet_cfg, "vae": vae_cfg, "text_encoder": TEXT_ENCODER, "scheduler": sched_cfg,
+    spec = {"unet": unet_cfg, "vae": vae_cfg, "text_encoder": text_cfg, "scheduler": sched_cfg,
             "fill": FILL_VERSION, "seed": seed}
-    return assemble_random_sd_pipeline(unet_cfg, vae_cfg, TEXT_ENCODER, sched_cfg, seed=seed, device=device,
+    return assemble_random_sd_pipeline(unet_cfg, vae_cfg, text_cfg, sched_cfg, seed=seed, device=device,
                                        dtype=dtype, spec=spec, tag="sd2-random")

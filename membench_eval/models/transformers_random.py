@@ -59,9 +59,10 @@ FILL_VERSION = "tile-uniform-v1"
 
 
 def build_sd3_pipeline(dtype: Any = None, device: Any = "cpu", *, image_size: int = 1024, num_layers: int = 24,
-                       seed: int = 0) -> Any:
+                       clip_g_layers: int = 32, seed: int = 0) -> Any:
     """SD3-medium (``num_layers`` of its 24 joint blocks; the last one is always the
-    context-pre-only block), CLIP-L + CLIP-G at full size, no T5."""
+    context-pre-only block), CLIP-L at full size, CLIP-G at full width with ``clip_g_layers`` of
+    its 32 layers, no T5."""
     import torch
     from diffusers import SD3Transformer2DModel, StableDiffusion3Pipeline
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection
@@ -70,13 +71,14 @@ def build_sd3_pipeline(dtype: Any = None, device: Any = "cpu", *, image_size: in
 
     from membench_eval.models.tokenizer import build_clip_tokenizer
 
+    clip_g = {**CLIP_G, "num_hidden_layers": clip_g_layers}
     configs = {"transformer": {**SD3_TRANSFORMER, "num_layers": num_layers, "sample_size": image_size // 8},
-               "vae": {**SD3_VAE, "sample_size": image_size}, "text_encoder": CLIP_L, "text_encoder_2": CLIP_G}
+               "vae": {**SD3_VAE, "sample_size": image_size}, "text_encoder": CLIP_L, "text_encoder_2": clip_g}
     with torch.device("meta"):
         parts = {"transformer": SD3Transformer2DModel(**configs["transformer"]),
                  "vae": _autoencoder(configs["vae"]),
                  "text_encoder": CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_L)),
-                 "text_encoder_2": CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_G))}
+                 "text_encoder_2": CLIPTextModelWithProjection(CLIPTextConfig(**clip_g))}
     _fill(parts, seed, device, dtype or torch.float32)
     pipe = StableDiffusion3Pipeline(
         **parts, tokenizer=build_clip_tokenizer(), tokenizer_2=build_clip_tokenizer(), text_encoder_3=None,

@@ -2,12 +2,14 @@
 
 Why: the tiny-config tests (``test_transformer_families.py``) run 32-wide models, so nothing else
 executes SD3's 1536-wide, 24-head joint blocks on a 77 + 256 token text sequence with CLIP-L and
-CLIP-G at full size (the 2048-d pooled vector), or FLUX's 3072-wide double- and single-stream
+CLIP-G at full width (the 2048-d pooled vector), or FLUX's 3072-wide double- and single-stream
 blocks with T5-XXL's 4096-d tokens and the guidance input.
 
 Reductions, all deliberate (the CI budget is minutes, not hours): SD3 keeps 2 of its 24 joint
-blocks (the second is the context-pre-only last block) and runs without T5 (SD3 allows it; T5-XXL's
-4.7B parameters do not fit the budget); FLUX keeps 1 of 19 double and 1 of 38 single blocks (12B
+blocks (the second is the context-pre-only last block), CLIP-G 2 of its 32 layers (1280 wide, 20 heads, as SDXL's bigG
+in ``test_real_architecture_unet_families.py``; the whole tower took 2.6 of the 3.3 s each
+guidance encoding cost, and a run encodes once per method and detector), and runs without T5 (SD3
+allows it; T5-XXL's 4.7B parameters do not fit the budget); FLUX keeps 1 of 19 double and 1 of 38 single blocks (12B
 does not fit 24 GiB), T5 at full width with 1 of 24 layers, and a 256-token T5 sequence
 (schnell's; dev's is 512). 64x64 pixels, 1 step, 1 image per method, one torch thread, fp32 (bf16
 where the CPU has native bf16). Optimisation loops are capped through the methods' ClassVars, as
@@ -133,13 +135,15 @@ def test_sd3_medium_widths_every_applicable_method(tmp_path, subtests):
     from membench_eval.models.transformers_random import build_sd3_pipeline
 
     torch.set_num_threads(1)
-    pipe = build_sd3_pipeline(_dtype(), image_size=SIZE, num_layers=2)
+    pipe = build_sd3_pipeline(_dtype(), image_size=SIZE, num_layers=2, clip_g_layers=2)
     family = family_for(pipe)
     cond = family.encode([PROMPT])
     assert tuple(cond.embeds.shape) == (1, 77 + 256 + 1, 4096) and tuple(cond.pooled.shape) == (1, 2048)
     layers = family.attention_layers()
     assert [(layer.role, layer.module.heads) for layer in layers] == [("joint", 24)] * 2
-    assert sum(p.numel() for p in pipe.text_encoder_2.parameters()) == pytest.approx(694.7e6, rel=1e-3)
+    clip_g = pipe.text_encoder_2  # 104.3M of 694.7M: every width, 2 of 32 layers
+    assert sum(p.numel() for p in clip_g.parameters()) == pytest.approx(104.34e6, rel=1e-3)
+    assert (clip_g.config.hidden_size, clip_g.config.num_attention_heads, clip_g.config.num_hidden_layers) == (1280, 20, 2)
     from membench_eval.models.capabilities import not_applicable
 
     na = {n for n in METHOD_NAMES if not_applicable(_method(n, tmp_path), family) is not None}

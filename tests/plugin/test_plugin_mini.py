@@ -1,8 +1,9 @@
 """The pytest plugin end to end on the mini suite: base + RNA, store reuse, xdist, gates, CLI.
 
 One test with sequential steps (they share one run store, so order matters and a split across
-xdist workers would race): first run generates; later runs must reuse every image and give the
-same leaderboard byte for byte (serial, `-n 2`, and `membench run`).
+xdist workers would race): the first run generates; `membench run` on its store must reuse every
+image, and `-n 2` on a fresh store must make the same PNG bytes; every run gives the same
+leaderboard byte for byte.
 """
 
 from __future__ import annotations
@@ -141,35 +142,32 @@ def test_plugin_on_mini_base_and_rna(pytester: pytest.Pytester, tmp_path_factory
     _recompute(board)
     _check_per_prompt_against_store(board, store)
 
-    # 2. pytest-xdist on the same store: nothing generated, the same leaderboard written once by the
-    #    controller, and a failing gate fails the run with the numbers and their intervals.
-    r2 = pytester.runpytest_subprocess(*common, "--membench-out", str(out2), "-n", "2",
-                                       "--membench-gate", "top1_sscd < -1", "--membench-gate", "top1_sscd <= 1.0")
-    assert r2.ret == 1, r2.stdout.str()
-    r2.stdout.fnmatch_lines(["*membench gate failed:*",
-                             "*rna n=6: top1_sscd < -1: FAILED; top1_sscd = *[[]95% CI *",
-                             "*rna n=6: top1_sscd <= 1.0: passed*",
-                             "*membench: 0 images generated, * reused from the store*",
-                             "*1 failed, 12 passed*"])
-    assert (out2 / (STEM + ".md")).read_text() == md
-    assert json.loads((out2 / (STEM + ".json")).read_text()) == board
-
-    # 3. `membench run` (no pytest) gives the same leaderboard from the same library.
-    #    (A subprocess: pytester restores sys.modules after the test, so libraries first imported
-    #    in-process here would be dropped and re-imported half-way by later tests.)
+    # 2. `membench run` (no pytest) on the same store: nothing generated, the same leaderboard from
+    #    the same library. (A subprocess: pytester restores sys.modules after the test, so libraries
+    #    first imported in-process here would be dropped and re-imported half-way by later tests.)
     done = subprocess.run([sys.executable, "-m", "membench_eval.cli", "run", str(RNA), "--suite", "mini", "--limit",
-                           "2", "--subset", "stratified", "--param", "n=6", "--store", str(store), "--out", str(out3),
+                           "2", "--subset", "stratified", "--param", "n=6", "--store", str(store), "--out", str(out2),
                            "--no-progress"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert (out3 / (STEM + ".md")).read_text() == md
+    assert "membench: 0 images generated, " in done.stdout and " reused from the store" in done.stdout, done.stdout
+    assert (out2 / (STEM + ".md")).read_text() == md
 
-    # 4. pytest-xdist on a FRESH store generates the same PNG bytes under the same keys, and the
-    #    same leaderboard bytes, as the serial run (fixed-shape batches; chunks kept on one worker).
-    fresh, out4 = tmp_path_factory.mktemp("fresh-store"), tmp_path_factory.mktemp("lb4")
+    # 3. pytest-xdist on a FRESH store generates the same PNG bytes under the same keys, and the
+    #    same leaderboard bytes, as the serial run (fixed-shape batches; chunks kept on one worker);
+    #    the leaderboard is written once, by the controller, and a failing gate fails the run with
+    #    the numbers and their intervals.
+    fresh = tmp_path_factory.mktemp("fresh-store")
     fresh_args = [a if a != str(store) else str(fresh) for a in common]
-    r4 = pytester.runpytest_subprocess(*fresh_args, "--membench-out", str(out4), "-n", "2")
-    assert r4.ret == 0, r4.stdout.str()
-    assert (out4 / (STEM + ".md")).read_text() == md
+    r3 = pytester.runpytest_subprocess(*fresh_args, "--membench-out", str(out3), "-n", "2",
+                                       "--membench-gate", "top1_sscd < -1", "--membench-gate", "top1_sscd <= 1.0")
+    assert r3.ret == 1, r3.stdout.str()
+    r3.stdout.fnmatch_lines(["*membench gate failed:*",
+                             "*rna n=6: top1_sscd < -1: FAILED; top1_sscd = *[[]95% CI *",
+                             "*rna n=6: top1_sscd <= 1.0: passed*",
+                             "*membench: * images generated, 0 reused from the store*",
+                             "*1 failed, 12 passed*"])
+    assert (out3 / (STEM + ".md")).read_text() == md
+    assert json.loads((out3 / (STEM + ".json")).read_text()) == board
     serial, parallel = RunStore(store, shard="reader"), RunStore(fresh, shard="reader")
     assert {r["key"] for r in parallel.records()} == {r["key"] for r in serial.records()}
     for row in serial.records():
