@@ -77,6 +77,5 @@ def _compute(evaluation, plan, args: argparse.Namespace) -> tuple[list, dict | N
 
     outcome = run_on_ray(evaluation, plan, list(args.files), list(args.param))
     evaluation.counts.update(outcome.counts)
-    print(f"membench: ray engine: {outcome.actors} {outcome.device} actor(s); "
-          + ", ".join(f"{stage} {s:.1f} s" for stage, s in outcome.seconds.items()), file=sys.stderr)
+    print(f"membench: {outcome.summary()}", file=sys.stderr)
     return outcome.results, outcome.quality, outcome.problems

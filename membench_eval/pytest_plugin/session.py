@@ -55,6 +55,7 @@ class MembenchSession:
         self._prefetched: dict[tuple[str, str, str], "PromptResult"] = {}
         self._failed: dict[tuple[str, str, str], BaseException] = {}  # a failed chunk's other items
         self._ray_error: Exception | None = None  # --membench-engine ray: the cluster run's failure
+        self.ray_summary: str | None = None  # --membench-engine ray: actors and stage times, as the CLI prints
         self.terminated = False  # SIGTERM stopped the run (exit 143)
         self.is_worker = hasattr(config, "workerinput")
         # `pytest --membench FILE` with no test paths runs the benchmark only, not the project's
@@ -228,6 +229,7 @@ class MembenchSession:
         except MembenchError as exc:
             self._ray_error = exc
             return
+        self.ray_summary = outcome.summary()
         for r in outcome.results:
             self._prefetched[(r.label, r.role, r.prompt_id)] = r
         self.quality = outcome.quality
@@ -268,6 +270,8 @@ class MembenchSession:
             tr.write_line(f"membench: {self.gate_config.describe()}")
         for line in self.worker_problems + self.problems():
             tr.write_line(f"membench: {line}", yellow=True)
+        if self.ray_summary is not None:
+            tr.write_line(f"membench: {self.ray_summary}")
         if self.counts:
             tr.write_line(f"membench: {self.counts.get('generated', 0)} images generated, "
                           f"{self.counts.get('reused', 0)} reused from the store; "

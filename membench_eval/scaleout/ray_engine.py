@@ -60,6 +60,11 @@ class RayOutcome:
     device: str = "cpu"
     seconds: dict[str, float] = field(default_factory=dict)
 
+    def summary(self) -> str:
+        """The line both shells print after a cluster run: actors, device and each stage's time."""
+        return (f"ray engine: {self.actors} {self.device} actor(s); "
+                + ", ".join(f"{stage} {s:.1f} s" for stage, s in self.seconds.items()))
+
 
 def import_ray() -> Any:
     """``ray`` with Ray Data, or a MembenchError naming the install command."""
