@@ -90,22 +90,23 @@ def test_bad_method_or_parameter_under_xdist_is_a_usage_error(pytester: pytest.P
 
 
 @pytest.mark.slow
-def test_editing_a_method_regenerates_its_images(tmp_path: Path, capsys):
+def test_editing_a_method_regenerates_its_images(tmp_path: Path, capsys, tiny_suite_file: Path):
     from membench_eval.cli import main
 
     method = tmp_path / "suffix.py"
     method.write_text(METHOD)
-    args = ["run", str(method), "--suite", "mini", "--limit", "1", "--store", str(tmp_path / "store"),
+    # The tiny suite file: the mini's model at 32x32, one prompt, one image (base + the method: 2 images).
+    args = ["run", str(method), "--suite", str(tiny_suite_file), "--store", str(tmp_path / "store"),
             "--out", str(tmp_path / "lb"), "--no-progress", "--no-stored-baselines"]
     assert main(args) == 0
-    assert "22 images generated, 0 reused" in capsys.readouterr().out
-    first = json.loads((tmp_path / "lb" / "mini.limit-1.json").read_text())
+    assert "2 images generated, 0 reused" in capsys.readouterr().out
+    first = json.loads((tmp_path / "lb" / "tiny.json").read_text())
     assert main(args) == 0
-    assert "0 images generated, 22 reused" in capsys.readouterr().out
+    assert "0 images generated, 2 reused" in capsys.readouterr().out
     method.write_text(METHOD.replace("return prompt + \" \" + self.word", "return self.word"))  # same name, params
     assert main(args) == 0
-    assert "11 images generated, 11 reused" in capsys.readouterr().out  # only the edited method's images
-    again = json.loads((tmp_path / "lb" / "mini.limit-1.json").read_text())
+    assert "1 images generated, 1 reused" in capsys.readouterr().out  # only the edited method's image
+    again = json.loads((tmp_path / "lb" / "tiny.json").read_text())
     row = next(r for r in again["rows"] if r["label"] == "suffix word=painting")
     assert row["method_sha256"] == fingerprint_file(method).sha256 != next(
         r for r in first["rows"] if r["label"] == "suffix word=painting")["method_sha256"]
@@ -113,11 +114,13 @@ def test_editing_a_method_regenerates_its_images(tmp_path: Path, capsys):
 
 
 @pytest.mark.slow
-def test_hook_exception_shows_the_users_traceback(pytester: pytest.Pytester, tmp_path: Path, capsys):
+def test_hook_exception_shows_the_users_traceback(pytester: pytest.Pytester, tmp_path: Path, capsys,
+                                                 tiny_suite_file: Path):
     broken = tmp_path / "broken.py"
     broken.write_text(FAILING)
     result = pytester.runpytest_subprocess(*plugin_args(), "-p", "no:cacheprovider", "--membench", str(broken),
-                                           "--membench-limit", "1", "--membench-store", str(tmp_path / "store"),
+                                           "--membench-suite", str(tiny_suite_file),
+                                           "--membench-store", str(tmp_path / "store"),
                                            "--membench-out", str(tmp_path / "lb"))
     assert result.ret == 6  # the method's own exception: the same status as `membench run` (errors.EXIT_METHOD_RAISED)
     result.stdout.fnmatch_lines([
@@ -128,13 +131,13 @@ def test_hook_exception_shows_the_users_traceback(pytester: pytest.Pytester, tmp
         "TypeError: unsupported operand type(s) for /: 'str' and 'int'",
     ])
     # A run with failing items does not overwrite a good leaderboard.
-    assert (tmp_path / "lb" / "mini.limit-1.failed.md").is_file() and not (tmp_path / "lb" / "mini.limit-1.md").exists()
+    assert (tmp_path / "lb" / "tiny.failed.md").is_file() and not (tmp_path / "lb" / "tiny.md").exists()
     import subprocess
     import sys
 
     # A subprocess: pytester restores sys.modules after the test (in-process imports would be dropped).
-    done = subprocess.run([sys.executable, "-m", "membench_eval.cli", "run", str(broken), "--suite", "mini", "--limit",
-                           "1", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "lb"), "--no-progress"],
+    done = subprocess.run([sys.executable, "-m", "membench_eval.cli", "run", str(broken), "--suite", str(tiny_suite_file),
+                           "--store", str(tmp_path / "store"), "--out", str(tmp_path / "lb"), "--no-progress"],
                           capture_output=True, text=True, timeout=600)
     code, err = done.returncode, done.stderr
     assert code == 6 and "rewrite_prompt: raised TypeError" in err  # the same status as under pytest
