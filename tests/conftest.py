@@ -86,11 +86,11 @@ def shared_mini_store(tmp_path_factory: pytest.TempPathFactory) -> Any:
     the session: for tests that read what the engine made (images, scores), never for tests that
     count what a run generated or reused, nor for tests that write into the store by hand.
 
-    Why: the mini mitigations run (the first 5 images of each of the 16 trigger prompts) and the
-    mini CLIP trade-off test (all 10 of the first 8 prompts) both generate base and RNA n=6 under
-    the same keys; the store is content-addressed and takes concurrent writers (claims), so
-    whichever test comes second, on either worker, reuses those 80 images instead of making them
-    again. Under xdist every worker's base temp folder
+    Why: the mini mitigations run (the first 5 images of each of the 16 trigger prompts), the
+    mini CLIP trade-off test (all 10 of the first 8 prompts) and the suite-file test's built-in run
+    (all 10 of the first 3) generate base and RNA n=6 under the same keys; the store is
+    content-addressed and takes concurrent writers (claims), so whichever test comes later, on
+    either worker, reuses those images instead of making them again. Under xdist every worker's base temp folder
     (``popen-gwN``) sits in the session's, which is where the store goes."""
     import os
 
